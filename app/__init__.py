@@ -1,0 +1,31 @@
+"""The inference service: a Flask app serving one ONNX model over the Open Inference Protocol."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from . import rest
+from .dataplane import DataPlane
+from .logs import configure_logging
+from .metrics import Metrics
+from .model import OnnxModel
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Load, verify and warm up the model, then build the app around it."""
+    settings = settings or Settings.from_env(os.environ)
+    configure_logging()
+    model = OnnxModel.load(settings.model_dir, threads=settings.onnx_threads())
+    metrics = Metrics(model.card)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["dataplane"] = DataPlane(model, settings, metrics.observe_inference)
+    app.extensions["metrics"] = metrics
+
+    rest.init_app(app)
+    return app

@@ -1,0 +1,218 @@
+"""The protocol-independent data plane: health, metadata and inference.
+
+It speaks Python dicts and raises ServiceError subclasses; rest.py only translates HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from math import prod
+
+import numpy as np
+
+from .card import TensorSpec
+from .errors import BadRequest, ModelNotFound
+from .model import NUMPY_DTYPES, OnnxModel
+from .settings import Settings
+
+# numpy dtype kinds accepted for each V2 datatype: ints are fine for a float input, bools are not.
+ACCEPTED_KINDS = {
+    "BOOL": "b",
+    "FP16": "fiu",
+    "FP32": "fiu",
+    "FP64": "fiu",
+    "INT8": "iu",
+    "INT16": "iu",
+    "INT32": "iu",
+    "INT64": "iu",
+    "UINT8": "iu",
+}
+V2_DATATYPES = {np.dtype(t): name for name, t in NUMPY_DTYPES.items()}
+
+
+class DataPlane:
+    """One loaded, warmed-up model. Built only after warm-up, so being built means being ready."""
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        settings: Settings,
+        observe_inference: Callable[[float, int], None] = lambda seconds, rows: None,
+    ):
+        self.model = model
+        self.settings = settings
+        self._observe_inference = observe_inference
+
+    def live(self) -> dict:
+        return {"live": True}
+
+    def ready(self) -> dict:
+        return {"ready": True}
+
+    def server_metadata(self, server_name: str, server_version: str) -> dict:
+        return {"name": server_name, "version": server_version, "extensions": []}
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict:
+        card = self._card(name, version)
+        return {
+            "name": card.name,
+            "versions": [card.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [s.to_dict() for s in card.inputs],
+            "outputs": [s.to_dict() for s in card.outputs],
+        }
+
+    def model_ready(self, name: str, version: str | None = None) -> dict:
+        card = self._card(name, version)
+        return {"name": card.name, "ready": True}
+
+    def version(self) -> dict:
+        card = self.model.card
+        return {
+            "app": {"revision": self.settings.revision},
+            "model": {"name": card.name, "version": card.version, "sha256": card.sha256},
+        }
+
+    def infer(self, name: str, request: object, version: str | None = None) -> dict:
+        """V2 inference: named input tensors with shape, datatype and flat or nested data."""
+        card = self._card(name, version)
+        if not isinstance(request, dict):
+            raise BadRequest("the request body must be a JSON object with 'inputs'")
+        raw_inputs = request.get("inputs")
+        if not isinstance(raw_inputs, list) or not raw_inputs:
+            raise BadRequest("'inputs' must be a non-empty list of tensors")
+        specs = {s.name: s for s in card.inputs}
+        tensors: dict[str, np.ndarray] = {}
+        for i, raw in enumerate(raw_inputs):
+            if not isinstance(raw, dict):
+                raise BadRequest(f"inputs[{i}] must be an object with name, shape, datatype, data")
+            spec = specs.get(raw.get("name"))
+            if spec is None:
+                raise BadRequest(
+                    f"inputs[{i}].name {raw.get('name')!r} is not an input of model "
+                    f"{card.name!r}; its inputs are {sorted(specs)}"
+                )
+            if spec.name in tensors:
+                raise BadRequest(f"input {spec.name!r} is given twice")
+            if raw.get("datatype") != spec.datatype:
+                raise BadRequest(
+                    f"input {spec.name!r} has datatype {raw.get('datatype')!r}; "
+                    f"the model expects {spec.datatype}"
+                )
+            shape = raw.get("shape")
+            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+                raise BadRequest(f"input {spec.name!r}: shape must be a list of integers >= 0")
+            tensors[spec.name] = self._tensor(raw.get("data"), spec, f"input {spec.name!r}", shape)
+        if missing := sorted(specs.keys() - tensors.keys()):
+            raise BadRequest(f"inputs {missing} are missing")
+        outputs = self._run(tensors, self._requested_outputs(request.get("outputs")))
+        response = {
+            "model_name": card.name,
+            "model_version": card.version,
+            "outputs": [
+                {
+                    "name": out_name,
+                    "datatype": V2_DATATYPES.get(array.dtype, "BYTES"),
+                    "shape": list(array.shape),
+                    "data": array.ravel().tolist(),
+                }
+                for out_name, array in outputs.items()
+            ],
+        }
+        if "id" in request:
+            response["id"] = request["id"]
+        return response
+
+    def predict(self, request: object) -> dict:
+        """The simple form for people: {"instances": [[...], ...]} for a single-input model."""
+        card = self.model.card
+        if not isinstance(request, dict) or "instances" not in request:
+            raise BadRequest('the request body must be a JSON object {"instances": [[...], ...]}')
+        if len(card.inputs) != 1:
+            raise BadRequest(f"model {card.name!r} has several inputs: use the V2 infer endpoint")
+        tensor = self._tensor(request["instances"], card.inputs[0], "instances")
+        outputs = list(self._run({card.inputs[0].name: tensor}).values())
+        response = {
+            "predictions": outputs[0].tolist(),
+            "model": {"name": card.name, "version": card.version},
+        }
+        if len(outputs) > 1:
+            response["probabilities"] = outputs[1].tolist()
+        return response
+
+    def _card(self, name: str, version: str | None):
+        card = self.model.card
+        if name != card.name:
+            raise ModelNotFound(f"model {name!r} not found: this server serves {card.name!r}")
+        if version is not None and version != card.version:
+            raise ModelNotFound(
+                f"version {version!r} of model {name!r} not found: this server serves "
+                f"version {card.version!r}"
+            )
+        return card
+
+    def _requested_outputs(self, raw: object) -> list[str] | None:
+        if raw is None:
+            return None
+        known = self.model.output_names
+        if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
+            raise BadRequest("'outputs' must be a list of objects with a name")
+        names = [o.get("name") for o in raw]
+        if unknown := [n for n in names if n not in known]:
+            raise BadRequest(f"outputs {unknown} are not outputs of the model; it has {known}")
+        return names
+
+    def _tensor(
+        self, data: object, spec: TensorSpec, what: str, shape: list[int] | None = None
+    ) -> np.ndarray:
+        """Turn JSON data into the model's tensor, or say exactly what is wrong with it."""
+        if not isinstance(data, list):
+            raise BadRequest(f"{what}: data must be a list of numbers")
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError, OverflowError):
+            raise BadRequest(f"{what}: data must be a rectangular list of numbers") from None
+        if array.dtype.kind not in ACCEPTED_KINDS[spec.datatype]:
+            kind = "booleans" if array.dtype.kind == "b" else "non-numeric values"
+            if spec.datatype == "BOOL":
+                kind = "values other than true/false"
+            raise BadRequest(f"{what}: data holds {kind}; the model expects {spec.datatype}")
+        if shape is not None:
+            if array.size != prod(shape):
+                raise BadRequest(
+                    f"{what}: data has {array.size} values but shape {shape} needs {prod(shape)}"
+                )
+            array = array.reshape(shape)
+        expected = list(spec.shape)
+        if array.ndim != len(expected) or any(
+            want not in (-1, got) for want, got in zip(expected, array.shape, strict=True)
+        ):
+            raise BadRequest(
+                f"{what}: shape {list(array.shape)} does not match the model's {expected} "
+                "(-1 is the batch)"
+            )
+        rows = array.shape[0]
+        if rows == 0:
+            raise BadRequest(f"{what}: the batch is empty")
+        if rows > self.settings.max_batch_size:
+            raise BadRequest(
+                f"{what}: a batch of {rows} rows is over the limit of "
+                f"{self.settings.max_batch_size} (MAX_BATCH_SIZE)"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = array.astype(NUMPY_DTYPES[spec.datatype], copy=False)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise BadRequest(
+                f"{what}: values must be finite numbers (no NaN, no Infinity, "
+                f"nothing beyond the range of {spec.datatype})"
+            )
+        return array
+
+    def _run(self, tensors: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict:
+        started = time.perf_counter()
+        result = self.model.predict(tensors, outputs)
+        self._observe_inference(
+            time.perf_counter() - started, next(iter(tensors.values())).shape[0]
+        )
+        return result

@@ -1,0 +1,135 @@
+"""The HTTP layer: routes, JSON in and out, errors as {"error": ...}. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib import resources
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .dataplane import DataPlane
+from .errors import BadRequest, ServiceError, UnsupportedMediaType
+from .logs import log_request
+
+SERVER_NAME = "aiship"
+SERVER_VERSION = "0.1.0"
+
+bp = Blueprint("rest", __name__)
+
+
+def dataplane() -> DataPlane:
+    return current_app.extensions["dataplane"]
+
+
+def json_body() -> object:
+    """The request's JSON body; NaN and Infinity parse here and are refused by the data plane."""
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
+        )
+    try:
+        return json.loads(request.get_data(cache=False))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+@bp.get("/v2/health/live")
+def live():
+    return dataplane().live()
+
+
+@bp.get("/v2/health/ready")
+def ready():
+    return dataplane().ready()
+
+
+@bp.get("/v2")
+def server_metadata():
+    return dataplane().server_metadata(SERVER_NAME, SERVER_VERSION)
+
+
+@bp.get("/v2/models/<name>")
+@bp.get("/v2/models/<name>/versions/<version>")
+def model_metadata(name: str, version: str | None = None):
+    return dataplane().model_metadata(name, version)
+
+
+@bp.get("/v2/models/<name>/ready")
+@bp.get("/v2/models/<name>/versions/<version>/ready")
+def model_ready(name: str, version: str | None = None):
+    return dataplane().model_ready(name, version)
+
+
+@bp.post("/v2/models/<name>/infer")
+@bp.post("/v2/models/<name>/versions/<version>/infer")
+def infer(name: str, version: str | None = None):
+    return dataplane().infer(name, json_body(), version)
+
+
+@bp.post("/predict")
+def predict():
+    return dataplane().predict(json_body())
+
+
+@bp.get("/version")
+def version():
+    return dataplane().version()
+
+
+@bp.get("/metrics")
+def metrics():
+    exposition = current_app.extensions["metrics"]
+    return Response(exposition.exposition(), content_type=exposition.content_type)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    spec = resources.files("app").joinpath("openapi.json").read_bytes()
+    return Response(spec, content_type="application/json")
+
+
+def init_app(app: Flask) -> None:
+    """Register the routes, the error handlers and the per-request log and metrics."""
+    app.register_blueprint(bp)
+    app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.before_request(_start_timer)
+    app.after_request(_record)
+
+
+def _service_error(exc: ServiceError):
+    return jsonify(error=str(exc)), exc.status
+
+
+def _http_error(exc: HTTPException):
+    messages = {
+        404: f"no route {request.path}: see /openapi.json",
+        405: f"{request.method} is not allowed on {request.path}",
+        413: "the request body is over the limit of "
+        f"{current_app.config['MAX_CONTENT_LENGTH']} bytes (MAX_REQUEST_BYTES)",
+    }
+    message = messages.get(exc.code or 500, exc.description or exc.name)
+    return jsonify(error=message), exc.code
+
+
+def _unexpected_error(exc: Exception):
+    logging.getLogger("app").exception("unexpected error on %s %s", request.method, request.path)
+    return jsonify(error="internal error: see the server log"), 500
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _record(response: Response) -> Response:
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    route = request.url_rule.rule if request.url_rule else "<unmatched>"
+    current_app.extensions["metrics"].observe_request(
+        request.method, route, response.status_code, seconds
+    )
+    log_request(request.method, request.path, response.status_code, seconds)
+    return response

@@ -1,0 +1,71 @@
+"""The one bridge that hands step outputs on: GitHub Actions, Azure Pipelines, or a JSON file.
+
+GitHub: appended to $GITHUB_OUTPUT. Azure Pipelines (TF_BUILD set): `##vso[task.setvariable
+variable=NAME;isOutput=true]VALUE` on stdout. Anywhere: merged into $STEPS_OUTPUT_FILE when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def publish(outputs: Mapping[str, object], env: Mapping[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+    values = {name: _text(value) for name, value in outputs.items()}
+    for name in values:
+        if not NAME.match(name):
+            raise ValueError(f"output name {name!r} is not a valid identifier")
+    if env.get("GITHUB_OUTPUT"):
+        with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as f:
+            for name, value in values.items():
+                f.write(_github_entry(name, value))
+    if env.get("TF_BUILD"):
+        for name, value in values.items():
+            # Azure reads logging commands from stdout; a newline would end the command early.
+            sys.stdout.write(
+                f"##vso[task.setvariable variable={name};isOutput=true]"
+                f"{value.replace(chr(10), ' ')}\n"
+            )
+        sys.stdout.flush()
+    if env.get("STEPS_OUTPUT_FILE"):
+        _merge_json(Path(env["STEPS_OUTPUT_FILE"]), values)
+
+
+def mask(secret: str, env: Mapping[str, str] | None = None) -> None:
+    """Ask the CI system to hide this value wherever it would appear in the log."""
+    env = os.environ if env is None else env
+    if not secret:
+        return
+    if env.get("GITHUB_ACTIONS"):
+        sys.stdout.write(f"::add-mask::{secret}\n")
+    if env.get("TF_BUILD"):
+        sys.stdout.write(f"##vso[task.setsecret]{secret}\n")
+    sys.stdout.flush()
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _github_entry(name: str, value: str) -> str:
+    if "\n" not in value:
+        return f"{name}={value}\n"
+    delimiter = f"EOF_{uuid.uuid4().hex}"
+    return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
+
+
+def _merge_json(path: Path, values: Mapping[str, str]) -> None:
+    current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    current.update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
