@@ -79,6 +79,10 @@ class DataPlane:
         card = self._card(name, version)
         if not isinstance(request, dict):
             raise BadRequest("the request body must be a JSON object with 'inputs'")
+        if "id" in request and not isinstance(request["id"], str):
+            raise BadRequest("'id' must be a string")
+        if not isinstance(request.get("parameters", {}), dict):
+            raise BadRequest("'parameters' must be an object")
         raw_inputs = request.get("inputs")
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise BadRequest("'inputs' must be a non-empty list of tensors")
@@ -93,6 +97,8 @@ class DataPlane:
                     f"inputs[{i}].name {raw.get('name')!r} is not an input of model "
                     f"{card.name!r}; its inputs are {sorted(specs)}"
                 )
+            if not isinstance(raw.get("parameters", {}), dict):
+                raise BadRequest(f"input {spec.name!r}: parameters must be an object")
             if spec.name in tensors:
                 raise BadRequest(f"input {spec.name!r} is given twice")
             if raw.get("datatype") != spec.datatype:
@@ -159,6 +165,8 @@ class DataPlane:
         if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
             raise BadRequest("'outputs' must be a list of objects with a name")
         names = [o.get("name") for o in raw]
+        if not all(isinstance(o.get("parameters", {}), dict) for o in raw):
+            raise BadRequest("outputs: parameters must be an object")
         if unknown := [n for n in names if n not in known]:
             raise BadRequest(f"outputs {unknown} are not outputs of the model; it has {known}")
         return names
