@@ -192,6 +192,8 @@ class DataPlane:
                     f"{what}: data has {array.size} values but shape {shape} needs {prod(shape)}"
                 )
             array = array.reshape(shape)
+        if array.shape[0] == 0:
+            raise BadRequest(f"{what}: the batch is empty")
         expected = list(spec.shape)
         if array.ndim != len(expected) or any(
             want not in (-1, got) for want, got in zip(expected, array.shape, strict=True)
@@ -201,8 +203,6 @@ class DataPlane:
                 "(-1 is the batch)"
             )
         rows = array.shape[0]
-        if rows == 0:
-            raise BadRequest(f"{what}: the batch is empty")
         if rows > self.settings.max_batch_size:
             raise BadRequest(
                 f"{what}: a batch of {rows} rows is over the limit of "
