@@ -1,0 +1,147 @@
+"""Build the image: app code, wheelhouse and model in a minimal context, labelled from model.json.
+
+The context holds only what .dockerignore lets through, so nothing else of the repository (training
+code, tests, steps) can reach the image, and its layout is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from app.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, verify_model_dir
+
+from .dockercli import docker
+from .errors import ConfigError
+from .wheelhouse import APP_LOCK, ensure_wheelhouse
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+WHEELHOUSE_DIR = ".build/wheelhouse"  # inside the context; must match Dockerfile and .dockerignore
+MODEL_DIR = ".build/model"
+
+LABEL_REVISION = "org.opencontainers.image.revision"
+LABEL_CREATED = "org.opencontainers.image.created"
+LABEL_SOURCE = "org.opencontainers.image.source"
+LABEL_MODEL_NAME = "aiship.model.name"
+LABEL_MODEL_VERSION = "aiship.model.version"
+LABEL_MODEL_SHA256 = "aiship.model.sha256"
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """What to build. None means: git HEAD, the git remote `origin`, now."""
+
+    model_dir: Path
+    base_image: str = DEFAULT_BASE_IMAGE
+    tags: tuple[str, ...] = ()
+    revision: str | None = None
+    source: str | None = None
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image_id: str
+    tags: tuple[str, ...]
+    card: ModelCard
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_image(
+    build: ImageBuild, *, root: Path = ROOT, cache: Path | None = None, timeout: float = 1800.0
+) -> BuiltImage:
+    """`docker build` the Dockerfile with the model of `build.model_dir`; returns the image id."""
+    try:
+        card = verify_model_dir(build.model_dir)
+    except CardError as exc:
+        raise ConfigError(str(exc)) from None
+    wheelhouse = ensure_wheelhouse(root / APP_LOCK.relative_to(ROOT), cache=cache)
+    build_args = {
+        "BASE_IMAGE": build.base_image,
+        "REVISION": build.revision or git_revision(root),
+        "CREATED": build.created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SOURCE": build.source or git_source(root),
+        "MODEL_NAME": card.name,
+        "MODEL_VERSION": card.version,
+        "MODEL_SHA256": card.sha256,
+    }
+    with tempfile.TemporaryDirectory(prefix="aiship-build-") as tmp:
+        context = assemble_context(Path(tmp) / "context", root, wheelhouse, build.model_dir)
+        iidfile = Path(tmp) / "image-id"
+        args = ["build", "--network", "host", "--iidfile", str(iidfile)]
+        args += ["--file", str(context / "Dockerfile")]
+        for name, value in build_args.items():
+            args += ["--build-arg", f"{name}={value}"]
+        for tag in build.tags:
+            args += ["--tag", tag]
+        log.info("building the image of %s %s on %s", card.name, card.version, build.base_image)
+        output = docker([*args, str(context)], timeout=timeout)
+        log.debug("%s", output)
+        image_id = iidfile.read_text().strip()
+    labels = {
+        LABEL_REVISION: build_args["REVISION"],
+        LABEL_CREATED: build_args["CREATED"],
+        LABEL_SOURCE: build_args["SOURCE"],
+        LABEL_MODEL_NAME: card.name,
+        LABEL_MODEL_VERSION: card.version,
+        LABEL_MODEL_SHA256: card.sha256,
+    }
+    return BuiltImage(image_id=image_id, tags=tuple(build.tags), card=card, labels=labels)
+
+
+def assemble_context(context: Path, root: Path, wheelhouse: Path, model_dir: Path) -> Path:
+    """CONTEXT with Dockerfile, .dockerignore, app/, the wheelhouse and the model, nothing else."""
+    context.mkdir(parents=True)
+    for name in ("Dockerfile", ".dockerignore"):
+        shutil.copy2(root / name, context / name)
+    shutil.copytree(root / "app", context / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(wheelhouse, context / WHEELHOUSE_DIR, copy_function=_link_or_copy)
+    (context / MODEL_DIR).mkdir(parents=True)
+    for name in (MODEL_FILE, CARD_FILE):
+        _link_or_copy(Path(model_dir) / name, context / MODEL_DIR / name)
+    return context
+
+
+def git_revision(root: Path) -> str:
+    """The commit checked out at ROOT, or "unknown" outside a git checkout."""
+    return _git(root, "rev-parse", "HEAD") or "unknown"
+
+
+def git_source(root: Path) -> str:
+    """The URL of the `origin` remote without any credentials in it, or "unknown"."""
+    url = _git(root, "remote", "get-url", "origin")
+    if not url:
+        return "unknown"
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Hard-link (the wheelhouse is large and read-only), or copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
