@@ -1,0 +1,157 @@
+"""Both CI systems' pipelines: linted, schema-valid, running the same steps in the same order."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = ROOT / ".github" / "workflows"
+AZURE = ROOT / ".azure-pipelines"
+STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
+
+
+def tool(name: str) -> str:
+    """A linter installed by ./dev setup (PATH, or the cache folder it installs Go tools to)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aiship" / "tools"
+    found = shutil.which(name) or next((str(p) for p in cache.glob(f"*/{name}")), None)
+    assert found, f"{name} is not installed: run ./dev setup"
+    return found
+
+
+def test_github_workflows_pass_actionlint():
+    result = subprocess.run(
+        [tool("actionlint"), "-no-color", *sorted(GITHUB.glob("*.yml"))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_github_workflows_pass_zizmor():
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "json", str(GITHUB)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    findings = json.loads(result.stdout or "[]")
+    assert findings == [], result.stdout
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_action_is_pinned_by_commit_with_its_version():
+    uses = re.findall(r"uses: (\S+)(.*)", "".join(p.read_text() for p in GITHUB.glob("*.yml")))
+    assert uses
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+        assert re.search(r"# v\d", comment), f"{action} has no version comment"
+
+
+def azure_schema() -> dict:
+    vendor = resources.files("check_jsonschema") / "builtin_schemas" / "vendor"
+    return json.loads((vendor / "azure-pipelines.json").read_text(encoding="utf-8"))
+
+
+def expand(text: str, parameters: dict) -> object:
+    """Azure's compile step, as far as these files use it: parameters substituted, templates
+    spliced in. Loaded with BaseLoader: Azure's own loader keeps every scalar a string, and the
+    schema says so."""
+    for name, value in parameters.items():
+        text = text.replace("${{ parameters." + name + " }}", str(value))
+    document = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (BaseLoader builds no objects)
+    defaults = {p["name"]: p.get("default", "") for p in document.get("parameters", [])}
+    if defaults and not parameters:  # a top-level pipeline: use its defaults
+        return expand(text, defaults)
+    return _splice(document)
+
+
+def _splice(node: object) -> object:
+    if isinstance(node, list):
+        spliced = []
+        for item in node:
+            if isinstance(item, dict) and str(item.get("template", "")).startswith("templates/"):
+                template = (AZURE / item["template"]).read_text()
+                spliced.extend(expand(template, item.get("parameters", {}))["steps"])
+            else:
+                spliced.append(_splice(item))
+        return spliced
+    if isinstance(node, dict):
+        return {key: _splice(value) for key, value in node.items()}
+    return node
+
+
+def azure_pipeline(name: str) -> dict:
+    return expand((AZURE / name).read_text(), {})
+
+
+@pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
+def test_azure_pipelines_match_the_official_schema(pipeline):
+    errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(azure_pipeline(pipeline))
+    assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
+
+
+def test_the_schema_check_catches_a_misspelt_key():
+    document = expand("trigger: none\nstages:\n  - stage: A\n    jobz: []\n", {})
+    assert list(jsonschema.Draft7Validator(azure_schema()).iter_errors(document))
+
+
+def github_commands(workflow: str) -> list[str]:
+    """The `python -m steps` commands of a workflow, jobs in `needs` order."""
+    jobs = yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
+    ordered: list[str] = []
+    while len(ordered) < len(jobs):
+        ready = [
+            name
+            for name, job in jobs.items()
+            if name not in ordered and set(_as_list(job.get("needs"))) <= set(ordered)
+        ]
+        assert ready, f"{workflow}: jobs wait on each other"
+        ordered.extend(ready)
+    scripts = [step.get("run", "") for name in ordered for step in jobs[name]["steps"]]
+    return [m for script in scripts for m in STEP_COMMAND.findall(script)]
+
+
+def azure_commands(pipeline: str) -> list[str]:
+    """The `python -m steps` commands of a pipeline, templates expanded, in stage order."""
+    scripts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            scripts.extend(str(node[key]) for key in ("script", "inlineScript") if key in node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(azure_pipeline(pipeline)["stages"])
+    return [m for script in scripts for m in STEP_COMMAND.findall(script)]
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+@pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
+def test_github_and_azure_run_the_same_steps_in_the_same_order(pipeline):
+    github, azure = github_commands(pipeline), azure_commands(pipeline)
+    assert github == azure
+    assert len(github) >= 3
+
+
+def test_ci_builds_then_pushes_then_verifies():
+    assert github_commands("ci.yml") == ["fetch-model", "build-image", "push-image", "verify-push"]
+    assert github_commands("release.yml") == ["resolve-image", "aks-credentials", "deploy"]
