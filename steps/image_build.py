@@ -40,7 +40,11 @@ LABEL_MODEL_SHA256 = "aiship.model.sha256"
 
 @dataclass(frozen=True)
 class ImageBuild:
-    """What to build. None means: git HEAD, the git remote `origin`, now."""
+    """What to build. None means: git HEAD, the git remote `origin`, now.
+
+    `network` is only for RUN steps, which need none (the wheelhouse is local): "host" suits an
+    engine without a bridge, as here; "none" or "default" suit any other.
+    """
 
     model_dir: Path
     base_image: str = DEFAULT_BASE_IMAGE
@@ -48,6 +52,7 @@ class ImageBuild:
     revision: str | None = None
     source: str | None = None
     created: str | None = None
+    network: str = "host"
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="aiship-build-") as tmp:
         context = assemble_context(Path(tmp) / "context", root, wheelhouse, build.model_dir)
         iidfile = Path(tmp) / "image-id"
-        args = ["build", "--network", "host", "--iidfile", str(iidfile)]
+        args = ["build", "--network", build.network, "--iidfile", str(iidfile)]
         args += ["--file", str(context / "Dockerfile")]
         for name, value in build_args.items():
             args += ["--build-arg", f"{name}={value}"]
