@@ -19,7 +19,9 @@ log = logging.getLogger("steps")
 
 def step_modules() -> list:
     """Each module that contributes commands; imported here, not at package import."""
-    return []
+    from . import smoke_test
+
+    return [smoke_test]
 
 
 def build_parser(modules: list) -> argparse.ArgumentParser:

@@ -1,100 +1,17 @@
-"""A real gunicorn server on 127.0.0.1, started the way production starts it."""
+"""The session's server: real gunicorn on 127.0.0.1, with small limits to test them."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import requests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_lines(self) -> list[str]:
-        return self.log_path.read_text().splitlines()
-
-
-@contextlib.contextmanager
-def running_server(model_dir: Path, log_path: Path, **env: str) -> Iterator[Server]:
-    """`python -m app serve` in its own process group; stopped (SIGTERM, then SIGKILL) after."""
-    port = free_port()
-    environment = {**os.environ, "APP_REVISION": "test-revision", **env}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app",
-                "serve",
-                "--model-dir",
-                str(model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        wait_ready(server)
-        yield server
-    finally:
-        stop(process)
-
-
-def wait_ready(server: Server, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log_path.read_text()}")
-        with contextlib.suppress(requests.ConnectionError):
-            if requests.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"server not ready in {timeout}s:\n{server.log_path.read_text()}")
-
-
-def stop(process: subprocess.Popen, timeout: float = 30) -> int:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
 
 
 @pytest.fixture(scope="session")
-def server(trained_model_dir, tmp_path_factory) -> Iterator[Server]:
+def server(trained_model_dir, tmp_path_factory, serve_model) -> Iterator:
     """One server for the whole session, with small limits so the limit paths are testable."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with running_server(
+    with serve_model(
         trained_model_dir, log_path, MAX_BATCH_SIZE="8", MAX_REQUEST_BYTES="65536"
     ) as running:
         yield running

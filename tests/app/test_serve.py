@@ -15,8 +15,6 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from .conftest import running_server, stop
-
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -103,9 +101,9 @@ def test_one_json_log_line_per_request_without_bodies(server):
     assert "7.5" not in server.log_path.read_text()
 
 
-def test_sigterm_finishes_the_request_in_flight(trained_model_dir, tmp_path):
+def test_sigterm_finishes_the_request_in_flight(trained_model_dir, tmp_path, serve_model):
     body = json.dumps({"instances": [[1.0] * 64]}).encode()
-    with running_server(trained_model_dir, tmp_path / "server.log") as server:
+    with serve_model(trained_model_dir, tmp_path / "server.log") as server:
         address = urlsplit(server.url)
         with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
             head = (
@@ -122,4 +120,4 @@ def test_sigterm_finishes_the_request_in_flight(trained_model_dir, tmp_path):
                 response += chunk
         assert response.startswith(b"HTTP/1.1 200"), response[:200]
         assert b'"predictions"' in response
-        assert stop(server.process) == 0
+        assert server.stop() == 0
