@@ -58,7 +58,10 @@ def ensure_base_image(
     log.info("importing %s as %s", tarball, recipe.image)
     changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
     docker(["import", *changes, str(tarball), recipe.image], timeout=timeout)
-    return image_id_of(recipe.image) or ""
+    image_id = image_id_of(recipe.image)
+    if not image_id:
+        raise StepError(f"docker import of {tarball} did not leave {recipe.image}: retry")
+    return image_id
 
 
 def image_id_of(image: str) -> str | None:
@@ -85,6 +88,8 @@ def rootfs_tarball(
             "run the same command as root once"
         )
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".work-*"):  # left by a run that was killed
+        _remove_work(stale)
     work = folder / f".work-{os.getpid()}"
     rootfs = work / "rootfs"
     try:
