@@ -88,8 +88,9 @@ def rootfs_tarball(
             "run the same command as root once"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".work-*"):  # left by a run that was killed
-        _remove_work(stale)
+    for stale in folder.glob(".work-*"):  # left by a run that was killed, not a running one
+        if not Path(f"/proc/{stale.name.removeprefix('.work-')}").exists():
+            _remove_work(stale)
     work = folder / f".work-{os.getpid()}"
     rootfs = work / "rootfs"
     try:
