@@ -13,13 +13,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..cachedir import cache_dir
 from ..dockercli import docker, last_line
 from ..errors import ConfigError, StepError, Unavailable
+from ..waiting import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +89,22 @@ def start_engine(state_dir: Path, timeout: float = 60.0) -> DockerEngine:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C meant for us does not kill the engine mid-write
         )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answer() -> str | None:
         if process.poll() is not None:
             raise Unavailable(
                 f"dockerd exited with code {process.returncode} while starting: "
-                f"{last_line(log_path.read_text(errors='replace'))} (log: {log_path})"
+                f"{last_line(log_path.read_text(errors='replace'))}"
             )
-        version = engine_version(timeout=5)
-        if version:
-            return DockerEngine(version=version, started=True, state_dir=state_dir)
-        time.sleep(0.5)
-    _terminate(process.pid, timeout=10)
-    raise Unavailable(f"dockerd did not answer within {timeout:.0f} s: see {log_path}")
+        return engine_version(timeout=5)
+
+    try:
+        version = wait_for(answer, timeout=timeout, what="dockerd did not answer", interval=0.5)
+    except Unavailable as exc:
+        if process.poll() is None:
+            _terminate(process.pid, timeout=10)
+        raise Unavailable(f"{exc} (log: {log_path})") from None
+    return DockerEngine(version=version, started=True, state_dir=state_dir)
 
 
 def stop_engine(state_dir: Path | None = None, timeout: float = 30.0) -> bool:
@@ -134,11 +137,9 @@ def _terminate(pid: int, timeout: float) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if _gone(pid):
-                return
-            time.sleep(0.2)
+        with contextlib.suppress(Unavailable):
+            wait_for(lambda: _gone(pid) or None, timeout=wait, what="dockerd to stop")
+            return
     raise Unavailable(f"dockerd (pid {pid}) did not stop: kill it by hand (kill -9 {pid})")
 
 
