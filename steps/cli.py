@@ -19,9 +19,9 @@ log = logging.getLogger("steps")
 
 def step_modules() -> list:
     """Each module that contributes commands; imported here, not at package import."""
-    from . import smoke_test
+    from . import aks_credentials, smoke_test
 
-    return [smoke_test]
+    return [aks_credentials, smoke_test]
 
 
 def build_parser(modules: list) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -125,3 +126,43 @@ def serve_model():
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (for 'service down' cases)."""
     return free_port()
+
+
+@dataclass
+class HttpsFake:
+    """A local HTTPS server (pytest-httpserver) with its own CA, for the Azure SDKs to call."""
+
+    server: object  # pytest_httpserver.HTTPServer
+    ca_pem: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for("").rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def https_fake_server(tmp_path_factory) -> Iterator[HttpsFake]:
+    import trustme
+    from pytest_httpserver import HTTPServer
+
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1", "localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(context)
+    ca_pem = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    try:
+        yield HttpsFake(server, ca_pem)
+    finally:
+        server.clear()
+        server.stop()
+
+
+@pytest.fixture
+def https_fake(https_fake_server) -> Iterator[HttpsFake]:
+    """The session's HTTPS fake, with no expectations left over from other tests."""
+    https_fake_server.server.clear()
+    yield https_fake_server
+    https_fake_server.server.clear()
