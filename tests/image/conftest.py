@@ -6,7 +6,6 @@ import contextlib
 import json
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +15,11 @@ import pytest
 import requests
 
 from steps.dockercli import docker
+from steps.errors import Unavailable
 from steps.image_build import BuiltImage, ImageBuild, build_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
+from steps.waiting import wait_for
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 SOURCE = "https://example.org/aiship"
@@ -83,12 +84,15 @@ class Container:
 
     def wait_health(self, wanted: str, timeout: float) -> str:
         """The HEALTHCHECK status once it is `wanted`, or the last one seen at the deadline."""
-        deadline = time.monotonic() + timeout
-        status = self.inspect()["State"]["Health"]["Status"]
-        while status != wanted and time.monotonic() < deadline:
-            time.sleep(0.5)
-            status = self.inspect()["State"]["Health"]["Status"]
-        return status
+
+        def status() -> str | None:
+            seen.append(self.inspect()["State"]["Health"]["Status"])
+            return seen[-1] if seen[-1] == wanted else None
+
+        seen: list[str] = []
+        with contextlib.suppress(Unavailable):
+            wait_for(status, timeout=timeout, what="healthy", interval=0.5)
+        return seen[-1]
 
 
 def image_config(image_id: str) -> dict:
@@ -138,16 +142,19 @@ def running_container(image: str) -> Iterator[Container]:
 
 
 def wait_ready(container: Container, timeout: float = READY_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool | None:
         state = container.inspect()["State"]
         if not state["Running"]:
             pytest.fail(f"container exited ({state['ExitCode']}):\n{container.logs()}")
         with contextlib.suppress(requests.ConnectionError):
             if requests.get(f"{container.url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    pytest.fail(f"container not ready within {timeout:.0f} s:\n{container.logs()}")
+                return True
+        return None
+
+    try:
+        wait_for(ready, timeout=timeout, what="container not ready", interval=0.3)
+    except Unavailable as exc:
+        pytest.fail(f"{exc}:\n{container.logs()}")
 
 
 @pytest.fixture(scope="module")
