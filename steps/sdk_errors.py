@@ -63,6 +63,56 @@ def azure_errors(what: str, *, role: str, fix_not_found: str = "") -> Iterator[N
         raise StepError(f"{what}: Azure answered {exc.status_code} {_code(exc)}") from None
 
 
+# Azure DevOps answers a missing PAT scope or role with one of these exception types (401/403).
+_DEVOPS_DENIED = ("AccessDenied", "AccessCheck", "Unauthorized", "Security", "Permission")
+
+
+@contextlib.contextmanager
+def azure_devops_errors(what: str, *, permission: str, fix_not_found: str = "") -> Iterator[None]:
+    """Translate the azure-devops SDK's (msrest) exceptions for an operation on `what`.
+
+    `permission` names the PAT scope and role that grant the operation, for the 401/403 message.
+    The SDK keeps no status code, only the server's exception type, so that is what is read.
+    """
+    from azure.devops.exceptions import (
+        AzureDevOpsAuthenticationError,
+        AzureDevOpsClientRequestError,
+        AzureDevOpsServiceError,
+    )
+    from msrest.exceptions import ClientRequestError
+
+    denied = f"the token may not {what}: it needs {permission}"
+    try:
+        yield
+    except AzureDevOpsAuthenticationError:
+        raise AuthError(
+            f"Azure DevOps rejected the token trying to {what}: set a valid, unexpired "
+            "AZURE_DEVOPS_EXT_PAT (or SYSTEM_ACCESSTOKEN in a pipeline)"
+        ) from None
+    except AzureDevOpsServiceError as exc:
+        kind = exc.type_key or ""
+        if any(word in kind for word in _DEVOPS_DENIED):
+            raise AuthError(denied) from None
+        if kind.endswith(("NotFoundException", "DoesNotExistException")) or "DoesNotExist" in kind:
+            raise NotFound(
+                f"{what}: not found{': ' + fix_not_found if fix_not_found else ''}"
+            ) from None
+        raise StepError(f"{what}: Azure DevOps answered {kind}: {_first_line(exc)}") from None
+    except AzureDevOpsClientRequestError as exc:
+        text = _first_line(exc)
+        if "401 status" in text or "403 status" in text:
+            raise AuthError(denied) from None
+        if "404 status" in text:
+            raise NotFound(
+                f"{what}: not found{': ' + fix_not_found if fix_not_found else ''}"
+            ) from None
+        raise StepError(f"{what}: {text}") from None
+    except ClientRequestError as exc:  # msrest: no answer at all, after its own retries
+        raise Unavailable(
+            f"Azure DevOps could not be reached to {what}: {_first_line(exc)}"
+        ) from None
+
+
 def _code(exc) -> str:
     error = getattr(exc, "error", None)
     return getattr(error, "code", None) or getattr(exc, "reason", None) or type(exc).__name__
