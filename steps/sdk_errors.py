@@ -10,24 +10,39 @@ import contextlib
 from collections.abc import Iterator
 
 from .errors import AuthError, Conflict, NotFound, StepError, Unavailable
+from .logs import redact
+
+# Storage answers a bad signature or key with 403 too; that is a credential, not a role, problem.
+_AZURE_REJECTED = ("AuthenticationFailed", "InvalidAuthenticationInfo")
 
 
 @contextlib.contextmanager
-def azure_errors(what: str, *, role: str, fix_not_found: str = "") -> Iterator[None]:
+def azure_errors(
+    what: str,
+    *,
+    role: str,
+    fix_not_found: str = "",
+    fix_denied: str = "",
+    fix_credentials: str = "log in again",
+) -> Iterator[None]:
     """Translate azure-core's exception hierarchy for an operation on `what`.
 
-    `role` is the Azure role that grants the operation, named in the 403 message.
+    `role` is the Azure role that grants the operation, named in the 403 message unless
+    `fix_denied` says what to do instead (a SAS lacks a permission, say).
     """
     from azure.core.exceptions import (
         ClientAuthenticationError,
         HttpResponseError,
+        IncompleteReadError,
         ResourceExistsError,
+        ResourceModifiedError,
         ResourceNotFoundError,
         ServiceRequestError,
         ServiceResponseError,
     )
     from azure.identity import CredentialUnavailableError
 
+    denied = f"access to {what} denied: {fix_denied or f'the identity needs the role {role!r}'}"
     try:
         yield
     except CredentialUnavailableError:
@@ -41,21 +56,19 @@ def azure_errors(what: str, *, role: str, fix_not_found: str = "") -> Iterator[N
         ) from None
     except ResourceExistsError as exc:
         raise Conflict(f"{what} already exists ({_code(exc)})") from None
+    except ResourceModifiedError as exc:  # a conditional write lost: If-None-Match and friends
+        raise Conflict(f"{what} exists or changed meanwhile ({_code(exc)})") from None
     except ClientAuthenticationError as exc:
-        if exc.status_code == 403:
-            raise AuthError(
-                f"access to {what} denied: the identity needs the role '{role}'"
-            ) from None
+        if exc.status_code == 403 and _code(exc) not in _AZURE_REJECTED:
+            raise AuthError(denied) from None
         raise AuthError(
-            f"Azure rejected the credentials for {what} ({_code(exc)}): log in again"
+            f"Azure rejected the credentials for {what} ({_code(exc)}): {fix_credentials}"
         ) from None
-    except (ServiceRequestError, ServiceResponseError) as exc:
+    except (ServiceRequestError, ServiceResponseError, IncompleteReadError) as exc:
         raise Unavailable(f"{what} could not be reached: {_first_line(exc)}") from None
     except HttpResponseError as exc:
         if exc.status_code == 403:
-            raise AuthError(
-                f"access to {what} denied: the identity needs the role '{role}'"
-            ) from None
+            raise AuthError(denied) from None
         if exc.status_code in (429, 500, 502, 503, 504):
             raise Unavailable(
                 f"{what} is unavailable ({exc.status_code}) after retries: try again later"
@@ -113,11 +126,73 @@ def azure_devops_errors(what: str, *, permission: str, fix_not_found: str = "") 
         ) from None
 
 
+# S3 error codes by meaning; HTTP status decides when the code is not one of these.
+_S3_NOT_FOUND = ("NoSuchBucket", "NoSuchKey", "NotFound", "404")
+_S3_CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict")
+_S3_REJECTED = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+)
+
+
+@contextlib.contextmanager
+def boto_errors(what: str, *, permission: str, fix_not_found: str = "") -> Iterator[None]:
+    """Translate botocore's and s3transfer's exceptions for an operation on `what`.
+
+    `permission` is the IAM action that grants the operation, named in the 403 message.
+    """
+    from botocore.exceptions import (
+        ClientError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from s3transfer.exceptions import RetriesExceededError
+
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        raise AuthError(
+            f"no AWS credentials for {what}: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or assume a role (OIDC in CI)"
+        ) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _S3_NOT_FOUND:
+            raise NotFound(
+                f"{what} not found ({code}){': ' + fix_not_found if fix_not_found else ''}"
+            ) from None
+        if code in _S3_CONFLICT or status in (409, 412):
+            raise Conflict(f"{what} already exists ({code})") from None
+        if code in _S3_REJECTED:
+            raise AuthError(
+                f"AWS rejected the credentials for {what} ({code}): renew them"
+            ) from None
+        if status == 403:
+            raise AuthError(f"access to {what} denied ({code}): it needs {permission}") from None
+        if status == 429 or status >= 500:
+            raise Unavailable(
+                f"{what} is unavailable ({status} {code}) after retries: try again later"
+            ) from None
+        raise StepError(f"{what}: S3 answered {status} {code}") from None
+    except (BotoConnectionError, HTTPClientError, RetriesExceededError) as exc:
+        raise Unavailable(f"{what} could not be reached: {_first_line(exc)}") from None
+
+
 def _code(exc) -> str:
+    storage_code = getattr(exc, "error_code", None)  # azure-storage: a str enum
+    if storage_code:
+        return str(getattr(storage_code, "value", storage_code))
     error = getattr(exc, "error", None)
     return getattr(error, "code", None) or getattr(exc, "reason", None) or type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
+    """The exception's first line, redacted: transport errors may quote a URL with its SAS."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return redact(text[0]) if text else type(exc).__name__
