@@ -6,6 +6,7 @@ records every request (method, path, query, JSON body) for the tests to compare.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ class FakeApi:
 
     def __call__(self, request: Request) -> Response:
         body = request.get_json(silent=True) if request.data else None
-        self.requests.append(Seen(request.method, request.path, dict(request.args), body))
+        record = Seen(request.method, request.path, dict(request.args), copy.deepcopy(body))
+        self.requests.append(record)
         if request.headers.get("Authorization") != self.token_header:
             return self.unauthorized()
         for (method, pattern), queue in self.failures.items():
