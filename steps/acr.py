@@ -35,12 +35,19 @@ class Acr:
 
 
 def resolve_acr(
-    name: str, *, subscription: str, resource_group: str | None = None, client: Any = None
+    name: str,
+    *,
+    subscription: str,
+    resource_group: str | None = None,
+    token_credential: Any = None,
+    client: Any = None,
 ) -> Acr:
     """The registry's login server; it must exist and be provisioned. Without a group: search."""
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
-    client = client or azure.management_client(ContainerRegistryManagementClient, subscription)
+    client = client or azure.management_client(
+        ContainerRegistryManagementClient, subscription, token_credential=token_credential
+    )
     group = f"resource group '{resource_group}'" if resource_group else "any resource group"
     what = f"container registry '{name}' in {group} of subscription '{subscription}'"
     with azure_errors(
@@ -58,7 +65,7 @@ def resolve_acr(
         resource_group=resource_group or _resource_group_of(registry.id or ""),
         subscription=subscription,
         login_server=registry.login_server or "",
-        provisioning_state=str(registry.provisioning_state or ""),
+        provisioning_state=_text(registry.provisioning_state),
         admin_user_enabled=bool(registry.admin_user_enabled),
     )
     if acr.provisioning_state != "Succeeded" or not acr.login_server:
@@ -135,3 +142,8 @@ def _resource_group_of(resource_id: str) -> str:
     parts = resource_id.split("/")
     lowered = [part.lower() for part in parts]
     return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
+
+
+def _text(value: Any) -> str:
+    """An SDK enum member or a plain string, as the string the API sent ("Succeeded")."""
+    return str(getattr(value, "value", value) or "")

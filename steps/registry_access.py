@@ -16,14 +16,31 @@ from pathlib import Path
 from . import azure
 from .dockercli import docker_path, last_line
 from .errors import NotFound, StepError, Unavailable
-from .registry import ImageRef, RegistryLogin, credentials_from_env, denied, refused
+from .registry import (
+    ENV_PASSWORD,
+    ENV_USERNAME,
+    ImageRef,
+    RegistryLogin,
+    credentials_from_env,
+    denied,
+    refused,
+)
 
 UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "connection reset", "dial tcp")
 REFUSED = ("unauthorized", "authentication required", "no basic auth credentials")
 DENIED = ("denied", "insufficient_scope")
 
 
+ENVIRONMENT = (
+    "registry login: with --acr, Entra ID (DefaultAzureCredential: workload identity, managed "
+    "identity or az login; AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_MANAGER_URL for other clouds); "
+    f"else {ENV_USERNAME} and {ENV_PASSWORD} (masked in CI), else anonymous. Registries on "
+    "127.0.0.1/localhost are spoken to over http, all others over https."
+)
+
+
 def add_registry_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.epilog = ENVIRONMENT
     parser.add_argument("--acr", metavar="NAME", help="an Azure Container Registry, by name")
     parser.add_argument("--resource-group", help="the ACR's resource group (else: searched)")
     parser.add_argument("--subscription", help="the ACR's subscription [AZURE_SUBSCRIPTION_ID]")
@@ -35,13 +52,15 @@ def registry_login(args: argparse.Namespace) -> tuple[RegistryLogin, ImageRef]:
     if getattr(args, "acr", None):
         from .acr import acr_login, resolve_acr
 
+        credential = azure.credential()
         acr = resolve_acr(
             args.acr,
             subscription=azure.subscription_id(args.subscription),
             resource_group=args.resource_group,
+            token_credential=credential,
         )
         image = ImageRef.parse(args.image, default_registry=acr.login_server)
-        return acr_login(acr), image
+        return acr_login(acr, token_credential=credential), image
     image = ImageRef.parse(args.image)
     return RegistryLogin(image.registry, credentials_from_env()), image
 

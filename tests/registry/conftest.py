@@ -105,6 +105,7 @@ def put_image(
     labels: dict[str, str],
     *,
     auth: tuple[str, str] | None = None,
+    bearer: str | None = None,
     content: bytes = b"hello\n",
 ) -> str:
     """Upload a one-layer image straight through the registry API; returns its digest."""
@@ -119,6 +120,8 @@ def put_image(
     ).encode()
     session = requests.Session()
     session.auth = auth
+    if bearer:
+        session.headers["Authorization"] = f"Bearer {bearer}"
     for blob in (layer, config):
         started = session.post(f"{registry.url}/v2/{repository}/blobs/uploads/", timeout=10)
         started.raise_for_status()
@@ -185,25 +188,38 @@ def docker_engine():
     engine.stop()
 
 
-@pytest.fixture
-def local_image(docker_engine, tmp_path):
-    """make(name, labels, content) -> NAME: a one-file image from `docker import`; removed after."""
-    names: list[str] = []
+class LocalImages:
+    """make(name, labels, content) -> NAME: a one-file image from `docker import`."""
 
-    def make(name: str, labels: dict[str, str], content: bytes = b"hello\n") -> str:
-        tarball = tmp_path / f"rootfs-{uuid.uuid4().hex}.tar"
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names: list[str] = []
+
+    def __call__(self, name: str, labels: dict[str, str], content: bytes = b"hello\n") -> str:
+        tarball = self.folder / f"rootfs-{uuid.uuid4().hex}.tar"
         with tarfile.open(tarball, "w") as tar:
             info = tarfile.TarInfo("hello.txt")
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
         changes = " ".join(f"{key}={value}" for key, value in labels.items())
         docker(["import", "--change", f"LABEL {changes}", str(tarball), name], timeout=60)
-        names.append(name)
+        return self.forget(name)
+
+    def forget(self, name: str) -> str:
+        """Remove NAME at the end of the test too (a tag a step added)."""
+        self.names.append(name)
         return name
 
-    yield make
-    if names:
-        docker(["rmi", "--force", *names], timeout=60, check=False)
+    def remove(self) -> None:
+        if self.names:
+            docker(["rmi", "--force", *set(self.names)], timeout=60, check=False)
+
+
+@pytest.fixture
+def local_image(docker_engine, tmp_path) -> Iterator[LocalImages]:
+    images = LocalImages(tmp_path)
+    yield images
+    images.remove()
 
 
 @pytest.fixture
@@ -245,6 +261,7 @@ class AcrTokenService:
     signing_key: bytes = field(repr=False)
     x5c: list[str] = field(repr=False)
     role: str | None = "AcrPush"
+    exchange_refused: bool = False
     aad_tokens: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: list[str] = field(default_factory=list)
@@ -281,7 +298,7 @@ class AcrTokenService:
         self.calls.append(("/oauth2/exchange", form.get("grant_type", "")))
         if form.get("grant_type") != "access_token" or form.get("service") != self.service:
             return _json_error(400, "UNSUPPORTED", "bad exchange request")
-        if form.get("access_token") not in self.aad_tokens:
+        if form.get("access_token") not in self.aad_tokens or self.exchange_refused:
             return _json_error(401, "UNAUTHORIZED", "the access token is not valid")
         refresh = f"acr-refresh-{secrets.token_urlsafe(24)}"
         self.refresh_tokens.add(refresh)
@@ -300,12 +317,12 @@ class AcrTokenService:
         self.calls.append(("/oauth2/token", grant))
         if refresh not in self.refresh_tokens:
             return _json_error(401, "UNAUTHORIZED", "the refresh token is not valid")
-        token = self._access_token(scopes)
-        self.access_tokens.append(token)
+        token = self.mint(scopes)
         body = {"access_token": token, "token": token, "expires_in": 300}
         return Response(json.dumps(body), content_type="application/json")
 
-    def _access_token(self, scopes: list[str]) -> str:
+    def mint(self, scopes: list[str]) -> str:
+        """A signed access token for SCOPES, limited to what `role` allows."""
         granted = {"AcrPush": {"pull", "push"}, "AcrPull": {"pull"}}.get(self.role or "", set())
         access = []
         for scope in " ".join(scopes).split():
@@ -323,7 +340,9 @@ class AcrTokenService:
             "jti": uuid.uuid4().hex,
             "access": access,
         }
-        return jwt.encode(claims, self.signing_key, algorithm="ES256", headers={"x5c": self.x5c})
+        token = jwt.encode(claims, self.signing_key, algorithm="ES256", headers={"x5c": self.x5c})
+        self.access_tokens.append(token)
+        return token
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
