@@ -41,3 +41,9 @@ class Unavailable(StepError):
     """A service did not answer, even after the SDK's own retries."""
 
     exit_code = 7
+
+
+class RolledBack(StepError):
+    """The new version failed its rollout or smoke test; the previous one serves again."""
+
+    exit_code = 8

@@ -11,12 +11,18 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+
+from steps.dockercli import docker
+from steps.image_build import BuiltImage, ImageBuild, build_image
+from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
+from steps.local.docker_engine import ensure_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "model"))
@@ -166,3 +172,56 @@ def https_fake(https_fake_server) -> Iterator[HttpsFake]:
     https_fake_server.server.clear()
     yield https_fake_server
     https_fake_server.server.clear()
+
+
+# Docker: the engine, the base image and builds of the app image, made by the steps' own functions.
+
+
+@pytest.fixture(scope="session")
+def image_identity() -> dict[str, str]:
+    """The git revision and source URL that test builds record (labels, /version)."""
+    return {
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "source": "https://example.org/aiship",
+    }
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The engine that answers, or dockerd started for this session (and stopped after it)."""
+    engine = ensure_engine(timeout=60)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine) -> str:
+    ensure_base_image()
+    return LOCAL_BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def image_builder(base_image, image_identity):
+    """build(model_dir, root=..., revision=...) -> BuiltImage under a unique tag, untagged after."""
+    tags: list[str] = []
+
+    def build(model_dir: Path, **options) -> BuiltImage:
+        tag = f"aiship-test:{uuid.uuid4().hex[:12]}"
+        tags.append(tag)
+        request = ImageBuild(
+            model_dir=model_dir,
+            base_image=base_image,
+            tags=(tag,),
+            revision=options.pop("revision", image_identity["revision"]),
+            source=image_identity["source"],
+        )
+        return build_image(request, **options)
+
+    yield build
+    # --no-prune keeps the untagged parents: they are the build cache of the next session.
+    docker(["rmi", "--no-prune", *tags], timeout=60, check=False)
+
+
+@pytest.fixture(scope="session")
+def built_image(image_builder, trained_model_dir) -> BuiltImage:
+    return image_builder(trained_model_dir)

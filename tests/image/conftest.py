@@ -1,4 +1,4 @@
-"""A Docker engine and base image made by the steps' own functions, and the image built once."""
+"""The image run as production runs it (the engine, base and build fixtures are in tests/)."""
 
 from __future__ import annotations
 
@@ -9,62 +9,15 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
 from steps.dockercli import docker
 from steps.errors import Unavailable
-from steps.image_build import BuiltImage, ImageBuild, build_image
-from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
-from steps.local.docker_engine import ensure_engine
 from steps.waiting import wait_for
 
-REVISION = "0123456789abcdef0123456789abcdef01234567"
-SOURCE = "https://example.org/aiship"
 READY_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="session")
-def docker_engine():
-    """The engine that answers, or dockerd started for this session (and stopped after it)."""
-    engine = ensure_engine(timeout=60)
-    yield engine
-    engine.stop()
-
-
-@pytest.fixture(scope="session")
-def base_image(docker_engine) -> str:
-    ensure_base_image()
-    return LOCAL_BASE_IMAGE
-
-
-@pytest.fixture(scope="session")
-def image_builder(base_image):
-    """build(model_dir, root=..., revision=...) -> BuiltImage under a unique tag, untagged after."""
-    tags: list[str] = []
-
-    def build(model_dir: Path, **options) -> BuiltImage:
-        tag = f"aiship-test:{uuid.uuid4().hex[:12]}"
-        tags.append(tag)
-        request = ImageBuild(
-            model_dir=model_dir,
-            base_image=base_image,
-            tags=(tag,),
-            revision=options.pop("revision", REVISION),
-            source=SOURCE,
-        )
-        return build_image(request, **options)
-
-    yield build
-    # --no-prune keeps the untagged parents: they are the build cache of the next session.
-    docker(["rmi", "--no-prune", *tags], timeout=60, check=False)
-
-
-@pytest.fixture(scope="session")
-def built_image(image_builder, trained_model_dir) -> BuiltImage:
-    return image_builder(trained_model_dir)
 
 
 @dataclass(frozen=True)

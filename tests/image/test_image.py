@@ -22,7 +22,7 @@ from steps.image_build import (
     LABEL_SOURCE,
 )
 
-from .conftest import REVISION, SOURCE, image_config, running_container
+from .conftest import image_config, running_container
 
 pytestmark = pytest.mark.docker
 
@@ -51,28 +51,33 @@ def test_predicts_like_the_model_itself(container, trained_model_dir):
     assert response.json()["model"] == {"name": "digits", "version": "1.0.0"}
 
 
-def test_version_names_the_revision_and_the_model(container, trained_model_dir):
+def test_version_names_the_revision_and_the_model(container, trained_model_dir, image_identity):
     version = requests.get(f"{container.url}/version", timeout=10).json()
 
-    assert version["app"]["revision"] == REVISION
+    assert version["app"]["revision"] == image_identity["revision"]
     assert version["model"]["sha256"] == read_card(trained_model_dir).sha256
 
 
-def test_labels_carry_revision_source_and_model(built_image, trained_model_dir):
+def test_labels_carry_revision_source_and_model(built_image, trained_model_dir, image_identity):
     labels = image_config(built_image.image_id)["Config"]["Labels"]
 
-    assert labels[LABEL_REVISION] == REVISION
-    assert labels[LABEL_SOURCE] == SOURCE
+    assert labels[LABEL_REVISION] == image_identity["revision"]
+    assert labels[LABEL_SOURCE] == image_identity["source"]
     assert datetime.fromisoformat(labels[LABEL_CREATED]).tzinfo is not None
     assert (labels[LABEL_MODEL_NAME], labels[LABEL_MODEL_VERSION]) == ("digits", "1.0.0")
     assert labels[LABEL_MODEL_SHA256] == read_card(trained_model_dir).sha256
     assert dict(built_image.labels).items() <= labels.items()
 
 
-def test_runtime_configuration(built_image):
+def test_runtime_configuration(built_image, image_identity):
     config = image_config(built_image.image_id)["Config"]
 
-    env = {"HOST=0.0.0.0", "PORT=8080", "MODEL_DIR=/model", f"APP_REVISION={REVISION}"}
+    env = {
+        "HOST=0.0.0.0",
+        "PORT=8080",
+        "MODEL_DIR=/model",
+        f"APP_REVISION={image_identity['revision']}",
+    }
     assert env <= set(config["Env"])
     assert config["User"] == "10001:10001"
     assert config["StopSignal"] == "SIGTERM"
