@@ -20,8 +20,9 @@ log = logging.getLogger("steps")
 def step_modules() -> list:
     """Each module that contributes commands; imported here, not at package import."""
     from . import aks_credentials, model_store, push_image, setup, smoke_test, verify_push
+    from .local import cli as local_cli
 
-    return [model_store, aks_credentials, smoke_test, push_image, verify_push, setup]
+    return [model_store, aks_credentials, smoke_test, push_image, verify_push, setup, local_cli]
 
 
 def build_parser(modules: list) -> argparse.ArgumentParser:

