@@ -193,10 +193,11 @@ class RegistryClient:
     def manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest of a tag or digest, its bytes checked against Docker-Content-Digest."""
         path = f"/v2/{repository}/manifests/{reference}"
+        name = f"{repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
         response = self.get(path, repository, headers={"Accept": MANIFEST_ACCEPT})
         if response.status_code == 404:
             raise NotFound(
-                f"{self.login.host}/{repository}:{reference} does not exist in the registry: "
+                f"{self.login.host}/{name} does not exist in the registry: "
                 "push it first, or check --image"
             )
         self._raise_for(response, repository)
@@ -204,7 +205,7 @@ class RegistryClient:
         said = response.headers.get("Docker-Content-Digest", "")
         if said != computed or (reference.startswith("sha256:") and reference != computed):
             raise IntegrityError(
-                f"the registry's manifest for {repository}:{reference} hashes to {computed}, "
+                f"the registry's manifest for {name} hashes to {computed}, "
                 f"but it says {said or 'nothing'}: the registry or a proxy altered it"
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
