@@ -91,10 +91,11 @@ class DataPlane:
         for i, raw in enumerate(raw_inputs):
             if not isinstance(raw, dict):
                 raise BadRequest(f"inputs[{i}] must be an object with name, shape, datatype, data")
-            spec = specs.get(raw.get("name"))
+            name = raw.get("name")
+            spec = specs.get(name) if isinstance(name, str) else None  # a list name is unhashable
             if spec is None:
                 raise BadRequest(
-                    f"inputs[{i}].name {raw.get('name')!r} is not an input of model "
+                    f"inputs[{i}].name {name!r} is not an input of model "
                     f"{card.name!r}; its inputs are {sorted(specs)}"
                 )
             if not isinstance(raw.get("parameters", {}), dict):

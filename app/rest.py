@@ -113,7 +113,8 @@ def _http_error(exc: HTTPException):
         f"{current_app.config['MAX_CONTENT_LENGTH']} bytes (MAX_REQUEST_BYTES)",
     }
     message = messages.get(exc.code or 500, exc.description or exc.name)
-    return jsonify(error=message), exc.code
+    allowed = getattr(exc, "valid_methods", None)  # a 405 must say what is allowed (RFC 9110)
+    return jsonify(error=message), exc.code, {"Allow": ", ".join(allowed)} if allowed else {}
 
 
 def _unexpected_error(exc: Exception):

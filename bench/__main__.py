@@ -1,0 +1,42 @@
+"""`python -m bench [serving|soak|fuzz|all]`: run benchmarks, print Markdown for bench/README.md.
+
+Exits 1 when the soak or the fuzz run misses its criteria; the figures are never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import fuzz, serving, soak
+
+BENCHMARKS = ("serving", "soak", "fuzz")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("benchmark", nargs="?", default="all", choices=(*BENCHMARKS, "all"))
+    parser.add_argument("--workers", type=int, default=2, help="workers per server (default 2)")
+    parser.add_argument("--seconds", type=float, help="seconds per serving point / soak run")
+    parser.add_argument(
+        "--no-mlflow", action="store_true", help="serving: skip the MLflow reference"
+    )
+    args = parser.parse_args(argv)
+
+    seconds = {"seconds": args.seconds} if args.seconds else {}
+    passed = True
+    for name in BENCHMARKS if args.benchmark == "all" else (args.benchmark,):
+        print(f"## {name}\n", flush=True)
+        if name == "serving":
+            ok, text = True, serving.run(args.workers, with_mlflow=not args.no_mlflow, **seconds)
+        elif name == "soak":
+            ok, text = soak.run(args.workers, **seconds)
+        else:
+            ok, text = fuzz.run(args.workers)
+        passed = passed and ok
+        print(text, flush=True)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

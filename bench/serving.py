@@ -1,0 +1,191 @@
+"""Serving throughput and latency: aiship against MLflow and the HTTP floor, in one run.
+
+One server runs at a time, each with the same worker count, so they never share the CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import harness, mlflow_ref
+from .harness import INFER_PATH, PREDICT_PATH, Server, WrkResult
+
+CLOSE = "Connection: close"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    label: str
+    path: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Point:
+    server: str
+    endpoint: str
+    mode: str  # "keep-alive" (what the client asks) or "close"
+    connections: int
+    result: WrkResult
+    load: str
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    start: Callable[[int], AbstractContextManager[Server]]
+    endpoints: tuple[Endpoint, ...]
+    modes: tuple[str, ...]
+
+
+def floor_server(workers: int, port: int) -> AbstractContextManager[Server]:
+    """bench/floor_app.py under gunicorn with the service's own gunicorn_conf.py."""
+    conf = harness.ROOT / "app" / "gunicorn_conf.py"
+    command = [sys.executable, "-m", "gunicorn", "--config", str(conf)]
+    env = {
+        "HOST": harness.HOST,
+        "PORT": str(port),
+        "WORKERS": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="floor-metrics-"),
+    }
+    return harness.serve(
+        "floor",
+        [*command, "bench.floor_app:create_app()"],
+        port,
+        PREDICT_PATH,
+        harness.predict_body(),
+        env,
+    )
+
+
+def contenders(model_dir: Path, workers: int, with_mlflow: bool) -> list[Contender]:
+    ours = (
+        Endpoint("/predict", PREDICT_PATH, harness.predict_body()),
+        Endpoint("V2 infer", INFER_PATH, harness.infer_body()),
+    )
+    found = [
+        Contender(
+            "aiship", lambda p: harness.our_server(model_dir, workers, p), ours, ("keep-alive",)
+        ),
+        Contender("floor", lambda p: floor_server(workers, p), ours, ("keep-alive",)),
+    ]
+    if with_mlflow:
+        mlflow_model = mlflow_ref.save_model(model_dir, model_dir.parent / "mlflow-model")
+        found.append(
+            Contender(
+                "mlflow",
+                lambda p: mlflow_ref.mlflow_server(mlflow_model, workers, p),
+                (Endpoint("/invocations", mlflow_ref.PATH, mlflow_ref.body()),),
+                ("keep-alive", "close"),
+            )
+        )
+    return found
+
+
+def measure(
+    contender: Contender, concurrencies: tuple[int, ...], seconds: float, warmup: float
+) -> tuple[list[Point], dict]:
+    """Every (endpoint, mode, concurrency) point of one server, then its startup and memory."""
+    points = []
+    with contender.start(harness.free_port()) as server:
+        for endpoint in contender.endpoints:
+            for mode in contender.modes:
+                headers = [CLOSE] if mode == "close" else []
+                for connections in concurrencies:
+                    requests = [(endpoint.path, endpoint.body)]
+                    url = server.url("")
+                    harness.wrk(url, requests, connections, warmup, headers)
+                    result = harness.wrk(url, requests, connections, seconds, headers)
+                    load = harness.load_average()
+                    points.append(
+                        Point(contender.name, endpoint.label, mode, connections, result, load)
+                    )
+                    print(_point_line(points[-1]), file=sys.stderr, flush=True)
+        facts = {"startup_s": server.startup_s, **server.memory_mib()}
+    return points, facts
+
+
+def run(
+    workers: int = 2,
+    seconds: float = 10,
+    warmup: float = 2,
+    concurrencies: tuple[int, ...] = (1, 8, 32),
+    with_mlflow: bool = True,
+) -> str:
+    """Run every point and return the report as Markdown."""
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        model_dir = harness.train_model(Path(tmp) / "model")
+        points, facts = [], {}
+        load_before = harness.load_average()
+        for contender in contenders(model_dir, workers, with_mlflow):
+            found, facts[contender.name] = measure(contender, concurrencies, seconds, warmup)
+            points += found
+    return report(points, facts, workers, seconds, load_before)
+
+
+def report(points: list[Point], facts: dict, workers: int, seconds: float, load: str) -> str:
+    extra = os.environ.get("GUNICORN_CMD_ARGS", "")
+    lines = [
+        f"{workers} workers each; wrk {seconds:.0f} s per point after a warm-up; batch 1.",
+        f"Load average (1, 5, 15 min) at the start: {load}."
+        + (f" GUNICORN_CMD_ARGS={extra!r}." if extra else ""),
+        "",
+        "| server | endpoint | client | conc. | req/s | p50 ms | p99 ms | errors | load 1/5/15 |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in points:
+        r = p.result
+        lines.append(
+            f"| {p.server} | {p.endpoint} | {p.mode} | {p.connections} | {r.rps:.0f} "
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {p.load} |"
+        )
+    lines += ["", *ratios(points), "", *startup_memory(facts)]
+    return "\n".join(lines) + "\n"
+
+
+def ratios(points: list[Point]) -> list[str]:
+    """aiship over the floor (same endpoint) and over MLflow (keep-alive, close, and its best)."""
+    rps = {(p.server, p.endpoint, p.mode, p.connections): p.result.rps for p in points}
+    mlflow = {(k[2], k[3]): v for k, v in rps.items() if k[0] == "mlflow"}
+    lines = [
+        "| endpoint | conc. | aiship req/s | / floor | / MLflow keep-alive | / MLflow close "
+        "| / MLflow best |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for (server, endpoint, mode, conc), value in rps.items():
+        if server != "aiship":
+            continue
+        floor = rps.get(("floor", endpoint, mode, conc))
+        keep, close = mlflow.get(("keep-alive", conc)), mlflow.get(("close", conc))
+        best = max(keep or 0, close or 0) or None
+        cells = [_ratio(value, other) for other in (floor, keep, close, best)]
+        lines.append(f"| {endpoint} | {conc} | {value:.0f} | {' | '.join(cells)} |")
+    return lines
+
+
+def startup_memory(facts: dict) -> list[str]:
+    lines = [
+        "| server | startup to first answer s | RSS MiB (sum of processes) | PSS MiB |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, f in facts.items():
+        lines.append(f"| {name} | {f['startup_s']:.2f} | {f['rss_mib']:.0f} | {f['pss_mib']:.0f} |")
+    return lines
+
+
+def _ratio(value: float, other: float | None) -> str:
+    return f"{value / other:.2f}x" if other else "-"
+
+
+def _point_line(p: Point) -> str:
+    r = p.result
+    return (
+        f"{p.server:7s} {p.endpoint:13s} {p.mode:10s} c{p.connections:<3d} {r.rps:8.0f} req/s "
+        f"p50 {r.p50_ms:6.2f} p99 {r.p99_ms:7.2f} ms errors {r.errors} load {p.load}"
+    )
