@@ -3,6 +3,8 @@
 What act needs here, and why:
 - A runner image that stands where `actions/setup-python` would: Python 3.11 in a venv on PATH,
   and pip pointed at a wheelhouse (requirements/act-runner.txt), since nothing is fetched.
+- Steps that build images talk to the host's engine: act mounts its socket into the job, and the
+  host's docker CLI (Debian's is a static binary) is mounted beside it.
 - act clones every remote action while it sets a job up, even one whose `if:` skips it. Each
   `uses:` but actions/checkout (act copies the work tree itself) is therefore replaced with
   `--local-repository` by an empty stand-in; the workflows skip those steps under act
@@ -120,6 +122,9 @@ def run_act(
         command += ["--network", "host", "--action-offline-mode", "--rm"]
         for action in remote_actions(workdir / workflow):
             command += ["--local-repository", f"{action}={stub}"]
+        docker_cli = shutil.which("docker")
+        if docker_cli:  # act mounts the engine's socket; steps that build need the CLI too
+            command += ["--container-options", f"--volume {docker_cli}:/usr/bin/docker:ro"]
         for name, value in (variables or {}).items():
             command += ["--var", f"{name}={value}"]
         for name, value in (env or {}).items():
