@@ -42,7 +42,11 @@ def azure_errors(
     )
     from azure.identity import CredentialUnavailableError
 
-    denied = f"access to {what} denied: {fix_denied or f'the identity needs the role {role!r}'}"
+    fix = fix_denied or f"the identity needs the role {role!r}"
+
+    def denied(exc) -> str:
+        return f"access to {what} denied ({_code(exc)}): {fix}"
+
     try:
         yield
     except CredentialUnavailableError:
@@ -60,7 +64,7 @@ def azure_errors(
         raise Conflict(f"{what} exists or changed meanwhile ({_code(exc)})") from None
     except ClientAuthenticationError as exc:
         if exc.status_code == 403 and _code(exc) not in _AZURE_REJECTED:
-            raise AuthError(denied) from None
+            raise AuthError(denied(exc)) from None
         raise AuthError(
             f"Azure rejected the credentials for {what} ({_code(exc)}): {fix_credentials}"
         ) from None
@@ -68,7 +72,7 @@ def azure_errors(
         raise Unavailable(f"{what} could not be reached: {_first_line(exc)}") from None
     except HttpResponseError as exc:
         if exc.status_code == 403:
-            raise AuthError(denied) from None
+            raise AuthError(denied(exc)) from None
         if exc.status_code in (429, 500, 502, 503, 504):
             raise Unavailable(
                 f"{what} is unavailable ({exc.status_code}) after retries: try again later"

@@ -136,8 +136,8 @@ def resolve_auth(location: AzureLocation, env: Mapping[str, str]) -> Auth:
             sas,
             source,
             fix_credentials=f"{source} is wrong or expired: make a new one",
-            fix_read=f"{source} needs read (r) and list (l) permission",
-            fix_write=f"{source} needs create (c) and write (w) permission",
+            fix_read=f"{source} must be valid, unexpired and allow read (r) and list (l)",
+            fix_write=f"{source} must be valid, unexpired and allow create (c) and write (w)",
         )
     connection_string = env.get("AZURE_STORAGE_CONNECTION_STRING", "")
     if connection_string:
