@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..cli import add_common
-from ..errors import ConfigError
+from ..errors import ConfigError, StepError
+from ..smoke_test import smoke_test
 
 DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+# The rollout already waited for health: a service still not ready this long after is broken.
+SMOKE_READY_TIMEOUT = 15
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,15 @@ class DeployResult:
     result: str  # "deployed" or "unchanged"
     previous_image: str | None
     url: str | None = None
+
+
+def smoke_failure(url: str) -> str | None:
+    """Why the smoke test of `url` failed, or None when it passed."""
+    try:
+        smoke_test(url, timeout=SMOKE_READY_TIMEOUT)
+    except StepError as exc:
+        return f"smoke test: {exc}"
+    return None
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -13,8 +13,8 @@ import logging
 
 from ..dockercli import docker
 from ..errors import RolledBack, StepError, Unavailable
-from ..smoke_test import smoke_test
-from . import DeployResult, Release
+from ..waiting import wait_for
+from . import DeployResult, Release, smoke_failure
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def deploy_swarm(
     else:
         failure = update(service, release, labels, timeout)
     if failure is None and smoke_test:
-        failure = run_smoke_test(url)
+        failure = smoke_failure(url)
     if failure is not None:
         for line in diagnose(service):
             log.error("  %s", line)
@@ -104,33 +104,55 @@ def update_state(service: dict | None) -> str:
 def create(
     service: str, port: int, release: Release, labels: dict[str, str], timeout: float
 ) -> str | None:
+    """Create the service, then watch its first task: healthy and running, or failed."""
+    docker(
+        [
+            "service",
+            "create",
+            "--name",
+            service,
+            "--detach",
+            "--network",
+            "host",
+            "--replicas",
+            "1",
+            "--env",
+            "HOST=127.0.0.1",
+            "--env",
+            f"PORT={port}",
+            "--read-only",
+            "--mount",
+            "type=tmpfs,destination=/tmp",
+            *SERVICE_SETTINGS,
+            *label_flags("--label", labels),
+            release.image,
+        ],
+        timeout=60,
+    )
     try:
-        docker(
-            [
-                "service",
-                "create",
-                "--name",
-                service,
-                "--detach=false",
-                "--network",
-                "host",
-                "--replicas",
-                "1",
-                "--env",
-                "HOST=127.0.0.1",
-                "--env",
-                f"PORT={port}",
-                "--read-only",
-                "--mount",
-                "type=tmpfs,destination=/tmp",
-                *SERVICE_SETTINGS,
-                *label_flags("--label", labels),
-                release.image,
-            ],
+        outcome = wait_for(
+            lambda: first_task_outcome(service),
             timeout=timeout,
+            what=f"service {service} did not become healthy",
+            interval=1,
         )
-    except (StepError, Unavailable) as exc:
-        return f"the service did not start: {exc}"
+    except Unavailable as exc:
+        return str(exc)
+    return None if outcome is True else outcome
+
+
+def first_task_outcome(service: str) -> bool | str | None:
+    """True once a task runs (swarm counts a task running only when its health check passes),
+    why once one has failed, None while they are still starting."""
+    lines = docker(
+        ["service", "ps", service, "--no-trunc", "--format", "{{json .}}"], timeout=30
+    ).splitlines()
+    for task in map(json.loads, lines):
+        state = task["CurrentState"].split(" ")[0]
+        if state == "Running" and task["DesiredState"] == "Running":
+            return True
+        if state in ("Failed", "Rejected", "Complete", "Shutdown") and task["Error"]:
+            return f"the service did not start: {task['Error']}"
     return None
 
 
@@ -160,14 +182,6 @@ def update(service: str, release: Release, labels: dict[str, str], timeout: floa
 
 def label_flags(flag: str, labels: dict[str, str]) -> list[str]:
     return [part for key, value in labels.items() for part in (flag, f"{key}={value}")]
-
-
-def run_smoke_test(url: str) -> str | None:
-    try:
-        smoke_test(url, timeout=60)
-    except StepError as exc:
-        return f"smoke test: {exc}"
-    return None
 
 
 def roll_back(service: str, previous: dict | None, timeout: float) -> str:
