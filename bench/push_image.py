@@ -45,15 +45,15 @@ def stored_blobs(registry: LocalRegistry) -> dict[Path, int]:
 
 
 def measure(
-    case: str, registry: LocalRegistry, tag: str, build: tuple[Path, Path] | None = None
+    case: str, registry: LocalRegistry, tag: str, ids: list[str], build: tuple[Path, Path] | None
 ) -> Row:
-    """Build (when `build` is (model_dir, source)) and push REPOSITORY:TAG into `registry`."""
+    """Build (when `build` is (model_dir, source); its id added to IDS) and push REPOSITORY:TAG."""
     image = ImageRef(registry.host, REPOSITORY, tag)
     started = time.perf_counter()
     if build:
         model_dir, source = build
         request = ImageBuild(model_dir=model_dir, base_image=LOCAL_BASE_IMAGE, tags=(str(image),))
-        build_image(request, root=source)
+        ids.append(build_image(request, root=source).image_id)
     built = time.perf_counter()
     before = stored_blobs(registry)
     pushed = push_image(RegistryLogin(registry.host), image)
@@ -90,20 +90,24 @@ def train_model(folder: Path) -> Path:
 def run(work: Path) -> list[Row]:
     source = copy_source(work / "src")
     model_dir = train_model(work / "model")
-    rows = []
+    rows: list[Row] = []
+    ids: list[str] = []
     with LocalRegistry(work / "registry") as registry:
         try:
             inputs = (model_dir, source)
-            rows.append(measure("first push", registry, "first", inputs))
-            rows.append(measure("re-push of the same image", registry, "first"))
+            rows.append(measure("first push", registry, "first", ids, inputs))
+            rows.append(measure("re-push of the same image", registry, "first", ids, None))
             with open(source / "app" / "__init__.py", "a") as f:
                 f.write("# a code-only change\n")
-            rows.append(measure("code-only change: rebuild + push", registry, "code", inputs))
+            rows.append(measure("code-only change: rebuild + push", registry, "code", ids, inputs))
             write_card(model_dir, read_card(model_dir).with_version("1.0.1"))
-            rows.append(measure("model-only change: rebuild + push", registry, "model", inputs))
+            rows.append(
+                measure("model-only change: rebuild + push", registry, "model", ids, inputs)
+            )
         finally:
-            names = [f"{registry.host}/{REPOSITORY}:{tag}" for tag in ("first", "code", "model")]
-            docker(["rmi", "--no-prune", *names], timeout=60, check=False)
+            # By id: the tags and the digests the pushes recorded; --no-prune keeps the cache.
+            if ids:
+                docker(["rmi", "--force", "--no-prune", *ids], timeout=60, check=False)
     return rows
 
 

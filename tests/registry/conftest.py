@@ -194,6 +194,7 @@ class LocalImages:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.names: list[str] = []
+        self.ids: list[str] = []
 
     def __call__(self, name: str, labels: dict[str, str], content: bytes = b"hello\n") -> str:
         tarball = self.folder / f"rootfs-{uuid.uuid4().hex}.tar"
@@ -202,7 +203,8 @@ class LocalImages:
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
         changes = " ".join(f"{key}={value}" for key, value in labels.items())
-        docker(["import", "--change", f"LABEL {changes}", str(tarball), name], timeout=60)
+        made = docker(["import", "--change", f"LABEL {changes}", str(tarball), name], timeout=60)
+        self.ids.append(made.strip())
         return self.forget(name)
 
     def forget(self, name: str) -> str:
@@ -211,8 +213,10 @@ class LocalImages:
         return name
 
     def remove(self) -> None:
-        if self.names:
-            docker(["rmi", "--force", *set(self.names)], timeout=60, check=False)
+        """Tags first, then the images by id: that also drops the digests a push recorded."""
+        for references in (sorted(set(self.names)), self.ids):
+            if references:
+                docker(["rmi", "--force", *references], timeout=60, check=False)
 
 
 @pytest.fixture
@@ -225,11 +229,10 @@ def local_image(docker_engine, tmp_path) -> Iterator[LocalImages]:
 @pytest.fixture
 def image_builder_for_push(docker_engine):
     """build(model_dir, tag) -> BuiltImage, with the image build's own functions; untagged after."""
-    tags: list[str] = []
+    built: list[BuiltImage] = []
 
     def build(model_dir: Path, tag: str) -> BuiltImage:
         ensure_base_image()
-        tags.append(tag)
         request = ImageBuild(
             model_dir=model_dir,
             base_image=LOCAL_BASE_IMAGE,
@@ -237,12 +240,14 @@ def image_builder_for_push(docker_engine):
             revision=REVISION,
             source="https://example.org/aiship",
         )
-        return build_image(request)
+        built.append(build_image(request))
+        return built[-1]
 
     yield build
-    if tags:
-        # --no-prune keeps the untagged parents: the build cache of the next run.
-        docker(["rmi", "--no-prune", *tags], timeout=60, check=False)
+    if built:
+        # By id (the tag and the digest a push recorded); --no-prune keeps the build cache.
+        ids = [image.image_id for image in built]
+        docker(["rmi", "--force", "--no-prune", *ids], timeout=60, check=False)
 
 
 # --- Azure Container Registry stand-in ---------------------------------------------------------
