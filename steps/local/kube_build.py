@@ -182,12 +182,10 @@ def copy_kwok_stages(go: str, module_dir: Path, version: str, out_dir: Path) -> 
 
 
 def _go(command: list[str], module_dir: Path, what: str) -> str:
-    env = {**os.environ, "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local")}
     try:
         done = subprocess.run(
             command,
             cwd=module_dir,
-            env=env,
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT,

@@ -130,34 +130,33 @@ def up(
     else:
         if cluster.pids():  # a half-stopped cluster from an earlier run
             down(cluster.state_dir, cluster.kubeconfig)
-        _create(cluster, binaries, nodes, timeout)
+        _create(cluster, binaries, timeout)
     try:
+        _kwokctl(cluster, binaries.path("kwokctl"), ["scale", "node", f"--replicas={nodes}"], 60)
         wait_for(
             lambda: _ready_nodes(cluster, nodes),
             timeout=timeout,
             what=f"{nodes} Ready node(s) did not show (log: {cluster.log_path})",
             interval=0.5,
         )
-    except Unavailable:
+    except StepError:
         down(cluster.state_dir, cluster.kubeconfig)
         raise
     return status(cluster.state_dir, cluster.kubeconfig)
 
 
-def _create(cluster: LocalCluster, binaries: KubeBinaries, nodes: int, timeout: float) -> None:
+def _create(cluster: LocalCluster, binaries: KubeBinaries, timeout: float) -> None:
     cluster.state_dir.mkdir(parents=True, exist_ok=True)
     config = cluster.config_path
     config.write_text(yaml.safe_dump_all(kwokctl_config(binaries)), encoding="utf-8")
     log.info("starting the local cluster (state: %s)", cluster.state_dir)
-    kwokctl = binaries.path("kwokctl")
     try:
         _kwokctl(
             cluster,
-            kwokctl,
+            binaries.path("kwokctl"),
             ["create", "cluster", "--config", str(config), "--timeout", f"{timeout:.0f}s"],
             timeout=timeout + 30,
         )
-        _kwokctl(cluster, kwokctl, ["scale", "node", "--replicas", str(nodes)], timeout=60)
     except StepError:
         down(cluster.state_dir, cluster.kubeconfig)
         raise
