@@ -31,6 +31,7 @@ from app.card import (
 
 from .cli import add_common
 from .errors import ConfigError, Conflict, IntegrityError, NotFound, StepError
+from .hashing import HashingWriter
 from .progress import Progress, track
 from .stores import Store, open_store
 
@@ -134,10 +135,13 @@ def fetch_model(
     handle, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{MODEL_FILE}.")
     tmp = Path(tmp_name)
     try:
-        with open(handle, "wb") as out, progress(f"download {name} {resolved}") as bar:
+        with open(handle, "w+b") as raw, progress(f"download {name} {resolved}") as bar:
+            out = HashingWriter(raw)
             store.download(base + MODEL_FILE, out, bar)
-            size = bar.done
-        received = file_sha256(tmp)
+            raw.flush()
+            size = os.fstat(raw.fileno()).st_size
+        # Hashed on the way in; a second pass only if an SDK rewrote a range it had sent.
+        received = out.hexdigest(size) or file_sha256(tmp)
         if received != card.sha256:
             raise IntegrityError(
                 f"{store.describe(base + MODEL_FILE)} has sha256 {received}, but its "

@@ -82,6 +82,20 @@ def test_round_trip(store, model_dir, tmp_path):
     assert sorted(snapshot(tmp_path / "dest")) == ["model.json", "model.onnx"]
 
 
+def test_a_big_model_is_hashed_on_the_way_in(store, big_model_dir, tmp_path, monkeypatch):
+    """Parallel ranged writes land out of order; the digest still needs no second pass."""
+    publish(store.url, big_model_dir)
+
+    def second_pass(path):
+        raise AssertionError(f"{path} was read again to hash it")
+
+    monkeypatch.setattr("steps.model_store.file_sha256", second_pass)
+    fetched = fetch(store.url, tmp_path / "dest", max_concurrency=4)
+    assert fetched.sha256 == read_card(big_model_dir).sha256
+    assert fetched.downloaded_bytes == (big_model_dir / "model.onnx").stat().st_size
+    assert file_sha256(tmp_path / "dest/model.onnx") == fetched.sha256
+
+
 def test_publish_as_another_version_rewrites_the_card(store, model_dir, tmp_path):
     publish(store.url, model_dir, version="2.1")
     fetched = fetch(store.url, tmp_path / "dest", version="2.1")
