@@ -19,10 +19,32 @@ log = logging.getLogger("steps")
 
 def step_modules() -> list:
     """Each module that contributes commands; imported here, not at package import."""
-    from . import aks_credentials, model_store, push_image, setup, smoke_test, verify_push
+    from . import (
+        aks_credentials,
+        deploy,
+        image_build,
+        image_tags,
+        model_store,
+        push_image,
+        setup,
+        smoke_test,
+        verify_push,
+    )
     from .local import cli as local_cli
 
-    return [model_store, aks_credentials, smoke_test, push_image, verify_push, setup, local_cli]
+    # In pipeline order, so `--help` reads like the pipeline.
+    return [
+        model_store,
+        image_build,
+        push_image,
+        verify_push,
+        image_tags,
+        aks_credentials,
+        deploy,
+        smoke_test,
+        setup,
+        local_cli,
+    ]
 
 
 def build_parser(modules: list) -> argparse.ArgumentParser:

@@ -6,8 +6,10 @@ code, tests, steps) can reach the image, and its layout is the same on every mac
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,8 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from app.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, verify_model_dir
 
+from .cli import add_common
 from .dockercli import docker
 from .errors import ConfigError
+from .registry_access import add_registry_args
 from .wheelhouse import APP_LOCK, ensure_wheelhouse
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,7 @@ def build_image(
     build_args = {
         "BASE_IMAGE": build.base_image,
         "REVISION": build.revision or git_revision(root),
-        "CREATED": build.created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "CREATED": build.created or git_commit_time(root),
         "SOURCE": build.source or git_source(root),
         "MODEL_NAME": card.name,
         "MODEL_VERSION": card.version,
@@ -123,6 +127,39 @@ def git_revision(root: Path) -> str:
     return _git(root, "rev-parse", "HEAD") or "unknown"
 
 
+def git_commit_time(root: Path) -> str:
+    """When HEAD was committed, in UTC: a rebuild of the same commit and model gives the same
+    labels, so the same image (the clock would change them on every build)."""
+    stamp = _git(root, "log", "-1", "--format=%ct", "HEAD")
+    moment = datetime.fromtimestamp(int(stamp), UTC) if stamp else datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def git_branch(root: Path, env: Mapping[str, str] | None = None) -> str:
+    """The branch being built: the CI system's word for it, else git's; "" when detached."""
+    env = os.environ if env is None else env
+    branch = (
+        (env.get("GITHUB_REF_NAME") if env.get("GITHUB_REF_TYPE", "branch") == "branch" else "")
+        or env.get("BUILD_SOURCEBRANCHNAME")
+        or _git(root, "branch", "--show-current")
+    )
+    return branch
+
+
+def tag_for(text: str) -> str:
+    """A valid image tag from any text: [A-Za-z0-9_.-], at most 128 characters."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip(".-")[:128]
+    return tag or "unknown"
+
+
+def default_tags(repository: str, revision: str, card: ModelCard, branch: str) -> tuple[str, ...]:
+    """One tag per code x model pair (git sha, 12 characters, and model version), and the branch."""
+    tags = [f"{repository}:{tag_for(revision[:12])}-{tag_for(card.version)}"]
+    if branch:
+        tags.append(f"{repository}:{tag_for(branch)}")
+    return tuple(tags)
+
+
 def git_source(root: Path) -> str:
     """The URL of the `origin` remote without any credentials in it, or "unknown"."""
     url = _git(root, "remote", "get-url", "origin")
@@ -150,3 +187,61 @@ def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "build-image", help="build the app image with a model inside, labelled from model.json"
+    )
+    add_common(add_registry_args(parser))
+    parser.add_argument("--model-dir", required=True, type=Path, help="model.onnx + model.json")
+    parser.add_argument("--image", required=True, help="REPOSITORY to tag (with --acr: its name)")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        help="tag to set instead of the defaults (<git sha>-<model version>, branch); repeatable",
+    )
+    parser.add_argument(
+        "--base-image",
+        default=os.environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+        help=f"image to build on [BASE_IMAGE, default {DEFAULT_BASE_IMAGE}]",
+    )
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> dict:
+    repository = args.image
+    if args.acr:
+        from . import azure
+        from .acr import resolve_acr
+
+        acr = resolve_acr(
+            args.acr,
+            subscription=azure.subscription_id(args.subscription),
+            resource_group=args.resource_group,
+        )
+        repository = f"{acr.login_server}/{repository}"
+    if ":" in repository.rsplit("/", 1)[-1] or "@" in repository:
+        raise ConfigError(f"--image {args.image!r}: give the repository only; tags go in --tag")
+    try:
+        card = verify_model_dir(args.model_dir)
+    except CardError as exc:
+        raise ConfigError(str(exc)) from None
+    revision = git_revision(ROOT)
+    tags = tuple(f"{repository}:{tag_for(t)}" for t in args.tag) or default_tags(
+        repository, revision, card, git_branch(ROOT)
+    )
+    built = build_image(
+        ImageBuild(
+            model_dir=args.model_dir, base_image=args.base_image, tags=tags, revision=revision
+        )
+    )
+    return {
+        "image": tags[0],
+        "tags": ",".join(tags),
+        "image_id": built.image_id,
+        "model_version": card.version,
+        "model_sha256": card.sha256,
+        "revision": revision,
+    }

@@ -225,11 +225,38 @@ class RegistryClient:
 
     def get(self, path: str, repository: str, headers: Mapping[str, str] | None = None):
         """GET with auth: Basic or a Bearer token for `repository:<name>:pull`, as challenged."""
-        scope = f"repository:{repository}:pull"
+        return self.call("GET", path, repository, "pull", headers)
+
+    def put_manifest(self, repository: str, tag: str, manifest: Manifest) -> str:
+        """Point `tag` at `manifest` (the same bytes, so the same digest); returns the digest."""
+        response = self.call(
+            "PUT",
+            f"/v2/{repository}/manifests/{tag}",
+            repository,
+            "pull,push",
+            {"Content-Type": manifest.media_type},
+            data=manifest.body,
+        )
+        if response.status_code in (401, 403):
+            raise denied(self.login, "push", f"{repository}:{tag}")
+        self._raise_for(response, repository)
+        return response.headers.get("Docker-Content-Digest", manifest.digest)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        actions: str,
+        headers: Mapping[str, str] | None = None,
+        **kwargs,
+    ) -> requests.Response:
+        """A request with auth: Basic or a Bearer token for `repository:<name>:<actions>`."""
+        scope = f"repository:{repository}:{actions}"
         headers = dict(headers or {})
         if scope in self._authorization:
             headers["Authorization"] = self._authorization[scope]
-        response = self._send("GET", path, headers)
+        response = self._send(method, path, headers, **kwargs)
         if response.status_code != 401 or "Authorization" in headers:
             return response
         scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
@@ -242,7 +269,7 @@ class RegistryClient:
         else:
             return response
         self._authorization[scope] = headers["Authorization"] = value
-        return self._send("GET", path, headers)
+        return self._send(method, path, headers, **kwargs)
 
     def _bearer_token(self, params: Mapping[str, str], scope: str) -> str:
         """A token from the challenge's realm: refresh-token grant (ACR), Basic, or anonymous."""

@@ -14,7 +14,7 @@ import yaml
 
 from steps.cli import build_parser, step_modules
 from steps.local.act import ActRun, remote_actions, run_act, runner_image
-from steps.local.base_image import ensure_base_image
+from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.registry import LocalRegistry
 
@@ -99,6 +99,7 @@ def ci_run(act_image, tmp_path_factory, trained_model_dir) -> ActRun:
                 "MODEL_STORE": STORE,
                 "MODEL_NAME": "digits",
                 "IMAGE_REPOSITORY": f"{registry.host}/aiship",
+                "BASE_IMAGE": LOCAL_BASE_IMAGE,  # nothing can be pulled here
                 "ACR_NAME": "",  # no ACR: the local registry, anonymous over http
                 "ACR_RESOURCE_GROUP": "",
                 "AZURE_SUBSCRIPTION_ID": "",

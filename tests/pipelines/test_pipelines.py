@@ -153,5 +153,11 @@ def test_github_and_azure_run_the_same_steps_in_the_same_order(pipeline):
 
 
 def test_ci_builds_then_pushes_then_verifies():
-    assert github_commands("ci.yml") == ["fetch-model", "build-image", "push-image", "verify-push"]
+    assert github_commands("ci.yml") == [
+        "fetch-model",
+        "build-image",
+        "push-image",
+        "verify-push",
+        "promote-image",
+    ]
     assert github_commands("release.yml") == ["resolve-image", "aks-credentials", "deploy"]
