@@ -1,0 +1,193 @@
+"""Model fetch: steps' fetch-model against a raw curl GET of the same blob, from Azurite.
+
+`python -m bench.fetch_model` publishes a 256 MiB model (random bytes with a matching model.json)
+to Azurite on 127.0.0.1, then alternates, ROUNDS times, a curl GET of the blob's SAS URL and
+`fetch_model` into a fresh folder (per --max-concurrency value), measuring throughput and the
+peak RSS above the process's baseline; last, a re-fetch of the unchanged model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+
+from app.card import file_sha256, read_card, write_card
+from steps.local.azurite import ACCOUNT, DEV_ACCOUNT_KEY, Azurite
+from steps.model_store import fetch_model, publish_model
+from steps.progress import Progress
+from steps.stores import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINER = "models"
+MIB = 1 << 20
+
+
+class PeakRss:
+    """Samples this process's RSS every few ms in a thread; `peak` is the highest seen."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def make_model(out: Path, size: int) -> Path:
+    """model.onnx of random bytes with the sample model's card, its sha256 set to match."""
+    sys.path.insert(0, str(ROOT / "model"))
+    import train
+
+    train.write_model(out, name="digits", version="1.0.0")
+    with open(out / "model.onnx", "wb") as f:
+        for _ in range(size // (4 * MIB)):
+            f.write(os.urandom(4 * MIB))
+    card = dataclasses.replace(read_card(out), sha256=file_sha256(out / "model.onnx"))
+    write_card(out, card)
+    return out
+
+
+def read_only_sas() -> str:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        ACCOUNT,
+        CONTAINER,
+        account_key=DEV_ACCOUNT_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=2),
+    )
+
+
+def curl_seconds(url: str, out: Path) -> float:
+    """One raw GET of the blob into a file, as curl reports its total time."""
+    result = subprocess.run(
+        ["curl", "-sS", "-f", "-o", str(out), "-w", "%{time_total}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    out.unlink()
+    return float(result.stdout)
+
+
+def fetch_once(store_url: str, dest: Path, concurrency: int) -> tuple[float, int, int]:
+    """(seconds, peak RSS above baseline, bytes downloaded) of one in-process fetch."""
+    store = open_store(store_url, max_concurrency=concurrency)
+    baseline = psutil.Process().memory_info().rss
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        result = fetch_model(
+            store, "digits", dest, progress=lambda label: Progress(label, tty=False)
+        )
+        seconds = time.perf_counter() - started
+    return seconds, rss.peak - baseline, result.downloaded_bytes
+
+
+def run(size_mib: int, rounds: int, concurrencies: list[int]) -> str:
+    work = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
+    try:
+        model_dir = make_model(work / "model", size_mib * MIB)
+        size = (model_dir / "model.onnx").stat().st_size
+        with Azurite(location=work / "azurite", log_path=work / "azurite.log") as azurite:
+            from azure.storage.blob import BlobServiceClient
+
+            BlobServiceClient.from_connection_string(azurite.connection_string).create_container(
+                CONTAINER
+            )
+            sas = read_only_sas()
+            store_url = f"{azurite.account_url}/{CONTAINER}?{sas}"
+            os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+            started = time.perf_counter()
+            publish_model(open_store(f"{azurite.account_url}/{CONTAINER}"), model_dir)
+            publish_seconds = time.perf_counter() - started
+            blob_url = f"{azurite.account_url}/{CONTAINER}/digits/1.0.0/model.onnx?{sas}"
+
+            curl, fetches, memory = (
+                [],
+                {c: [] for c in concurrencies},
+                {c: [] for c in concurrencies},
+            )
+            for _ in range(rounds):
+                curl.append(curl_seconds(blob_url, work / "curl.out"))
+                for concurrency in concurrencies:
+                    dest = work / f"dest-{concurrency}"
+                    seconds, rss, moved = fetch_once(store_url, dest, concurrency)
+                    assert moved == size, (moved, size)
+                    fetches[concurrency].append(seconds)
+                    memory[concurrency].append(rss)
+                    refetch = fetch_once(store_url, dest, concurrency)
+                    shutil.rmtree(dest)
+            return report(size, publish_seconds, curl, fetches, memory, refetch)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(size, publish_seconds, curl, fetches, memory, refetch) -> str:
+    mib = size / MIB
+    raw = statistics.median(curl)
+    lines = [
+        f"Model {mib:.0f} MiB, {len(curl)} rounds; medians (min-max). "
+        f"Publish (upload) took {publish_seconds:.1f} s.",
+        "",
+        "| transfer | seconds | MiB/s | ratio to curl | peak RSS above baseline |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| curl GET of the SAS URL | {raw:.2f} ({min(curl):.2f}-{max(curl):.2f}) "
+        f"| {mib / raw:.0f} | 1.00 | (separate process) |",
+    ]
+    for concurrency, seconds in fetches.items():
+        median = statistics.median(seconds)
+        lines.append(
+            f"| fetch-model, max_concurrency={concurrency} | {median:.2f} "
+            f"({min(seconds):.2f}-{max(seconds):.2f}) | {mib / median:.0f} | {raw / median:.2f} "
+            f"| {max(memory[concurrency]) / MIB:.0f} MiB |"
+        )
+    seconds, rss, moved = refetch
+    lines += [
+        "",
+        f"Re-fetch of the unchanged model: {seconds:.2f} s, {moved} bytes downloaded, "
+        f"peak RSS +{rss / MIB:.0f} MiB.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fetch_model", description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=256, help="model size (default 256)")
+    parser.add_argument("--rounds", type=int, default=3, help="curl/fetch rounds (default 3)")
+    parser.add_argument(
+        "--max-concurrency", type=int, nargs="+", default=[8], help="values to fetch with"
+    )
+    args = parser.parse_args(argv)
+    print(run(args.size_mib, args.rounds, args.max_concurrency), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
