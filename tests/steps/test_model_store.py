@@ -126,6 +126,32 @@ def test_a_version_is_published_once(store, model_dir):
         publish(store.url, model_dir, version="1.0")
 
 
+def test_a_create_never_overwrites(store):
+    """The conditional create itself, without the listing that publish does first."""
+    backend = open_store(store.url)
+    backend.create("digits/1.0.0/model.onnx", io.BytesIO(b"first"), 5, quiet("create"))
+    with pytest.raises(Conflict, match=r"digits/1\.0\.0/model\.onnx.* already exists"):
+        backend.create("digits/1.0.0/model.onnx", io.BytesIO(b"second"), 6, quiet("create"))
+    assert backend.read("digits/1.0.0/model.onnx") == b"first"
+    assert list(backend.keys("digits/")) == ["digits/1.0.0/model.onnx"]
+
+
+def test_a_publish_that_cannot_finish_takes_its_model_back(store, model_dir, monkeypatch):
+    backend = open_store(store.url)
+    create = backend.create
+
+    def card_upload_fails(key, source, size, progress):
+        if key.endswith("model.json"):
+            raise Unavailable(f"{backend.describe(key)} could not be reached: test")
+        create(key, source, size, progress)
+
+    monkeypatch.setattr(backend, "create", card_upload_fails)
+    with pytest.raises(Unavailable, match=r"model\.json.* could not be reached: test"):
+        publish_model(backend, model_dir, progress=quiet)
+    assert list(open_store(store.url).keys("digits/")) == []
+    assert publish(store.url, model_dir).version == "1.0.0"  # and the version is still free
+
+
 def test_racing_publishes_have_exactly_one_winner(store, trained_model_dir, tmp_path):
     models = [
         padded_model(tmp_path / side, trained_model_dir, 1 << 20, seed=side.encode())
