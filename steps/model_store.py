@@ -38,6 +38,8 @@ from .stores import Store, open_store
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+# Temp files are private (0600); the placed model is read by others too, e.g. an image's app user.
+PLACED_MODE = 0o644
 ProgressFactory = Callable[[str], Progress]
 
 
@@ -149,6 +151,7 @@ def fetch_model(
                 "as a new version"
             )
         _place_bytes(dest / CARD_FILE, card_bytes)
+        tmp.chmod(PLACED_MODE)
         os.replace(tmp, model_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -216,6 +219,7 @@ def _place_bytes(path: Path, data: bytes) -> None:
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
         f.write(data)
     try:
+        os.chmod(f.name, PLACED_MODE)
         os.replace(f.name, path)
     except BaseException:
         Path(f.name).unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from ..cachedir import cache_dir
 from ..errors import ConfigError, Unavailable
 from ..waiting import wait_for
 
@@ -31,8 +32,13 @@ FLAGS = ("--skipApiVersionCheck", "--disableTelemetry", "--loose", "--silent")
 
 
 def azurite_binary() -> str:
-    """$AZURITE_BLOB (set by ./dev), else `azurite-blob` on PATH."""
-    binary = os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
+    """$AZURITE_BLOB (set by ./dev), else `azurite-blob` on PATH, else the one ./dev installed."""
+    installed = sorted(cache_dir().glob("azurite-*/node_modules/.bin/azurite-blob"))
+    binary = (
+        os.environ.get("AZURITE_BLOB")
+        or shutil.which("azurite-blob")
+        or (str(installed[-1]) if installed else None)
+    )
     if not binary or not os.access(binary, os.X_OK):
         raise ConfigError(
             "azurite-blob not found: run ./dev setup and set AZURITE_BLOB to the path it installed "
@@ -66,6 +72,11 @@ class Azurite:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs (it leads its own process group)."""
+        return self._process.pid if self.running else None
 
     def command(self) -> list[str]:
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]

@@ -68,6 +68,12 @@ class LocalRegistry:
         return f"http://{self.host}"
 
     @property
+    def pid(self) -> int | None:
+        """The process id while it runs (it leads its own process group)."""
+        running = self._process is not None and self._process.poll() is None
+        return self._process.pid if running else None
+
+    @property
     def storage(self) -> Path:
         return self.root / "storage"
 

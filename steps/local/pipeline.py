@@ -1,0 +1,367 @@
+"""`local run`: the main job on one machine, the same steps in the same order as CI and release.
+
+Stages: the stand-ins (local up, the sample model when the store holds none), CI (fetch-model,
+build-image, push-image, verify-push, promote-image) and release (resolve-image, the approval gate,
+deploy with smoke test). Each step calls the step function its command runs, and prints one line
+with its duration; a failing step stops the pipeline where it stands.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.card import verify_model_dir
+
+from ..errors import ConfigError, StepError
+from .stack import DEV_STORAGE, REPO, Stack, locked, record_service, start_missing
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "digits"
+SAMPLE_VERSION = "1.0.0"
+REPOSITORY = "aiship"
+PROMOTED_TAG = "main"  # what CI moves after verify-push, and what the release resolves
+TARGETS = ("swarm", "kubernetes")
+K8S_NAMESPACE = "default"
+K8S_OVERLAY = "staging"
+# The first image of scikit-learn's digits data set (a 0), for the printed curl line.
+SAMPLE_DIGIT = (
+    "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,"
+    "0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0"
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    state_dir: Path | None = None
+    approve: bool = False
+    target: str = "swarm"
+    service: str = "aiship"
+    port: int = 8080
+    base_image: str | None = None  # None: the local base image
+    azurite_port: int | None = None
+    registry_port: int | None = None
+    timeout: float = 300.0
+    terminal: bool = False  # whether the approval gate can ask on stdin
+
+
+@dataclass
+class Context:
+    """What one run hands from step to step (as CI hands step outputs on)."""
+
+    options: RunOptions
+    stack: Stack
+    values: dict[str, object] = field(default_factory=dict)
+
+    def store(self):
+        from ..stores import parse_store_url
+        from ..stores.azure_blob import AzureBlobStore
+
+        return AzureBlobStore(parse_store_url(self.stack.store_url), env=DEV_STORAGE)
+
+    def login(self):
+        from ..registry import RegistryLogin
+
+        return RegistryLogin(self.stack.registry_host)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step; `command` is the `python -m steps` command it is in the CI/release YAML."""
+
+    name: str
+    run: Callable[[Context], str]  # returns a short note for the flow line
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    steps: tuple[Step, ...]
+
+
+def stages(target: str = "swarm") -> tuple[Stage, ...]:
+    """The pipeline, in order."""
+    release = [Step("resolve-image", resolve, "resolve-image"), Step("approve", approve)]
+    if target == "kubernetes":
+        release.append(Step("cluster up", cluster_up))  # where CI gets AKS credentials
+    release.append(Step("deploy", deploy, "deploy"))
+    return (
+        Stage("stand-ins", (Step("local up", local_up), Step("sample model", sample_model))),
+        Stage(
+            "ci",
+            (
+                Step("fetch-model", fetch, "fetch-model"),
+                Step("build-image", build, "build-image"),
+                Step("push-image", push, "push-image"),
+                Step("verify-push", verify, "verify-push"),
+                Step("promote-image", promote, "promote-image"),
+            ),
+        ),
+        Stage("release", tuple(release)),
+    )
+
+
+def step_commands(target: str = "swarm") -> list[str]:
+    """The `python -m steps` commands the pipeline runs, in order (compared with the YAML)."""
+    return [step.command for stage in stages(target) for step in stage.steps if step.command]
+
+
+def run_pipeline(options: RunOptions) -> dict:
+    """Every stage in order; the first failing step ends the run with its own error."""
+    if options.target not in TARGETS:
+        raise ConfigError(f"--target {options.target!r}: use one of {', '.join(TARGETS)}")
+    if not (options.approve or options.terminal):
+        raise ConfigError(
+            "the release needs approval and there is no terminal to ask on: "
+            "pass --approve to approve it in advance"
+        )
+    stack = Stack.load(options.state_dir)
+    with locked(stack.state_dir):
+        context = Context(options, Stack.load(stack.state_dir))
+        started = time.monotonic()
+        for stage in stages(options.target):
+            begun = time.monotonic()
+            for step in stage.steps:
+                run_step(step, context)
+            log.info("=== %s stage  %.1f s", stage.name, time.monotonic() - begun)
+        context.values["seconds"] = round(time.monotonic() - started, 1)
+    return summary(context)
+
+
+def run_step(step: Step, context: Context) -> None:
+    begun = time.monotonic()
+    try:
+        note = step.run(context)
+    except BaseException:
+        log.error("==> %-14s failed after %.1f s", step.name, time.monotonic() - begun)
+        raise
+    log.info("==> %-14s %5.1f s  %s", step.name, time.monotonic() - begun, note)
+
+
+# The stand-ins
+
+
+def local_up(context: Context) -> str:
+    options = context.options
+    started = start_missing(context.stack, options.azurite_port, options.registry_port)
+    return f"started {', '.join(started)}" if started else "already running"
+
+
+def sample_model(context: Context) -> str:
+    """Publish model/train.py's sample model when the store holds no version of it."""
+    from ..model_store import publish_model, published_versions
+
+    store = context.store()
+    versions = published_versions(store, MODEL_NAME)
+    if versions:
+        return f"the store holds {MODEL_NAME} {', '.join(versions[-3:])}"
+    with tempfile.TemporaryDirectory(prefix="aiship-sample-") as folder:
+        train_module().write_model(Path(folder), name=MODEL_NAME, version=SAMPLE_VERSION)
+        published = publish_model(store, Path(folder))
+    return f"published the sample model {published.name} {published.version}"
+
+
+def train_module():
+    """model/train.py, the data scientist's script (not a package, so loaded from its file)."""
+    path = REPO / "model" / "train.py"
+    spec = importlib.util.spec_from_file_location("aiship_sample_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# CI
+
+
+def fetch(context: Context) -> str:
+    from ..model_store import LATEST, fetch_model
+
+    dest = context.stack.state_dir / "run" / "model"
+    fetched = fetch_model(context.store(), MODEL_NAME, dest, LATEST)
+    context.values["model"] = fetched
+    moved = f"downloaded {fetched.downloaded_bytes} bytes" if fetched.downloaded_bytes else "cached"
+    return f"{fetched.name} {fetched.version} ({moved})"
+
+
+def build(context: Context) -> str:
+    from ..image_build import (
+        ImageBuild,
+        build_image,
+        default_tags,
+        git_branch,
+        git_revision,
+    )
+    from .base_image import LOCAL_BASE_IMAGE, image_id_of
+
+    model = context.values["model"]
+    revision = git_revision(REPO)
+    repository = f"{context.stack.registry_host}/{REPOSITORY}"
+    tags = default_tags(repository, revision, verify_model_dir(model.dest), git_branch(REPO))
+    before = image_id_of(tags[0])
+    built = build_image(
+        ImageBuild(
+            model_dir=model.dest,
+            base_image=context.options.base_image or LOCAL_BASE_IMAGE,
+            tags=tags,
+            revision=revision,
+        )
+    )
+    context.values.update(image=tags[0], revision=revision, image_id=built.image_id)
+    same = "the same image as before" if before == built.image_id else "a new image"
+    return f"{tags[0]} ({same}, {built.image_id[:19]})"
+
+
+def push(context: Context) -> str:
+    from ..push_image import push_image
+    from ..registry import ImageRef
+
+    pushed = push_image(
+        context.login(), ImageRef.parse(context.values["image"]), tty=sys.stderr.isatty()
+    )
+    context.values.update(digest=pushed.digest, pinned=pushed.pinned)
+    return f"{pushed.layers_pushed} layers pushed, {pushed.layers_present} already there"
+
+
+def verify(context: Context) -> str:
+    from ..registry import ImageRef
+    from ..verify_push import verify_push
+
+    verify_push(
+        context.login(),
+        ImageRef.parse(context.values["image"]),
+        context.values["digest"],
+        expect_revision=context.values["revision"],
+        expect_model_sha256=context.values["model"].sha256,
+    )
+    return f"{context.values['digest']} carries revision and model sha256"
+
+
+def promote(context: Context) -> str:
+    from ..image_tags import promote_image
+    from ..registry import ImageRef
+
+    promoted = promote_image(
+        context.login(), ImageRef.parse(context.values["pinned"]), PROMOTED_TAG
+    )
+    return f"{promoted['image']} -> {promoted['digest'][:19]}"
+
+
+# Release
+
+
+def resolve(context: Context) -> str:
+    from ..image_tags import resolve_image
+    from ..registry import ImageRef
+
+    repository = f"{context.stack.registry_host}/{REPOSITORY}"
+    resolved = resolve_image(context.login(), ImageRef.parse(f"{repository}:{PROMOTED_TAG}"))
+    context.values["release"] = resolved
+    return f"{repository}:{PROMOTED_TAG} is {resolved['digest'][:19]}"
+
+
+def approve(context: Context) -> str:
+    """The approval gate: --approve, or a yes on the terminal."""
+    resolved, options = context.values["release"], context.options
+    if options.approve:
+        return "approved in advance (--approve)"
+    question = (
+        f"Release {resolved['image']} (model {resolved['model_version']}, revision "
+        f"{resolved['revision'][:12]}) to {options.target}? [y/N] "
+    )
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise StepError("the release was not approved: nothing was deployed")
+    return "approved"
+
+
+def cluster_up(context: Context) -> str:
+    from .kube_cluster import status, up
+
+    cluster_dir = context.stack.state_dir / "cluster"
+    if not status(cluster_dir)["running"]:
+        up(cluster_dir)
+        context.stack.record["cluster"] = {"started": True, "state_dir": str(cluster_dir)}
+        context.stack.save()
+        return f"started the local control plane ({cluster_dir})"
+    return "the local control plane runs"
+
+
+def deploy(context: Context) -> str:
+    from ..deploy import Release
+
+    resolved, options = context.values["release"], context.options
+    release = Release(resolved["image"], resolved["revision"], resolved["model_version"])
+    if options.target == "kubernetes":
+        from ..deploy.kubernetes import deploy_kubernetes
+
+        # kwok simulates the pods: the rollout is real, but no container answers a smoke test.
+        result = deploy_kubernetes(
+            release,
+            kubeconfig=context.stack.state_dir / "cluster" / "kubeconfig",
+            namespace=K8S_NAMESPACE,
+            overlay=K8S_OVERLAY,
+            timeout=options.timeout,
+        )
+    else:
+        from ..deploy.swarm import deploy_swarm
+
+        result = deploy_swarm(
+            release,
+            service=options.service,
+            port=options.port,
+            timeout=options.timeout,
+            smoke_test=True,
+        )
+        record_service(context.stack, options.service, options.port, result.url)
+    context.values["deploy"] = result
+    return f"{result.result} ({release.image.rsplit('@', 1)[1][:19]})"
+
+
+def summary(context: Context) -> dict:
+    """The run's outputs (as the steps' outputs: flat names, text values)."""
+    values = context.values
+    result, resolved = values["deploy"], values["release"]
+    return {
+        "result": result.result,
+        "target": result.target,
+        "url": result.url or "",
+        "image": result.image,
+        "digest": result.image.rsplit("@", 1)[1],
+        "image_id": values["image_id"],
+        "model_name": MODEL_NAME,
+        "model_version": resolved["model_version"],
+        "model_sha256": values["model"].sha256,
+        "revision": resolved["revision"],
+        "seconds": values["seconds"],
+    }
+
+
+def summary_lines(outputs: dict) -> list[str]:
+    """What to print at the end: where it runs, what runs there, and how to ask it something."""
+    url = outputs["url"]
+    lines = [
+        "up to date: nothing changed since the last release"
+        if outputs["result"] == "unchanged"
+        else f"released to {outputs['target']} in {outputs['seconds']} s",
+        f"  service   {url or f'deployment/aiship in namespace {K8S_NAMESPACE} (simulated pods)'}",
+        f"  image     {outputs['image']}",
+        f"  model     {outputs['model_name']} {outputs['model_version']} "
+        f"(sha256 {outputs['model_sha256']})",
+        f"  revision  {outputs['revision']}",
+    ]
+    if url:
+        body = '{"instances": [[' + SAMPLE_DIGIT + "]]}"
+        lines.append(
+            f"  try       curl -s -H 'Content-Type: application/json' -d '{body}' {url}/predict"
+        )
+    return lines
