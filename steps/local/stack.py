@@ -23,6 +23,7 @@ import requests
 
 from ..dockercli import docker
 from ..errors import ConfigError, StepError
+from ..waiting import wait_for
 from .azurite import ACCOUNT, Azurite
 from .registry import LocalRegistry
 
@@ -209,10 +210,16 @@ def down(state_dir: Path | None = None) -> dict:
     with locked(stack.state_dir):
         stack = Stack.load(stack.state_dir)
         record, stopped = stack.record, []
-        for service in record.get("services", {}):
+        for service, where in record.get("services", {}).items():
             if docker_answers() and swarm_state() == "active":
                 log.info("removing swarm service %s", service)
                 docker(["service", "rm", service], timeout=60, check=False)
+                wait_for(  # the task drains its requests first (stop grace period: 25 s)
+                    lambda port=where["port"]: None if port_taken(port) else True,
+                    timeout=60,
+                    what=f"port {where['port']} of service {service} was not freed",
+                    interval=0.5,
+                )
             stopped.append(f"service {service}")
         record.pop("services", None)
         stack.save()
