@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,30 +86,52 @@ def read_only_sas() -> str:
     )
 
 
-def curl_seconds(url: str, out: Path) -> float:
-    """One raw GET of the blob into a file, as curl reports its total time."""
-    result = subprocess.run(
-        ["curl", "-sS", "-f", "-o", str(out), "-w", "%{time_total}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    client_cpu: float  # user + system seconds of the downloading process
+    server_cpu: float  # user + system seconds of Azurite meanwhile
+    rss: int = 0  # peak RSS above the baseline (fetch only)
+    moved: int = 0  # bytes downloaded (fetch only)
+
+
+def cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def curl_once(url: str, out: Path, server: psutil.Process) -> Sample:
+    """One raw GET of the blob into a file."""
+    client, served, started = children_cpu(), cpu(server), time.perf_counter()
+    subprocess.run(["curl", "-sS", "-f", "-o", str(out), url], check=True, timeout=600)
+    seconds = time.perf_counter() - started
     out.unlink()
-    return float(result.stdout)
+    return Sample(seconds, children_cpu() - client, cpu(server) - served)
 
 
-def fetch_once(store_url: str, dest: Path, concurrency: int) -> tuple[float, int, int]:
-    """(seconds, peak RSS above baseline, bytes downloaded) of one in-process fetch."""
+def fetch_once(store_url: str, dest: Path, concurrency: int, server: psutil.Process) -> Sample:
+    """One in-process fetch into DEST."""
     store = open_store(store_url, max_concurrency=concurrency)
-    baseline = psutil.Process().memory_info().rss
+    me = psutil.Process()
+    baseline, client, served = me.memory_info().rss, cpu(me), cpu(server)
     with PeakRss() as rss:
         started = time.perf_counter()
         result = fetch_model(
             store, "digits", dest, progress=lambda label: Progress(label, tty=False)
         )
         seconds = time.perf_counter() - started
-    return seconds, rss.peak - baseline, result.downloaded_bytes
+    return Sample(
+        seconds,
+        cpu(me) - client,
+        cpu(server) - served,
+        rss.peak - baseline,
+        result.downloaded_bytes,
+    )
 
 
 def run(size_mib: int, rounds: int, concurrencies: list[int]) -> str:
@@ -129,50 +153,49 @@ def run(size_mib: int, rounds: int, concurrencies: list[int]) -> str:
             publish_seconds = time.perf_counter() - started
             blob_url = f"{azurite.account_url}/{CONTAINER}/digits/1.0.0/model.onnx?{sas}"
 
-            curl, fetches, memory = (
-                [],
-                {c: [] for c in concurrencies},
-                {c: [] for c in concurrencies},
-            )
+            server = psutil.Process(azurite.pid)
+            samples: dict[str, list[Sample]] = {"curl": []}
             for _ in range(rounds):
-                curl.append(curl_seconds(blob_url, work / "curl.out"))
+                samples["curl"].append(curl_once(blob_url, work / "curl.out", server))
                 for concurrency in concurrencies:
                     dest = work / f"dest-{concurrency}"
-                    seconds, rss, moved = fetch_once(store_url, dest, concurrency)
-                    assert moved == size, (moved, size)
-                    fetches[concurrency].append(seconds)
-                    memory[concurrency].append(rss)
-                    refetch = fetch_once(store_url, dest, concurrency)
+                    sample = fetch_once(store_url, dest, concurrency, server)
+                    assert sample.moved == size, (sample.moved, size)
+                    name = f"fetch-model, max_concurrency={concurrency}"
+                    samples.setdefault(name, []).append(sample)
+                    refetch = fetch_once(store_url, dest, concurrency, server)
                     shutil.rmtree(dest)
-            return report(size, publish_seconds, curl, fetches, memory, refetch)
+            return report(size, publish_seconds, samples, refetch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(size, publish_seconds, curl, fetches, memory, refetch) -> str:
+def report(size: int, publish_seconds: float, samples: dict, refetch: Sample) -> str:
     mib = size / MIB
-    raw = statistics.median(curl)
+    raw = statistics.median(s.seconds for s in samples["curl"])
     lines = [
-        f"Model {mib:.0f} MiB, {len(curl)} rounds; medians (min-max). "
-        f"Publish (upload) took {publish_seconds:.1f} s.",
+        f"Model {mib:.0f} MiB, {len(samples['curl'])} rounds, medians (min-max); CPU seconds are "
+        f"the downloader's and Azurite's. Publish (upload) took {publish_seconds:.1f} s.",
         "",
-        "| transfer | seconds | MiB/s | ratio to curl | peak RSS above baseline |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| curl GET of the SAS URL | {raw:.2f} ({min(curl):.2f}-{max(curl):.2f}) "
-        f"| {mib / raw:.0f} | 1.00 | (separate process) |",
+        "| transfer | seconds | MiB/s | ratio to curl | client CPU s | Azurite CPU s "
+        "| peak RSS above baseline |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for concurrency, seconds in fetches.items():
+    for name, runs in samples.items():
+        seconds = [s.seconds for s in runs]
         median = statistics.median(seconds)
+        peak = f"{max(s.rss for s in runs) / MIB:.0f} MiB"
         lines.append(
-            f"| fetch-model, max_concurrency={concurrency} | {median:.2f} "
+            f"| {'curl GET of the SAS URL' if name == 'curl' else name} | {median:.2f} "
             f"({min(seconds):.2f}-{max(seconds):.2f}) | {mib / median:.0f} | {raw / median:.2f} "
-            f"| {max(memory[concurrency]) / MIB:.0f} MiB |"
+            f"| {statistics.median(s.client_cpu for s in runs):.2f} "
+            f"| {statistics.median(s.server_cpu for s in runs):.2f} "
+            f"| {'(separate process)' if name == 'curl' else peak} |"
         )
-    seconds, rss, moved = refetch
     lines += [
         "",
-        f"Re-fetch of the unchanged model: {seconds:.2f} s, {moved} bytes downloaded, "
-        f"peak RSS +{rss / MIB:.0f} MiB.",
+        f"Re-fetch of the unchanged model: {refetch.seconds:.2f} s, {refetch.moved} bytes "
+        f"downloaded, peak RSS +{refetch.rss / MIB:.0f} MiB.",
     ]
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ from .cli import add_common
 from .errors import ConfigError, Conflict, IntegrityError, NotFound, StepError
 from .hashing import HashingWriter
 from .progress import Progress, track
-from .stores import Store, open_store
+from .stores import MAX_CONCURRENCY, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,10 @@ def _store_flags(parser: argparse.ArgumentParser) -> None:
         "or a folder (default: $MODEL_STORE)",
     )
     parser.add_argument(
-        "--max-concurrency", type=int, default=8, help="parallel transfers (default: 8)"
+        "--max-concurrency",
+        type=int,
+        default=MAX_CONCURRENCY,
+        help=f"parallel transfers per file (default: {MAX_CONCURRENCY})",
     )
     parser.add_argument(
         "--retries", type=int, default=3, help="SDK retries of a failed request (default: 3)"

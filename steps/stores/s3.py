@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from ..progress import Progress
 from ..sdk_errors import boto_errors
-from . import S3Location, join
+from . import MAX_CONCURRENCY, S3Location, join
 
 # Multipart parts and ranged GETs of 8 MiB; s3transfer bounds the chunks held in memory.
 CHUNK = 8 << 20
@@ -21,7 +21,9 @@ READ_TIMEOUT = 120
 class S3Store:
     """Keys are object keys below the bucket and prefix of the store URL."""
 
-    def __init__(self, location: S3Location, *, max_concurrency: int = 8, retries: int = 3) -> None:
+    def __init__(
+        self, location: S3Location, *, max_concurrency: int = MAX_CONCURRENCY, retries: int = 3
+    ) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config

@@ -18,7 +18,7 @@ from app.card import file_sha256, read_card, write_card
 from steps.local.azurite import Azurite, free_port
 from steps.waiting import wait_for
 
-BIG_MODEL_BYTES = 40 << 20
+BIG_MODEL_BYTES = 64 << 20
 
 
 @pytest.fixture(scope="session")
@@ -172,5 +172,5 @@ def padded_model(out: Path, template: Path, size: int, seed: bytes = b"") -> Pat
 
 @pytest.fixture(scope="session")
 def big_model_dir(trained_model_dir, tmp_path_factory) -> Path:
-    """A 40 MiB model (random bytes, matching model.json): big enough to stop mid-download."""
+    """A 64 MiB model (random bytes, matching model.json): big enough to stop mid-download."""
     return padded_model(tmp_path_factory.mktemp("big"), trained_model_dir, BIG_MODEL_BYTES)
