@@ -6,6 +6,7 @@ rerun, a new model version, two failures in the CI stage that leave the release 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pty
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.card import MODEL_FILE, file_sha256, write_card
 from steps.dockercli import docker
 from steps.local.stack import port_taken
 
@@ -144,6 +146,15 @@ def test_a_new_model_version_rolls_out(local_stack, tmp_path):
     assert local_stack.version()["model"]["version"] == "2.0.0"
 
 
+def distinct_model(folder: Path, version: str) -> None:
+    """A model whose bytes differ from the served one (training is deterministic), so that a
+    fetch cannot take it from what it fetched before; never served, so validity does not matter."""
+    card = train.write_model(folder, name="digits", version=version)
+    with open(folder / MODEL_FILE, "ab") as model:
+        model.write(version.encode())
+    write_card(folder, dataclasses.replace(card, sha256=file_sha256(folder / MODEL_FILE)))
+
+
 def corrupt(store: str, version: str) -> None:
     """Replace a published model.onnx behind the store's back, as a broken disk or a hand would."""
     from azure.storage.blob import BlobServiceClient
@@ -181,7 +192,7 @@ def assert_stopped_before_push(run, local_stack, tags: list[str], step: str) -> 
 
 def test_a_corrupted_model_stops_the_pipeline_before_anything_is_pushed(local_stack, tmp_path):
     tags = local_stack.tags()
-    train.write_model(tmp_path, name="digits", version="3.0.0")
+    distinct_model(tmp_path, "3.0.0")
     published = local_stack.steps(
         "publish-model", "--store", local_stack.store, "--model-dir", str(tmp_path), env=DEV_STORAGE
     )
