@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cachedir import cache_dir
 from ..dockercli import docker, last_line
 from ..errors import ConfigError, Unavailable
 from ..wheelhouse import ensure_wheelhouse
@@ -96,6 +97,20 @@ def runner_image(timeout: float = 900.0) -> str:
     return image
 
 
+def job_volumes() -> list[str]:
+    """What the job container borrows from the host: the docker CLI (act mounts the engine's
+    socket; steps that build need the CLI too) and the wheelhouses, which nothing can download
+    inside a container here."""
+    volumes = []
+    docker_cli = shutil.which("docker")
+    if docker_cli:
+        volumes.append(f"--volume {docker_cli}:/usr/bin/docker:ro")
+    wheelhouses = cache_dir() / "wheelhouse"
+    if wheelhouses.is_dir():
+        volumes.append(f"--volume {wheelhouses}:/root/.cache/aiship/wheelhouse:ro")
+    return volumes
+
+
 def run_act(
     workdir: Path,
     *,
@@ -122,9 +137,7 @@ def run_act(
         command += ["--network", "host", "--action-offline-mode", "--rm"]
         for action in remote_actions(workdir / workflow):
             command += ["--local-repository", f"{action}={stub}"]
-        docker_cli = shutil.which("docker")
-        if docker_cli:  # act mounts the engine's socket; steps that build need the CLI too
-            command += ["--container-options", f"--volume {docker_cli}:/usr/bin/docker:ro"]
+        command += ["--container-options", " ".join(job_volumes())]
         for name, value in (variables or {}).items():
             command += ["--var", f"{name}={value}"]
         for name, value in (env or {}).items():

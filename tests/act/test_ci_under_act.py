@@ -17,6 +17,7 @@ from steps.local.act import ActRun, remote_actions, run_act, runner_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.registry import LocalRegistry
+from steps.wheelhouse import ensure_wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ".github/workflows/ci.yml"
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.docker
 def act_image():
     engine = ensure_engine(timeout=60)
     ensure_base_image()
+    ensure_wheelhouse()  # the job container borrows it: it cannot download one itself
     yield runner_image()
     engine.stop()
 
