@@ -1,9 +1,10 @@
 """Model fetch: steps' fetch-model against a raw curl GET of the same blob, from Azurite.
 
 `python -m bench.fetch_model` publishes a 256 MiB model (random bytes with a matching model.json)
-to Azurite on 127.0.0.1, then alternates, ROUNDS times, a curl GET of the blob's SAS URL and
-`fetch_model` into a fresh folder (per --max-concurrency value), measuring throughput and the
-peak RSS above the process's baseline; last, a re-fetch of the unchanged model.
+to Azurite on 127.0.0.1, then alternates, ROUNDS times: a curl GET of the blob's SAS URL, the same
+followed by `sha256sum` (the like-for-like reference: fetch verifies), and `fetch_model` into a
+fresh folder per --max-concurrency value; it reports throughput, CPU seconds of the client and of
+Azurite, the peak RSS above the process's baseline, and last a re-fetch of the unchanged model.
 """
 
 from __future__ import annotations
@@ -105,10 +106,12 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def curl_once(url: str, out: Path, server: psutil.Process) -> Sample:
-    """One raw GET of the blob into a file."""
+def curl_once(url: str, out: Path, server: psutil.Process, verify: bool = False) -> Sample:
+    """One raw GET of the blob into a file; with `verify`, then `sha256sum` of that file."""
     client, served, started = children_cpu(), cpu(server), time.perf_counter()
     subprocess.run(["curl", "-sS", "-f", "-o", str(out), url], check=True, timeout=600)
+    if verify:
+        subprocess.run(["sha256sum", str(out)], check=True, capture_output=True, timeout=600)
     seconds = time.perf_counter() - started
     out.unlink()
     return Sample(seconds, children_cpu() - client, cpu(server) - served)
@@ -157,6 +160,9 @@ def run(size_mib: int, rounds: int, concurrencies: list[int]) -> str:
             samples: dict[str, list[Sample]] = {"curl": []}
             for _ in range(rounds):
                 samples["curl"].append(curl_once(blob_url, work / "curl.out", server))
+                samples.setdefault("curl GET, then sha256sum", []).append(
+                    curl_once(blob_url, work / "curl.out", server, verify=True)
+                )
                 for concurrency in concurrencies:
                     dest = work / f"dest-{concurrency}"
                     sample = fetch_once(store_url, dest, concurrency, server)
@@ -184,13 +190,13 @@ def report(size: int, publish_seconds: float, samples: dict, refetch: Sample) ->
     for name, runs in samples.items():
         seconds = [s.seconds for s in runs]
         median = statistics.median(seconds)
-        peak = f"{max(s.rss for s in runs) / MIB:.0f} MiB"
+        peak = f"{max(s.rss for s in runs) / MIB:.0f} MiB" if name.startswith("fetch") else "-"
         lines.append(
             f"| {'curl GET of the SAS URL' if name == 'curl' else name} | {median:.2f} "
             f"({min(seconds):.2f}-{max(seconds):.2f}) | {mib / median:.0f} | {raw / median:.2f} "
             f"| {statistics.median(s.client_cpu for s in runs):.2f} "
             f"| {statistics.median(s.server_cpu for s in runs):.2f} "
-            f"| {'(separate process)' if name == 'curl' else peak} |"
+            f"| {peak} |"
         )
     lines += [
         "",
