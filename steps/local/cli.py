@@ -138,7 +138,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
 def _show(result: dict) -> None:
     for name, component in result["components"].items():
         state = "healthy" if component["healthy"] else "NOT healthy"
-        mine = "  (started by local up)" if component["ours"] else ""
+        mine = "  (ours: local down stops it)" if component["ours"] else ""
         log.info("  %-16s %-48s %s%s", name, component["address"], state, mine)
 
 

@@ -154,4 +154,5 @@ def _stop_leftovers(stack: LocalStack) -> None:
     ).split()
     references = [reference for reference in listed if reference.startswith(prefix)]
     if references:
-        docker(["rmi", "--no-prune", *references], timeout=120, check=False)
+        # --force: swarm removes the stopped task containers that use them only later
+        docker(["rmi", "--force", "--no-prune", *references], timeout=120, check=False)
