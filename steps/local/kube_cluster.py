@@ -134,9 +134,9 @@ def up(
     try:
         _kwokctl(cluster, binaries.path("kwokctl"), ["scale", "node", f"--replicas={nodes}"], 60)
         wait_for(
-            lambda: _ready_nodes(cluster, nodes),
+            lambda: _ready_nodes(cluster, nodes) if _answers(cluster) else None,
             timeout=timeout,
-            what=f"{nodes} Ready node(s) did not show (log: {cluster.log_path})",
+            what=f"no ready API server with {nodes} Ready node(s) (log: {cluster.log_path})",
             interval=0.5,
         )
     except StepError:
@@ -223,7 +223,7 @@ def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> dic
     cluster = LocalCluster.at(state_dir, kubeconfig)
     pids = cluster.pids()
     running = cluster.running()
-    answers = bool(running) and cluster.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    answers = bool(running) and _answers(cluster)
     return {
         "running": bool(pids) and running == pids and answers,
         "components": running,
@@ -247,6 +247,11 @@ def stop_group(pid: int, name: str, timeout: float) -> None:
 
 def _all_up(cluster: LocalCluster) -> bool:
     return cluster.running() == cluster.pids() and cluster.kubeconfig.is_file()
+
+
+def _answers(cluster: LocalCluster) -> bool:
+    """The API server says it is ready (/readyz: every post-start hook done)."""
+    return cluster.kubectl("get", "--raw", "/readyz", timeout=15).stdout.strip() == "ok"
 
 
 def _ready_nodes(cluster: LocalCluster, wanted: int) -> int | None:
