@@ -289,7 +289,13 @@ def cluster_up(context: Context) -> str:
 
     cluster_dir = context.stack.state_dir / "cluster"
     if not status(cluster_dir)["running"]:
-        up(cluster_dir)
+        try:
+            up(cluster_dir)
+        except StepError as exc:
+            raise StepError(
+                f"the local Kubernetes control plane did not start ({exc}); nothing was "
+                "deployed: release with --target swarm, or fix `python -m steps local cluster up`"
+            ) from None
         context.stack.record["cluster"] = {"started": True, "state_dir": str(cluster_dir)}
         context.stack.save()
         return f"started the local control plane ({cluster_dir})"
