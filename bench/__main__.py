@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in BENCHMARKS if args.benchmark == "all" else (args.benchmark,):
         print(f"## {name}\n", flush=True)
         if name == "serving":
-            ok, text = True, serving.run(args.workers, with_mlflow=not args.no_mlflow, **seconds)
+            ok, text = (
+                True,
+                serving.run(
+                    args.workers, with_mlflow=not args.no_mlflow, rounds=args.rounds, **seconds
+                ),
+            )
         elif name == "soak":
             ok, text = soak.run(args.workers, **seconds)
         else:

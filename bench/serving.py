@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,26 +89,22 @@ def contenders(model_dir: Path, workers: int, with_mlflow: bool) -> list[Contend
 
 
 def measure(
-    contender: Contender, concurrencies: tuple[int, ...], seconds: float, warmup: float
-) -> tuple[list[Point], dict]:
-    """Every (endpoint, mode, concurrency) point of one server, then its startup and memory."""
+    server: Server, contender: Contender, connections: int, seconds: float, warmup: float
+) -> list[Point]:
+    """Every (endpoint, mode) point of one server at one concurrency."""
     points = []
-    with contender.start(harness.free_port()) as server:
-        for endpoint in contender.endpoints:
-            for mode in contender.modes:
-                headers = [CLOSE] if mode == "close" else []
-                for connections in concurrencies:
-                    requests = [(endpoint.path, endpoint.body)]
-                    url = server.url("")
-                    harness.wrk(url, requests, connections, warmup, headers)
-                    result = harness.wrk(url, requests, connections, seconds, headers)
-                    load = harness.load_average()
-                    points.append(
-                        Point(contender.name, endpoint.label, mode, connections, result, load)
-                    )
-                    print(_point_line(points[-1]), file=sys.stderr, flush=True)
-        facts = {"startup_s": server.startup_s, **server.memory_mib()}
-    return points, facts
+    for endpoint in contender.endpoints:
+        for mode in contender.modes:
+            headers = [CLOSE] if mode == "close" else []
+            requests = [(endpoint.path, endpoint.body)]
+            harness.wrk(server.url(""), requests, connections, warmup, headers)
+            result = harness.wrk(server.url(""), requests, connections, seconds, headers)
+            point = Point(
+                contender.name, endpoint.label, mode, connections, result, harness.load_average()
+            )
+            print(_point_line(point), file=sys.stderr, flush=True)
+            points.append(point)
+    return points
 
 
 def run(
@@ -117,22 +113,39 @@ def run(
     warmup: float = 2,
     concurrencies: tuple[int, ...] = (1, 8, 32),
     with_mlflow: bool = True,
+    rounds: int = 1,
 ) -> str:
-    """Run every point and return the report as Markdown."""
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+    """Run every point ROUNDS times, keep each point's best round, return Markdown.
+
+    All servers are up together but only one is loaded at a time: the points that are compared
+    are taken back to back, so a change in the machine's other load hits them alike.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp, ExitStack() as stack:
         model_dir = harness.train_model(Path(tmp) / "model")
-        points, facts = [], {}
         load_before = harness.load_average()
-        for contender in contenders(model_dir, workers, with_mlflow):
-            found, facts[contender.name] = measure(contender, concurrencies, seconds, warmup)
-            points += found
-    return report(points, facts, workers, seconds, load_before)
+        found = contenders(model_dir, workers, with_mlflow)
+        servers = [stack.enter_context(c.start(harness.free_port())) for c in found]
+        best: dict[tuple, Point] = {}
+        for _ in range(rounds):
+            for connections in concurrencies:
+                for contender, server in zip(found, servers, strict=True):
+                    for p in measure(server, contender, connections, seconds, warmup):
+                        key = (p.server, p.endpoint, p.mode, p.connections)
+                        if key not in best or p.result.rps > best[key].result.rps:
+                            best[key] = p
+        facts = {s.name: {"startup_s": s.startup_s, **s.memory_mib()} for s in servers}
+    names = [c.name for c in found]
+    keys = sorted(best, key=lambda k: (names.index(k[0]), *k[1:]))
+    return report([best[k] for k in keys], facts, workers, seconds, rounds, load_before)
 
 
-def report(points: list[Point], facts: dict, workers: int, seconds: float, load: str) -> str:
+def report(
+    points: list[Point], facts: dict, workers: int, seconds: float, rounds: int, load: str
+) -> str:
     extra = os.environ.get("GUNICORN_CMD_ARGS", "")
     lines = [
-        f"{workers} workers each; wrk {seconds:.0f} s per point after a warm-up; batch 1.",
+        f"{workers} workers each; wrk {seconds:.0f} s per point after a warm-up; batch 1; "
+        f"best of {rounds} round(s).",
         f"Load average (1, 5, 15 min) at the start: {load}."
         + (f" GUNICORN_CMD_ARGS={extra!r}." if extra else ""),
         "",
