@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from steps.local.server import free_port  # noqa: F401 (the benches' one way to pick a port)
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -54,12 +55,6 @@ def train_model(out: Path) -> Path:
         timeout=300,
     )
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def post(url: str, body: str, timeout: float = 2.0) -> int:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from steps.dockercli import docker
 from steps.image_build import BuiltImage, ImageBuild, build_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
+from steps.local.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "model"))
@@ -44,12 +44,6 @@ def model_dir(trained_model_dir, tmp_path) -> Path:
     copy = tmp_path / "model"
     shutil.copytree(trained_model_dir, copy)
     return copy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

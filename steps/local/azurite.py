@@ -9,20 +9,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 from pathlib import Path
 
 import requests
 
 from ..cachedir import cache_dir
-from ..errors import ConfigError, Unavailable
-from ..waiting import wait_for
+from ..errors import ConfigError
+from .server import HOST, LocalServer
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key: public, documented, and valid only for emulators.
 DEV_ACCOUNT_KEY = (
@@ -47,16 +43,16 @@ def azurite_binary() -> str:
     return binary
 
 
-class Azurite:
+class Azurite(LocalServer):
     """One azurite-blob process; a context manager that stops it. `location=None` keeps no files."""
+
+    name = "Azurite"
 
     def __init__(
         self, *, port: int | None = None, location: Path | None = None, log_path: Path | None = None
     ) -> None:
-        self.port = port or free_port()
+        super().__init__(port=port, log_path=log_path)
         self.location = Path(location) if location else None
-        self.log_path = Path(log_path) if log_path else None
-        self._process: subprocess.Popen | None = None
 
     @property
     def account_url(self) -> str:
@@ -69,15 +65,6 @@ class Azurite:
             f"BlobEndpoint={self.account_url};"
         )
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The process id while it runs (it leads its own process group)."""
-        return self._process.pid if self.running else None
-
     def command(self) -> list[str]:
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
         return [
@@ -87,64 +74,11 @@ class Azurite:
             *FLAGS,
         ]
 
-    def start(self, timeout: float = 30.0) -> Azurite:
-        command = self.command()
+    def prepare(self) -> None:
         if self.location:
             self.location.mkdir(parents=True, exist_ok=True)
-        log.info("starting Azurite on %s", self.account_url)
-        with open(self.log_path or os.devnull, "ab") as out:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(self._answers, timeout=timeout, what=f"Azurite did not answer on {HOST}")
-        except Unavailable:
-            self.stop()
-            raise
-        return self
 
-    def _answers(self) -> bool | None:
-        if self._process is not None and self._process.poll() is not None:
-            raise Unavailable(f"Azurite exited with code {self._process.returncode} at start")
-        try:
-            # Any HTTP answer (403 without credentials) means the blob service is up.
-            requests.get(f"{self.account_url}?comp=list", timeout=1)
-        except requests.ConnectionError:
-            return None
+    def probe(self) -> bool:
+        # Any HTTP answer (403 without credentials) means the blob service is up.
+        requests.get(f"{self.account_url}?comp=list", timeout=1)
         return True
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (Azurite saves its metadata), SIGKILL if it does not exit in time."""
-        self._end(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL at once, as a crash would."""
-        self._end(signal.SIGKILL, 5.0)
-
-    def _end(self, sig: signal.Signals, timeout: float) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-    def __enter__(self) -> Azurite:
-        return self if self.running else self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]

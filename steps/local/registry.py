@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
-import socket
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +16,11 @@ from pathlib import Path
 import requests
 import yaml
 
-from ..dockercli import last_line
-from ..errors import ConfigError, Unavailable
-from ..waiting import wait_for
+from ..errors import ConfigError
+from .server import HOST, LocalServer
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 LOG_FILE = "registry.log"
 
 
@@ -39,8 +34,10 @@ class TokenAuth:
     rootcertbundle: Path
 
 
-class LocalRegistry:
+class LocalRegistry(LocalServer):
     """One docker-registry process storing under `root`; a context manager that stops it."""
+
+    name = "docker-registry"
 
     def __init__(
         self,
@@ -52,11 +49,10 @@ class LocalRegistry:
     ) -> None:
         if htpasswd and token:
             raise ConfigError("a local registry takes htpasswd or token auth, not both")
+        super().__init__(port=port, log_path=Path(root) / LOG_FILE)
         self.root = Path(root)
-        self.port = port or free_port()
         self.htpasswd = htpasswd
         self.token = token
-        self._process: subprocess.Popen | None = None
 
     @property
     def host(self) -> str:
@@ -66,12 +62,6 @@ class LocalRegistry:
     @property
     def url(self) -> str:
         return f"http://{self.host}"
-
-    @property
-    def pid(self) -> int | None:
-        """The process id while it runs (it leads its own process group)."""
-        running = self._process is not None and self._process.poll() is None
-        return self._process.pid if running else None
 
     @property
     def storage(self) -> Path:
@@ -100,60 +90,23 @@ class LocalRegistry:
             }
         return config
 
-    def start(self, timeout: float = 15.0) -> LocalRegistry:
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yml"
+
+    def command(self) -> list[str]:
         binary = shutil.which("docker-registry")
         if binary is None:
             raise ConfigError("docker-registry is not installed: install Debian's docker-registry")
+        return [binary, "serve", str(self.config_path)]
+
+    def prepare(self) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
-        config_path = self.root / "config.yml"
-        config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
-        log_path = self.root / LOG_FILE
+        self.config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
         log.info("starting docker-registry on %s (storage: %s)", self.host, self.storage)
-        with open(log_path, "ab") as log_file:
-            self._process = subprocess.Popen(
-                [binary, "serve", str(config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(
-                self._answers, timeout=timeout, what=f"docker-registry did not answer on {self.url}"
-            )
-        except Unavailable:
-            self.stop()
-            raise
-        return self
 
-    def _answers(self) -> bool | None:
-        if self._process is not None and self._process.poll() is not None:
-            text = (self.root / LOG_FILE).read_text(errors="replace")
-            raise Unavailable(
-                f"docker-registry exited with code {self._process.returncode}: {last_line(text)}"
-            )
-        try:
-            response = requests.get(f"{self.url}/v2/", timeout=1)
-        except requests.ConnectionError:
-            return None
-        return True if response.status_code in (200, 401) else None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-    def __enter__(self) -> LocalRegistry:
-        return self.start() if self._process is None else self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
+    def probe(self) -> bool:
+        return requests.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401)
 
 
 def write_htpasswd(path: Path, users: Mapping[str, str]) -> Path:
@@ -167,10 +120,3 @@ def write_htpasswd(path: Path, users: Mapping[str, str]) -> Path:
     path.write_text("".join(lines), encoding="utf-8")
     path.chmod(0o600)
     return path
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]

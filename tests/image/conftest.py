@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import requests
 
 from steps.dockercli import docker
 from steps.errors import Unavailable
+from steps.local.server import free_port
 from steps.waiting import wait_for
 
 READY_TIMEOUT = 60.0
@@ -50,12 +50,6 @@ class Container:
 
 def image_config(image_id: str) -> dict:
     return json.loads(docker(["image", "inspect", image_id]))[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 import requests
 
 from steps.dockercli import docker
+from steps.local.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 600
@@ -102,12 +102,6 @@ class LocalStack:
             f"http://127.0.0.1:{self.registry_port}/v2/aiship/tags/list", timeout=5
         )
         return sorted(response.json().get("tags") or []) if response.status_code == 200 else []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ from steps.dockercli import docker
 from steps.image_build import BuiltImage, ImageBuild, build_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
-from steps.local.registry import LocalRegistry, TokenAuth, free_port, write_htpasswd
+from steps.local.registry import LocalRegistry, TokenAuth, write_htpasswd
+from steps.local.server import free_port
 from steps.registry import DOCKER_MANIFEST
 
 ROOT = Path(__file__).resolve().parents[2]

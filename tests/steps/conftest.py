@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from app.card import file_sha256, read_card, write_card
-from steps.local.azurite import Azurite, free_port
+from steps.local.azurite import Azurite
+from steps.local.server import free_port
 from steps.waiting import wait_for
 
 BIG_MODEL_BYTES = 64 << 20
