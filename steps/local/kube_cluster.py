@@ -27,15 +27,23 @@ from ..errors import ConfigError, StepError, Unavailable
 from ..waiting import wait_for
 from .docker_engine import _gone
 from .kube_build import ETCD, KUBERNETES, TOOLS_DIR, KubeBinaries, ensure_binaries
+from .server import HOST, free_port
 
 log = logging.getLogger(__name__)
 
 NAME = "aiship"
-HOST = "127.0.0.1"
 NEVER_READY_MARKER = "never-ready"
 NEVER_READY = f"self.spec.containers.exists(c, c.image.contains('{NEVER_READY_MARKER}'))"
 NEVER_READY_STAGE = TOOLS_DIR / "pod-never-ready.yaml"
 REPO = TOOLS_DIR.parents[1]
+PORTS = (  # every port a component listens on
+    "etcdPort",
+    "etcdPeerPort",
+    "kubeApiserverPort",
+    "kubeControllerManagerPort",
+    "kubeSchedulerPort",
+    "kwokControllerPort",
+)
 
 
 def default_state_dir() -> Path:
@@ -174,6 +182,8 @@ def kwokctl_config(binaries: KubeBinaries) -> list[dict]:
         "kubeSchedulerBinary": str(binaries.path("kube-scheduler")),
         "etcdBinary": str(binaries.path("etcd")),
         "kwokControllerBinary": str(binaries.path("kwok")),
+        # Ports of our choosing, so kwokctl never probes for free ones (it would bind 0.0.0.0).
+        **dict(zip(PORTS, free_ports(len(PORTS)), strict=True)),
     }
     configuration = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -181,6 +191,16 @@ def kwokctl_config(binaries: KubeBinaries) -> list[dict]:
         "options": options,
     }
     return [configuration, *stages(binaries.stages_dir)]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that nothing listens on right now on 127.0.0.1."""
+    ports: set[int] = set()
+    for _ in range(count * 10):
+        ports.add(free_port())
+        if len(ports) == count:
+            return sorted(ports)
+    raise Unavailable(f"could not find {count} free ports on {HOST}: free some, then retry")
 
 
 def stages(kwok_stages: Path) -> list[dict]:
