@@ -18,22 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("benchmark", nargs="?", default="all", choices=(*BENCHMARKS, "all"))
     parser.add_argument("--workers", type=int, default=2, help="workers per server (default 2)")
     parser.add_argument("--seconds", type=float, help="seconds per serving point / soak run")
-    parser.add_argument(
-        "--no-mlflow", action="store_true", help="serving: skip the MLflow reference"
-    )
+    parser.add_argument("--rounds", type=int, default=1, help="serving: best of N rounds")
+    parser.add_argument("--no-mlflow", action="store_true", help="serving: no MLflow reference")
     args = parser.parse_args(argv)
 
     seconds = {"seconds": args.seconds} if args.seconds else {}
+    serving_options = {"with_mlflow": not args.no_mlflow, "rounds": args.rounds, **seconds}
     passed = True
     for name in BENCHMARKS if args.benchmark == "all" else (args.benchmark,):
         print(f"## {name}\n", flush=True)
         if name == "serving":
-            ok, text = (
-                True,
-                serving.run(
-                    args.workers, with_mlflow=not args.no_mlflow, rounds=args.rounds, **seconds
-                ),
-            )
+            ok, text = True, serving.run(args.workers, **serving_options)
         elif name == "soak":
             ok, text = soak.run(args.workers, **seconds)
         else:
