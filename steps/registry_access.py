@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import azure
-from .dockercli import docker_path, last_line
+from .dockercli import docker_path
 from .errors import NotFound, StepError, Unavailable
+from .processes import last_line, run
 from .registry import (
     ENV_PASSWORD,
     ENV_USERNAME,
@@ -107,19 +107,13 @@ def run_docker(
     check: bool = True,
 ) -> str:
     """Run docker with the output captured; a failure becomes a one-line, classified error."""
-    try:
-        done = subprocess.run(
-            [docker_path(), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise Unavailable(
-            f"docker did not {action} {login.host} within {timeout:.0f} s: check the registry"
-        ) from None
+    done = run(
+        [docker_path(), *args],
+        what=f"docker {action} of {login.host}",
+        timeout=timeout,
+        stdin=stdin,
+        hint="check the registry",
+    )
     if check and done.returncode != 0:
         raise docker_error(done.stderr + done.stdout, login, action)
     return done.stdout

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cachedir import cache_dir
-from .dockercli import last_line
 from .errors import StepError, Unavailable
+from .processes import last_line
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.dockercli import last_line
 from steps.local.kube_cluster import NEVER_READY_MARKER, down, kubectl_path, up
+from steps.processes import last_line
 
 # Where test images "live". The local cluster never pulls them (kwok simulates the kubelet); on an
 # existing cluster, push the app's image there as :v1 and :v2 (the never-ready tag is never pushed,

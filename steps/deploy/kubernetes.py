@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from ..dockercli import last_line
 from ..errors import ConfigError, RolledBack, StepError, Unavailable
+from ..processes import last_line, run
 from ..waiting import wait_for
 from . import DeployResult, Release, smoke_failure
 
@@ -46,17 +46,7 @@ class Kubectl:
     def run(
         self, *args: str, stdin: str | None = None, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess:
-        try:
-            done = subprocess.run(
-                self.command(*args),
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise Unavailable(f"`kubectl {args[0]}` did not finish within {timeout:g} s") from None
+        done = run(self.command(*args), what=f"`kubectl {args[0]}`", timeout=timeout, stdin=stdin)
         if check and done.returncode != 0:
             raise StepError(f"`kubectl {' '.join(args[:2])}` failed: {last_line(done.stderr)}")
         return done
@@ -136,9 +126,7 @@ def render(overlay: str, release: Release) -> list[dict]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise ConfigError("kubectl is not on PATH: install it (./dev setup installs one)")
-    done = subprocess.run(
-        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run([kubectl, "kustomize", str(folder)], what=f"kustomize {folder}", timeout=60)
     if done.returncode != 0:
         raise StepError(f"kustomize {folder} failed: {last_line(done.stderr)}")
     documents = [d for d in yaml.safe_load_all(done.stdout) if d]

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cachedir import cache_dir
-from ..dockercli import docker, last_line
+from ..dockercli import docker
 from ..errors import ConfigError, Unavailable
+from ..processes import last_line
 from ..wheelhouse import ensure_wheelhouse
 from .base_image import LOCAL_BASE_IMAGE
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cachedir import cache_dir
-from ..dockercli import docker, last_line
+from ..dockercli import docker
 from ..errors import ConfigError, StepError, Unavailable
+from ..processes import last_line
 from ..waiting import wait_for
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import requests
 
-from ..dockercli import last_line
 from ..errors import Unavailable
+from ..processes import last_line
 from ..waiting import wait_for
 
 HOST = "127.0.0.1"
