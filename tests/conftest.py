@@ -23,6 +23,7 @@ from steps.image_build import BuiltImage, ImageBuild, build_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.server import free_port
+from tests.kubecluster import kube_cluster, kube_namespace  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "model"))
