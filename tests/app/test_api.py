@@ -144,6 +144,12 @@ BAD_REQUESTS = [
     ("/v2/models/digits/infer", v2_input([ROW], shape=[2, 64]), 400, "needs 128"),
     ("/v2/models/digits/infer", v2_input([ROW], name="pixels"), 400, "not an input"),
     ("/v2/models/digits/infer", {"inputs": []}, 400, "non-empty list"),
+    (
+        "/v2/models/digits/infer",
+        {"inputs": [{**v2_input([ROW])["inputs"][0], "name": []}]},
+        400,
+        "is not an input",
+    ),
     ("/v2/models/digits/infer", {"inputs": [ROW]}, 400, "must be an object"),
     ("/v2/models/digits/infer", {**v2_input([ROW]), "id": 7}, 400, "'id'"),
     ("/v2/models/digits/infer", {**v2_input([ROW]), "outputs": [{"name": "x"}]}, 400, "'x'"),
@@ -194,6 +200,8 @@ def test_unknown_routes_and_methods_answer_json(server, method, path, status):
     response = requests.request(method, server.url + path, timeout=5)
     assert response.status_code == status
     assert response.json()["error"]
+    if status == 405:  # RFC 9110: say which methods the route takes
+        assert response.headers["Allow"]
 
 
 def test_no_error_leaks_a_stack_trace(server):
