@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,3 +45,30 @@ def last_line(text: str) -> str:
     """The last non-blank line of a command's output: usually the one that says what went wrong."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
+
+
+def gone(pid: int) -> bool:
+    """True when the process has exited (reaping it when it is our child)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def stop(pid: int, name: str, timeout: float, *, group: bool = False) -> None:
+    """SIGTERM the process (or its whole process group), SIGKILL after `timeout` seconds."""
+    from .waiting import wait_for
+
+    kill = os.killpg if group else os.kill
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            kill(pid, sig)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(Unavailable):
+            wait_for(lambda: gone(pid) or None, timeout=wait, what=f"{name} to stop")
+            return
+    raise Unavailable(f"{name} (pid {pid}) did not stop: kill it by hand (kill -9 {pid})")

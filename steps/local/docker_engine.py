@@ -7,11 +7,9 @@ whoever started it, in this process or a later one, can stop it again with `stop
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 from ..cachedir import cache_dir
 from ..dockercli import docker
 from ..errors import ConfigError, StepError, Unavailable
-from ..processes import last_line
+from ..processes import gone, last_line, stop
 from ..waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -103,7 +101,7 @@ def start_engine(state_dir: Path, timeout: float = 60.0) -> DockerEngine:
         version = wait_for(answer, timeout=timeout, what="dockerd did not answer", interval=0.5)
     except Unavailable as exc:
         if process.poll() is None:
-            _terminate(process.pid, timeout=10)
+            stop(process.pid, "dockerd", timeout=10)
         raise Unavailable(f"{exc} (log: {log_path})") from None
     return DockerEngine(version=version, started=True, state_dir=state_dir)
 
@@ -119,37 +117,13 @@ def stop_engine(state_dir: Path | None = None, timeout: float = 30.0) -> bool:
         pid_path.unlink(missing_ok=True)
         return False
     log.info("stopping dockerd (pid %d)", pid)
-    _terminate(pid, timeout=timeout)
+    stop(pid, "dockerd", timeout=timeout)
     pid_path.unlink(missing_ok=True)
     return True
 
 
 def _is_dockerd(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd" and not _gone(pid)
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd" and not gone(pid)
     except OSError:
         return False
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM (dockerd stops its containers and containerd), then SIGKILL after `timeout`."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(Unavailable):
-            wait_for(lambda: _gone(pid) or None, timeout=wait, what="dockerd to stop")
-            return
-    raise Unavailable(f"dockerd (pid {pid}) did not stop: kill it by hand (kill -9 {pid})")
-
-
-def _gone(pid: int) -> bool:
-    """True when the process has exited (reaping it when it is our child)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"

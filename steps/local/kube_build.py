@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cachedir import cache_dir
-from ..dockercli import last_line
 from ..errors import ConfigError, StepError, Unavailable
+from ..processes import last_line
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,10 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from ..dockercli import last_line
 from ..errors import ConfigError, StepError, Unavailable
+from ..processes import gone, last_line, stop
 from ..waiting import wait_for
-from .docker_engine import _gone
 from .kube_build import ETCD, KUBERNETES, TOOLS_DIR, KubeBinaries, ensure_binaries
 from .server import HOST, free_port
 
@@ -110,7 +108,7 @@ class LocalCluster:
         return pids
 
     def running(self) -> dict[str, int]:
-        return {name: pid for name, pid in self.pids().items() if not _gone(pid)}
+        return {name: pid for name, pid in self.pids().items() if not gone(pid)}
 
     def kubectl(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
         command = [str(kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args]
@@ -229,9 +227,9 @@ def down(
         with contextlib.suppress(StepError):  # the pids below are the proof, not its exit code
             _kwokctl(cluster, kwokctl, ["delete", "cluster"], timeout=timeout)
     for name, pid in pids.items():
-        if not _gone(pid):
+        if not gone(pid):
             log.info("stopping %s (pid %d)", name, pid)
-            stop_group(pid, name, timeout=15)
+            stop(pid, name, timeout=15, group=True)
     shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
     if cluster.kubeconfig == cluster.state_dir / "kubeconfig":
         cluster.kubeconfig.unlink(missing_ok=True)
@@ -252,17 +250,6 @@ def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> dic
         "kubeconfig": str(cluster.kubeconfig),
         "state_dir": str(cluster.state_dir),
     }
-
-
-def stop_group(pid: int, name: str, timeout: float) -> None:
-    """SIGTERM the process group kwokctl started the component in, SIGKILL after `timeout`."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-        with contextlib.suppress(Unavailable):
-            wait_for(lambda: _gone(pid) or None, timeout=wait, what=f"{name} to stop")
-            return
-    raise Unavailable(f"{name} (pid {pid}) did not stop: kill it by hand (kill -9 {pid})")
 
 
 def _all_up(cluster: LocalCluster) -> bool:

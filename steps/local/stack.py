@@ -23,6 +23,7 @@ import requests
 
 from ..dockercli import docker
 from ..errors import ConfigError, StepError
+from ..processes import stop
 from ..waiting import wait_for
 from .azurite import ACCOUNT, Azurite
 from .registry import LocalRegistry
@@ -204,7 +205,6 @@ def ensure_container(stack: Stack) -> None:
 def down(state_dir: Path | None = None) -> dict:
     """Stop what `up` (and `run`) started, newest first; data folders stay."""
     from .docker_engine import stop_engine
-    from .kube_cluster import stop_group
 
     stack = Stack.load(state_dir)
     with locked(stack.state_dir):
@@ -233,7 +233,7 @@ def down(state_dir: Path | None = None) -> dict:
             pid = record.get(name, {}).get("pid")
             if pid and process_is(pid, PROCESS_MARKERS[name]):
                 log.info("stopping %s (pid %d)", name, pid)
-                stop_group(pid, name, timeout=15)
+                stop(pid, name, timeout=15, group=True)
                 stopped.append(name)
             record.pop(name, None)
             stack.save()
