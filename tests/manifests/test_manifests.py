@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["base", "overlays/staging", "overlays/production"]
-KUBERNETES_VERSION = "1.34.0"
+KUBERNETES_VERSION = "1.37.0"  # the local control plane runs v1.37 (tools/kube)
 
 
 def render(overlay: str) -> dict[str, dict]:
