@@ -25,8 +25,9 @@ ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 BUCKET = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
-# Parallel transfers per object: on 2 cores against Azurite 4 beat 2 and 8 (bench/README.md).
-MAX_CONCURRENCY = 4
+# Parallel transfers per object: with ranges read in one piece, 8 beat 2 and 4 and held memory
+# under 40 MiB (bench/README.md, "Model fetch").
+MAX_CONCURRENCY = 8
 
 
 class Store(Protocol):

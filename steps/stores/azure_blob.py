@@ -20,8 +20,9 @@ from . import MAX_CONCURRENCY, AzureLocation, join
 
 READ_ROLE = "Storage Blob Data Reader"
 WRITE_ROLE = "Storage Blob Data Contributor"
-# Ranged GETs and staged blocks of 8 MiB: fewer requests (each costs the service), and memory
-# near 2 x max_concurrency x 8 MiB (bench/README.md, "Model fetch").
+# Ranged GETs and staged blocks of 8 MiB: fewer requests (each costs the service). Each range is
+# read from the socket in one piece (connection_data_block_size), not joined from 256 KiB reads:
+# half the time and a third of the memory (bench/README.md, "Model fetch").
 CHUNK = 8 << 20
 CONNECT_TIMEOUT = 20
 READ_TIMEOUT = 120
@@ -64,6 +65,7 @@ class AzureBlobStore:
             max_block_size=CHUNK,
             connection_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
+            connection_data_block_size=CHUNK,  # read each range in one piece, not 256 KiB joins
         )
         self._container = service.get_container_client(location.container)
 
