@@ -88,7 +88,9 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="aiship-build-") as tmp:
         context = assemble_context(Path(tmp) / "context", root, wheelhouse, build.model_dir)
         iidfile = Path(tmp) / "image-id"
-        args = ["build", "--network", build.network, "--iidfile", str(iidfile)]
+        # --force-rm: a failed RUN leaves no stopped container behind (the legacy builder keeps
+        # them by default)
+        args = ["build", "--force-rm", "--network", build.network, "--iidfile", str(iidfile)]
         args += ["--file", str(context / "Dockerfile")]
         for name, value in build_args.items():
             args += ["--build-arg", f"{name}={value}"]

@@ -58,6 +58,8 @@ class LocalServer:
         return self._process.pid if self.running else None
 
     def start(self, timeout: float = 30.0):
+        if self.running:  # a second process would lose the first one's handle, and leak it
+            return self
         command = self.command()
         self.prepare()
         if self.log_path:

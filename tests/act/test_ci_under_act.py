@@ -91,7 +91,6 @@ def ci_run(act_image, tmp_path_factory, trained_model_dir) -> ActRun:
         timeout=120,
     )
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as registry:
-        registry.start()
         yield run_act(
             workdir,
             workflow=WORKFLOW,
