@@ -124,16 +124,16 @@ def assemble_context(context: Path, root: Path, wheelhouse: Path, model_dir: Pat
     return context
 
 
+def ci_revision(env: Mapping[str, str] | None = None) -> str:
+    """The commit the CI system says it builds (GitHub Actions, Azure Pipelines), or ""."""
+    env = os.environ if env is None else env
+    return env.get("GITHUB_SHA") or env.get("BUILD_SOURCEVERSION") or ""
+
+
 def git_revision(root: Path, env: Mapping[str, str] | None = None) -> str:
     """The commit being built: the CI system's word for it (GitHub, Azure), else the one checked
     out at ROOT, else "unknown"."""
-    env = os.environ if env is None else env
-    return (
-        env.get("GITHUB_SHA")
-        or env.get("BUILD_SOURCEVERSION")
-        or _git(root, "rev-parse", "HEAD")
-        or "unknown"
-    )
+    return ci_revision(env) or _git(root, "rev-parse", "HEAD") or "unknown"
 
 
 def git_commit_time(root: Path) -> str:

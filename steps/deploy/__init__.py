@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..cli import add_common
 from ..errors import ConfigError, StepError
+from ..image_build import ci_revision
 from ..smoke_test import smoke_test
 
 DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -69,7 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", required=True, help="REPOSITORY@sha256:... (a tag is refused)")
     parser.add_argument(
         "--revision",
-        default=os.environ.get("GITHUB_SHA") or os.environ.get("BUILD_SOURCEVERSION") or "unknown",
+        default=ci_revision() or "unknown",
         help="git revision to record (default: the CI system's)",
     )
     parser.add_argument("--model-version", default="unknown", help="model version to record")

@@ -35,13 +35,10 @@ class Kubectl:
     context: str | None = None
 
     def command(self, *args: str) -> list[str]:
-        kubectl = shutil.which("kubectl")
-        if kubectl is None:
-            raise ConfigError("kubectl is not on PATH: install it (./dev setup installs one)")
         scope = ["--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace]
         if self.context:
             scope += ["--context", self.context]
-        return [kubectl, *scope, *args]
+        return [kubectl_binary(), *scope, *args]
 
     def run(
         self, *args: str, stdin: str | None = None, timeout: float = 60, check: bool = True
@@ -59,6 +56,14 @@ class Kubectl:
                 return None
             raise StepError(f"`kubectl get {' '.join(args)}` failed: {last_line(done.stderr)}")
         return json.loads(done.stdout)
+
+
+def kubectl_binary() -> str:
+    """The kubectl on PATH (a CI runner's, or the venv's that ./dev setup installs)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise ConfigError("kubectl is not on PATH: install it (./dev setup installs one)")
+    return kubectl
 
 
 def deploy_kubernetes(
@@ -123,10 +128,7 @@ def render(overlay: str, release: Release) -> list[dict]:
     folder = MANIFESTS / ("base" if overlay == "base" else f"overlays/{overlay}")
     if not (folder / "kustomization.yaml").is_file():
         raise ConfigError(f"no overlay {overlay!r}: expected {folder}/kustomization.yaml")
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise ConfigError("kubectl is not on PATH: install it (./dev setup installs one)")
-    done = run([kubectl, "kustomize", str(folder)], what=f"kustomize {folder}", timeout=60)
+    done = run([kubectl_binary(), "kustomize", str(folder)], what=f"kustomize {folder}", timeout=60)
     if done.returncode != 0:
         raise StepError(f"kustomize {folder} failed: {last_line(done.stderr)}")
     documents = [d for d in yaml.safe_load_all(done.stdout) if d]
