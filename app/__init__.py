@@ -8,6 +8,7 @@ from flask import Flask
 
 from . import rest
 from .dataplane import DataPlane
+from .jsonio import OrjsonProvider
 from .logs import configure_logging
 from .metrics import Metrics
 from .model import OnnxModel
@@ -23,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     app.extensions["dataplane"] = DataPlane(model, settings, metrics.observe_inference)
     app.extensions["metrics"] = metrics
 

@@ -20,6 +20,9 @@ from prometheus_client import (
 
 from .card import ModelCard
 
+# Methods are label values: anything else a client sends is counted as "other", so that no client
+# can grow the number of series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -30,16 +33,11 @@ class Metrics:
 
     def __init__(self, card: ModelCard):
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "http_requests",
-            "HTTP requests answered",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
+        # Its _count is the number of requests, by status too: no separate counter to write.
         self.latency = Histogram(
             "http_request_duration_seconds",
             "Time to answer an HTTP request",
-            ["method", "route"],
+            ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -62,10 +60,16 @@ class Metrics:
             registry=self.registry,
         )
         info.labels(card.name, card.version, card.sha256).set(1)
+        # Labelled series by (method, route, status): looking a series up through labels() on
+        # every request costs more than writing the sample.
+        self._series: dict[tuple[str, str, int], Histogram] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method if method in METHODS else "other", route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self.latency.labels(key[0], route, str(status))
+        series.observe(seconds)
 
     def observe_inference(self, seconds: float, rows: int) -> None:
         self.inference.observe(seconds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from importlib import resources
@@ -10,6 +9,7 @@ from importlib import resources
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import jsonio
 from .dataplane import DataPlane
 from .errors import BadRequest, ServiceError, UnsupportedMediaType
 from .logs import log_request
@@ -31,7 +31,7 @@ def json_body() -> object:
             f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
         )
     try:
-        return json.loads(request.get_data(cache=False))
+        return jsonio.loads(request.get_data(cache=False))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 

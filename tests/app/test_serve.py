@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -62,27 +63,43 @@ def test_a_malformed_card_is_named(model_dir):
     assert "inputs[0].datatype" in result.stderr
 
 
-def _counter(metrics_text: str, name: str, labels: str) -> float:
-    match = re.search(rf"^{name}\{{{re.escape(labels)}\}} (\S+)$", metrics_text, re.M)
-    return float(match.group(1)) if match else 0.0
+def _sample(server, name: str, **labels: str) -> float:
+    """One sample's value on /metrics (0 when absent), read with prometheus_client's parser."""
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def test_metrics_add_up_across_workers(server):
-    labels = 'method="GET",route="/version",status="200"'
-    before = _counter(
-        requests.get(server.url + "/metrics", timeout=5).text, "http_requests_total", labels
-    )
+    series = {"method": "GET", "route": "/version", "status": "200"}
+    before = _sample(server, "http_request_duration_seconds_count", **series)
     for _ in range(40):  # new connections each time, so both workers take some
         requests.get(server.url + "/version", timeout=5)
     # Whichever worker answers /metrics, it reports the sum of both.
     for _ in range(4):
-        text = requests.get(server.url + "/metrics", timeout=5).text
-        assert _counter(text, "http_requests_total", labels) == before + 40
+        assert _sample(server, "http_request_duration_seconds_count", **series) == before + 40
+    assert _sample(server, "http_request_duration_seconds_bucket", **series, le="+Inf") == (
+        before + 40
+    )
+    text = requests.get(server.url + "/metrics", timeout=5).text
     assert re.search(
         r'^model_info\{name="digits",sha256="[0-9a-f]{64}",version="1.0.0"\} 1.0$', text, re.M
     )
-    assert "http_request_duration_seconds_bucket" in text
     assert "model_inference_duration_seconds_count" in text
+
+
+def test_unknown_methods_share_one_series(server):
+    """A client inventing methods must not be able to grow the number of metric series."""
+    series = {"method": "other", "route": "<unmatched>", "status": "405"}
+    before = _sample(server, "http_request_duration_seconds_count", **series)
+    for method in ("PURGE", "BREW", "PROPFIND"):
+        assert requests.request(method, server.url + "/version", timeout=5).status_code == 405
+    assert _sample(server, "http_request_duration_seconds_count", **series) == before + 3
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    assert not re.search(r'method="(PURGE|BREW|PROPFIND)"', text)
 
 
 def test_one_json_log_line_per_request_without_bodies(server):
