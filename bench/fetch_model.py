@@ -2,8 +2,9 @@
 
 `python -m bench.fetch_model` publishes a 256 MiB model (random bytes with a matching model.json)
 to Azurite on 127.0.0.1, then alternates, ROUNDS times: a curl GET of the blob's SAS URL, the same
-followed by `sha256sum` (the like-for-like reference: fetch verifies), and `fetch_model` into a
-fresh folder per --max-concurrency value; it reports throughput, CPU seconds of the client and of
+followed by `sha256sum`, the same streamed through `tee` into `openssl dgst -sha256` (the
+like-for-like references: fetch verifies while it downloads), and `fetch_model` into a fresh folder
+per --max-concurrency value; it reports throughput, CPU seconds of the client and of
 Azurite, the peak RSS above the process's baseline, and last a re-fetch of the unchanged model.
 """
 
@@ -106,12 +107,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def curl_once(url: str, out: Path, server: psutil.Process, verify: bool = False) -> Sample:
-    """One raw GET of the blob into a file; with `verify`, then `sha256sum` of that file."""
+# How the raw GET is made: curl alone, then two ways a shell verifies what it downloaded.
+CURL = 'curl -sS -f -o "$OUT" "$URL"'
+CURL_THEN_SHA256SUM = f'{CURL} && sha256sum "$OUT"'
+CURL_TEE_OPENSSL = 'set -o pipefail; curl -sS -f "$URL" | tee "$OUT" | openssl dgst -sha256'
+
+
+def curl_once(url: str, out: Path, server: psutil.Process, script: str = CURL) -> Sample:
+    """One raw GET of the blob into a file, made by the bash SCRIPT."""
     client, served, started = children_cpu(), cpu(server), time.perf_counter()
-    subprocess.run(["curl", "-sS", "-f", "-o", str(out), url], check=True, timeout=600)
-    if verify:
-        subprocess.run(["sha256sum", str(out)], check=True, capture_output=True, timeout=600)
+    env = {**os.environ, "URL": url, "OUT": str(out)}
+    subprocess.run(["bash", "-c", script], env=env, check=True, capture_output=True, timeout=600)
     seconds = time.perf_counter() - started
     out.unlink()
     return Sample(seconds, children_cpu() - client, cpu(server) - served)
@@ -160,9 +166,12 @@ def run(size_mib: int, rounds: int, concurrencies: list[int]) -> str:
             samples: dict[str, list[Sample]] = {"curl": []}
             for _ in range(rounds):
                 samples["curl"].append(curl_once(blob_url, work / "curl.out", server))
-                samples.setdefault("curl GET, then sha256sum", []).append(
-                    curl_once(blob_url, work / "curl.out", server, verify=True)
-                )
+                for name, script in (
+                    ("curl GET, then sha256sum", CURL_THEN_SHA256SUM),
+                    ("curl GET streamed through tee into openssl sha256", CURL_TEE_OPENSSL),
+                ):
+                    sample = curl_once(blob_url, work / "curl.out", server, script)
+                    samples.setdefault(name, []).append(sample)
                 for concurrency in concurrencies:
                     dest = work / f"dest-{concurrency}"
                     sample = fetch_once(store_url, dest, concurrency, server)

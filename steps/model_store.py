@@ -137,11 +137,13 @@ def fetch_model(
     handle, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{MODEL_FILE}.")
     tmp = Path(tmp_name)
     try:
-        with open(handle, "w+b") as raw, progress(f"download {name} {resolved}") as bar:
-            out = HashingWriter(raw)
+        with (
+            open(handle, "w+b", buffering=0) as raw,  # unbuffered: the hasher reads it back
+            HashingWriter(raw) as out,
+            progress(f"download {name} {resolved}") as bar,
+        ):
             store.download(base + MODEL_FILE, out, bar)
-            raw.flush()
-            size = os.fstat(raw.fileno()).st_size
+        size = tmp.stat().st_size
         # Hashed on the way in; a second pass only if an SDK rewrote a range it had sent.
         received = out.hexdigest(size) or file_sha256(tmp)
         if received != card.sha256:
