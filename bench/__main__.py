@@ -1,4 +1,4 @@
-"""`python -m bench [serving|soak|fuzz|all]`: run benchmarks, print Markdown for bench/README.md.
+"""`python -m bench [serving|cost|soak|fuzz|all]`: run benchmarks, print Markdown for the README.
 
 Exits 1 when the soak or the fuzz run misses its criteria; the figures are never asserted.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import fuzz, serving, soak
+from . import cost, fuzz, serving, soak
 
-BENCHMARKS = ("serving", "soak", "fuzz")
+BENCHMARKS = ("serving", "cost", "soak", "fuzz")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## {name}\n", flush=True)
         if name == "serving":
             ok, text = True, serving.run(args.workers, **serving_options)
+        elif name == "cost":
+            ok, text = True, cost.run()
         elif name == "soak":
             ok, text = soak.run(args.workers, **seconds)
         else:

@@ -1,0 +1,93 @@
+"""Where a request's CPU goes: worker CPU per /predict for the floor, aiship, and aiship with one
+part switched off, each under the same wrk load, back to back.
+
+`python -m bench cost` (or `./dev bench cost`). The variants are the shipped app with the access
+log line and/or the Prometheus observations replaced by no-ops after it is built (create_variant
+below), so every other byte of the request path is the same.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from flask import Flask
+
+from . import harness, serving
+from .harness import PREDICT_PATH, Server
+
+VARIANTS = {
+    "aiship as shipped": "",
+    "without the access log line": "access-log",
+    "without the Prometheus observations": "metrics",
+    "without both": "access-log,metrics",
+}
+
+
+def create_variant(without: str = "") -> Flask:
+    """The service's app with the parts named in WITHOUT (comma-separated) switched off."""
+    from app import create_app, rest
+
+    app = create_app()
+    off = set(filter(None, without.split(",")))
+    if "access-log" in off:
+        rest.log_request = lambda *args: None
+    if "metrics" in off:
+        app.extensions["metrics"].observe_request = lambda *args: None
+        app.extensions["dataplane"]._observe_inference = lambda *args: None
+    return app
+
+
+def variant_server(model_dir: Path, without: str, port: int) -> AbstractContextManager[Server]:
+    conf = harness.ROOT / "app" / "gunicorn_conf.py"
+    env = {
+        "HOST": harness.HOST,
+        "PORT": str(port),
+        "WORKERS": "2",
+        "MODEL_DIR": str(model_dir),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="cost-metrics-"),
+    }
+    command = [sys.executable, "-m", "gunicorn", "--config", str(conf)]
+    command.append(f"bench.cost:create_variant({without!r})")
+    return harness.serve("aiship", command, port, PREDICT_PATH, harness.predict_body(), env)
+
+
+def cpu_per_request(server: Server, connections: int, seconds: float) -> tuple[float, float]:
+    """Worker CPU microseconds per request, and requests per second, over one wrk run."""
+    requests = [(PREDICT_PATH, harness.predict_body())]
+    harness.wrk(server.url(""), requests, connections, 2)
+    before = _worker_cpu(server)
+    result = harness.wrk(server.url(""), requests, connections, seconds)
+    return (_worker_cpu(server) - before) / result.requests * 1e6, result.rps
+
+
+def _worker_cpu(server: Server) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in server.workers())
+
+
+def run(connections: int = 8, seconds: float = 6, rounds: int = 3) -> str:
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
+        model_dir = harness.train_model(Path(tmp) / "model")
+        starts = {"floor (constant answer)": lambda port: serving.floor_server(2, port)}
+        for label, without in VARIANTS.items():
+            starts[label] = lambda port, w=without: variant_server(model_dir, w, port)
+        samples: dict[str, list[tuple[float, float]]] = {label: [] for label in starts}
+        for _ in range(rounds):
+            for label, start in starts.items():
+                with start(harness.free_port()) as server:
+                    samples[label].append(cpu_per_request(server, connections, seconds))
+    lines = [
+        f"wrk, {connections} connections, {seconds:.0f} s per run after 2 s of warm-up, "
+        f"medians of {rounds} rounds; 2 gunicorn sync workers each.",
+        "",
+        "| server | worker CPU per request | req/s |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, runs in samples.items():
+        cpu = statistics.median(c for c, _ in runs)
+        rps = statistics.median(r for _, r in runs)
+        lines.append(f"| {label} | {cpu:.0f} µs | {rps:.0f} |")
+    return "\n".join(lines) + "\n"
