@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,11 @@ from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.registry import LocalRegistry
 from steps.wheelhouse import ensure_wheelhouse
+from tests.stepscli import run_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ".github/workflows/ci.yml"
 STEP_COMMAND = "python -m steps "
-STEPS = [sys.executable, "-m", "steps"]
 STORE = "act-model-store"  # not git-ignored: act copies the work tree as git would see it
 pytestmark = pytest.mark.docker
 
@@ -84,12 +83,10 @@ def ci_run(act_image, tmp_path_factory, trained_model_dir) -> ActRun:
     workdir = work_tree(tmp_path_factory.mktemp("act-work"))
     store = workdir / STORE
     store.mkdir()
-    subprocess.run(
-        [*STEPS, "publish-model", "--store", str(store), "--model-dir", str(trained_model_dir)],
-        check=True,
-        capture_output=True,
-        timeout=120,
+    published = run_steps(
+        "publish-model", "--store", str(store), "--model-dir", str(trained_model_dir)
     )
+    assert published.returncode == 0, published.stderr
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as registry:
         yield run_act(
             workdir,

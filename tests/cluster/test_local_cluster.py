@@ -5,10 +5,8 @@ every process and frees every port."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -17,6 +15,7 @@ import yaml
 
 from steps.local.kube_cluster import NEVER_READY, kwokctl_config, stages
 from steps.local.kube_cluster import down as cluster_down
+from tests.stepscli import run_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = {
@@ -29,16 +28,8 @@ COMPONENTS = {
 
 
 def steps(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    return subprocess.run(
-        [sys.executable, "-m", "steps", "local", "cluster", *args, "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """`local cluster ARGS` on a cluster of its own, whatever KUBECONFIG the tests were given."""
+    return run_steps("local", "cluster", *args, "--json", drop=("KUBECONFIG",), timeout=timeout)
 
 
 def listening(pid: int) -> list[tuple[str, int]]:

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from app.card import read_card
 from steps.dockercli import docker
 from steps.image_build import ROOT, git_revision, tag_for
+from tests.stepscli import run_steps
 
 pytestmark = pytest.mark.docker
 
 
 def build_command(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "steps", "build-image", "--json", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-        env={**os.environ, "GITHUB_REF_NAME": "feature/x y", "GITHUB_REF_TYPE": "branch", **env},
-    )
+    ref = {"GITHUB_REF_NAME": "feature/x y", "GITHUB_REF_TYPE": "branch"}
+    return run_steps("build-image", "--json", *args, env={**ref, **env}, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import requests
 
 from steps.dockercli import docker
 from steps.local.server import free_port
+from tests.stepscli import run_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 600
@@ -62,17 +62,13 @@ class LocalStack:
         """`python -m steps ARGS` in its own process; outputs read from STEPS_OUTPUT_FILE."""
         outputs = self.state_dir.parent / "outputs.json"
         outputs.unlink(missing_ok=True)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_PREFIXES)}
-        clean.update(PYTHONPATH=str(self.repo), STEPS_OUTPUT_FILE=str(outputs), **(env or {}))
-        done = subprocess.run(
-            [sys.executable, "-m", "steps", *args],
+        done = run_steps(
+            *args,
+            env={"STEPS_OUTPUT_FILE": str(outputs), **(env or {})},
+            drop=CLEAN_PREFIXES,
             cwd=self.repo,
-            env=clean,
-            stdin=stdin,
-            capture_output=True,
-            text=True,
             timeout=RUN_TIMEOUT,
-            check=False,
+            stdin=stdin,
         )
         values = json.loads(outputs.read_text()) if outputs.is_file() else {}
         return Run(done.returncode, done.stdout, done.stderr, values)

@@ -12,11 +12,8 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import tarfile
 import time
 import uuid
@@ -40,6 +37,7 @@ from steps.local.docker_engine import ensure_engine
 from steps.local.registry import LocalRegistry, TokenAuth, write_htpasswd
 from steps.local.server import free_port
 from steps.registry import DOCKER_MANIFEST
+from tests.stepscli import run_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "ci-pusher"
@@ -68,19 +66,8 @@ class StepRun:
 
 
 def run_step(*args: str, env: dict[str, str] | None = None) -> StepRun:
-    """`python -m steps ARGS --json` as CI runs it: its own process, a clean environment."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "AZURE_"))}
-    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "TF_BUILD", "STEPS_OUTPUT_FILE"):
-        clean.pop(name, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "steps", *args, "--json"],
-        cwd=ROOT,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=STEP_TIMEOUT,
-        check=False,
-    )
+    """`python -m steps ARGS --json` with no registry or Azure settings but ENV's."""
+    done = run_steps(*args, "--json", env=env, drop=("REGISTRY_", "AZURE_"), timeout=STEP_TIMEOUT)
     return StepRun(done.returncode, done.stdout, done.stderr)
 
 

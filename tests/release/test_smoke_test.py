@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from app.card import read_card
 from steps.errors import IntegrityError, Unavailable
 from steps.smoke_test import sample_request, smoke_test
+from tests.stepscli import run_steps
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +56,11 @@ def test_sample_request_follows_the_metadata():
 
 def test_command_line(server, trained_model_dir):
     card = read_card(trained_model_dir)
-    run = [sys.executable, "-m", "steps", "smoke-test", "--url", server.url, "--timeout", "10"]
-    ok = subprocess.run(
-        [*run, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "GITHUB_OUTPUT": ""},
-    )
+    run = ["smoke-test", "--url", server.url, "--timeout", "10"]
+    ok = run_steps(*run, "--json", timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["model_sha256"] == card.sha256
-    bad = subprocess.run(
-        [*run, "--expect-revision", "nope"], capture_output=True, text=True, timeout=60
-    )
+    bad = run_steps(*run, "--expect-revision", "nope", timeout=60)
     assert bad.returncode == 6
     assert bad.stderr.strip().splitlines() == [
         f"error: {server.url} runs code revision test-revision, expected nope"

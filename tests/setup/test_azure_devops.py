@@ -4,9 +4,7 @@ azure-devops SDK (and msrest under it) makes every request."""
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from steps.setup.azure_devops import (
     connect,
     setup_azure_devops,
 )
+from tests.stepscli import run_steps
 
 from .conftest import DEVOPS_PAT, ORG, PROJECT
 from .fakes import Seen
@@ -281,22 +280,13 @@ def test_a_rejected_token_is_named(devops, https_server):
 
 def test_the_command_line_fails_in_one_line_without_the_token(devops, https_server, tmp_path):
     devops.denied = {"environments"}
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_BUILD", "STEPS_"))
-    }
-    env |= {"AZURE_DEVOPS_EXT_PAT": DEVOPS_PAT, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path)}
+    env = {"AZURE_DEVOPS_EXT_PAT": DEVOPS_PAT, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path)}
     args = ["--org", https_server.url_for(f"/{ORG}"), "--project", PROJECT]
     args += ["--approvers", "alice@example.com", "--var", "MODEL_NAME=digits"]
 
     def cli(*extra: str, **more_env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "steps", "setup", "azure-devops", *args, *extra],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-            env=env | more_env,
-        )
+        command = ["setup", "azure-devops", *args, *extra]
+        return run_steps(*command, env=env | more_env, drop=("GITHUB_",), timeout=60)
 
     failed, verbose = cli(), cli("-v", TF_BUILD="True")
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -21,6 +18,7 @@ from steps.local.azurite import ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 from steps.model_store import fetch_model, publish_model, published_versions
 from steps.progress import Progress
 from steps.stores import AzureLocation, FolderLocation, S3Location, open_store, parse_store_url
+from tests.stepscli import run_steps
 
 from .conftest import azure_store, padded_model
 
@@ -44,21 +42,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     if not folder.exists():
         return {}
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")}
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    for ci in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "TF_BUILD", "STEPS_OUTPUT_FILE"):
-        if ci not in (env or {}):
-            environment.pop(ci, None)
-    return subprocess.run(
-        [sys.executable, "-m", "steps", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=ROOT,
-        timeout=120,
-    )
 
 
 # Round trip, versions, immutability: every backend
@@ -334,16 +317,18 @@ def test_no_secret_reaches_any_log(azure_target, model_dir, tmp_path):
         read_sas.split("sig=")[1].split("&")[0], "Zm9yZ2VkLXNpZ25hdHVyZQ%3D%3D"
     )
     runs = [
-        run_cli("publish-model", "-v", "--store", azure_target.url, "--model-dir", str(model_dir)),
-        run_cli(
+        run_steps(
+            "publish-model", "-v", "--store", azure_target.url, "--model-dir", str(model_dir),
+        ),
+        run_steps(
             "fetch-model", "-v", "--store", f"{azure_target.url}?{read_sas}", "--name", "digits",
             "--dest", str(tmp_path / "dest"),
         ),
-        run_cli(
+        run_steps(
             "publish-model", "-v", "--store", f"{azure_target.url}?{read_sas}",
             "--model-dir", str(model_dir), "--version", "9.9.9",
         ),
-        run_cli(
+        run_steps(
             "fetch-model", "-v", "--store", f"{azure_target.url}?{forged}", "--name", "digits",
             "--dest", str(tmp_path / "forged"),
         ),
@@ -362,7 +347,7 @@ def test_no_secret_reaches_any_log(azure_target, model_dir, tmp_path):
 def test_secrets_are_masked_in_github_actions(azure_target, model_dir, tmp_path):
     publish(azure_target.url, model_dir)
     read_sas = container_sas(azure_target.url, read=True, list=True)
-    run = run_cli(
+    run = run_steps(
         "fetch-model", "--store", f"{azure_target.url}?{read_sas}", "--name", "digits",
         "--dest", str(tmp_path / "dest"), env={"GITHUB_ACTIONS": "true"},
     )  # fmt: skip
@@ -456,7 +441,7 @@ def test_command_line_outputs(model_dir, tmp_path):
     env = {"GITHUB_OUTPUT": str(github_output), "STEPS_OUTPUT_FILE": str(steps_output)}
     card = read_card(model_dir)
 
-    published = run_cli(
+    published = run_steps(
         "publish-model", "--json", "--store", f"file://{store_dir}", "--model-dir", str(model_dir),
         env=env,
     )  # fmt: skip
@@ -469,7 +454,7 @@ def test_command_line_outputs(model_dir, tmp_path):
 
     github_output.unlink()
     dest = tmp_path / "dest"
-    fetched = run_cli(
+    fetched = run_steps(
         "fetch-model", "--json", "--dest", str(dest),
         env={**env, "MODEL_STORE": str(store_dir), "MODEL_NAME": "digits"},
     )  # fmt: skip
@@ -496,7 +481,7 @@ def test_command_line_errors(args, code, message, model_dir, tmp_path):
     store_dir.mkdir()
     publish(str(store_dir), model_dir)
     argv = [a.replace("{store}", str(store_dir)) for a in args]
-    run = run_cli("fetch-model", "--dest", str(tmp_path / "dest"), *argv)
+    run = run_steps("fetch-model", "--dest", str(tmp_path / "dest"), *argv)
     assert run.returncode == code
     assert run.stderr.startswith("error: ") and message in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
