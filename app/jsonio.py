@@ -16,8 +16,9 @@ from flask.json.provider import JSONProvider
 def loads(data: bytes | str) -> object:
     """Parse a JSON document.
 
-    orjson refuses NaN, Infinity and integers beyond 64 bits, which the json module reads; the
-    slow parser then gets its turn, so that the data plane can name such values precisely.
+    orjson refuses NaN and Infinity, which the json module reads: the slow parser then gets its
+    turn, so that the data plane can name such values precisely, and a body that is not JSON at
+    all gets the json module's error message.
     """
     try:
         return orjson.loads(data)

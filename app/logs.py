@@ -47,7 +47,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def log_request(method: str, path: str, status: int, seconds: float) -> None:
-    """The access line, written straight to stderr (line-buffered, so one write per line).
+    """The access line, written straight to stderr in one write.
 
     Not through a logging handler: a LogRecord, the handler's lock and the formatter cost about
     as much as the model's inference, on every request. The app.access logger's level still

@@ -14,6 +14,7 @@ from . import jsonio
 from .dataplane import DataPlane
 from .errors import BadRequest, ServiceError, UnsupportedMediaType
 from .logs import log_request
+from .metrics import Metrics
 
 SERVER_NAME = "aiship"
 SERVER_VERSION = "0.1.0"
@@ -124,7 +125,7 @@ def _unexpected_error(exc: Exception):
     return jsonify(error="internal error: see the server log"), 500
 
 
-def _record(metrics, response: Response) -> Response:
+def _record(metrics: Metrics, response: Response) -> Response:
     """Time, count and log every answer, errors included."""
     req = request._get_current_object()  # one context lookup, not one per attribute
     seconds = time.perf_counter() - req.environ[STARTED]

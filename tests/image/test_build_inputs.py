@@ -12,6 +12,7 @@ from steps.cachedir import cache_dir
 from steps.errors import Unavailable
 from steps.image_build import ROOT, git_source
 from steps.local import docker_engine
+from steps.local.act import RUNNER_LOCK
 from steps.local.base_image import BaseImageRecipe
 
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)")
@@ -25,12 +26,21 @@ def lock_pins(text: str) -> dict[str, str]:
     return {canonical(m[1]): m[2] for line in text.splitlines() if (m := PIN.match(line))}
 
 
-def test_lock_pins_every_project_dependency_at_its_version():
+@pytest.mark.parametrize(
+    ("lock", "extras"),
+    [(wheelhouse.APP_LOCK, ()), (RUNNER_LOCK, ("steps",))],
+    ids=["app", "runner"],
+)
+def test_lock_pins_every_project_dependency_at_its_version(lock, extras):
+    """A pin changed in pyproject.toml without `uv pip compile` fails here, not in a build."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(PIN.match(dep).groups() for dep in project["dependencies"])
-    locked = lock_pins(wheelhouse.APP_LOCK.read_text())
+    deps = [
+        *project["dependencies"],
+        *(d for e in extras for d in project["optional-dependencies"][e]),
+    ]
+    wanted = {canonical(name): version for name, version in (PIN.match(d).groups() for d in deps)}
 
-    assert {canonical(k): v for k, v in wanted.items()}.items() <= locked.items()
+    assert wanted.items() <= lock_pins(lock.read_text()).items()
 
 
 def test_lock_has_hashes_its_regeneration_command_and_no_training_tools():
