@@ -1,9 +1,10 @@
 """Where a request's CPU goes: worker CPU per /predict for the floor, aiship, and aiship with one
 part switched off, each under the same wrk load, back to back.
 
-`python -m bench cost` (or `./dev bench cost`). The variants are the shipped app with the access
-log line and/or the Prometheus observations replaced by no-ops after it is built (create_variant
-below), so every other byte of the request path is the same.
+`python -m bench cost` (or `./dev bench cost`). The variants are the shipped app with parts
+replaced after it is built (create_variant below): the access log line and the Prometheus
+observations by no-ops, the onnxruntime run by its answer to a fixed input, the input checks by a
+fixed tensor. Every other byte of the request path is the same.
 """
 
 from __future__ import annotations
@@ -24,20 +25,33 @@ VARIANTS = {
     "without the access log line": "access-log",
     "without the Prometheus observations": "metrics",
     "without both": "access-log,metrics",
+    "without the model run (a fixed answer from onnxruntime)": "model",
+    "without the input checks (a fixed input tensor)": "checks",
+    "without all four": "access-log,metrics,model,checks",
 }
 
 
 def create_variant(without: str = "") -> Flask:
     """The service's app with the parts named in WITHOUT (comma-separated) switched off."""
     from app import create_app, rest
+    from app.model import warmup_tensor
 
     app = create_app()
     off = set(filter(None, without.split(",")))
     if "access-log" in off:
         rest.log_request = lambda *args: None
+    dataplane = app.extensions["dataplane"]
     if "metrics" in off:
         app.extensions["metrics"].observe_request = lambda *args: None
-        app.extensions["dataplane"]._observe_inference = lambda *args: None
+        dataplane._observe_inference = lambda *args: None
+    if "model" in off:
+        answer = dataplane.model.predict(
+            {s.name: warmup_tensor(s) for s in dataplane.model.card.inputs}
+        )
+        dataplane.model.predict = lambda tensors, outputs=None: answer
+    if "checks" in off:
+        tensor = warmup_tensor(dataplane.model.card.inputs[0])
+        dataplane._tensor = lambda *args, **kwargs: tensor
     return app
 
 
