@@ -27,8 +27,9 @@ def loads(data: bytes | str) -> object:
 
 
 def dumps(obj: object) -> bytes:
-    """Compact UTF-8 JSON; anything orjson cannot encode natively is written as its str()."""
-    return orjson.dumps(obj, default=str)
+    """Compact UTF-8 JSON. numpy arrays and scalars become JSON numbers and lists; anything else
+    orjson cannot encode (a Path in a log line, say) is written as its str()."""
+    return orjson.dumps(obj, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class OrjsonProvider(JSONProvider):
