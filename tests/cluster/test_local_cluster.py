@@ -17,7 +17,6 @@ from steps.local.kube_cluster import NEVER_READY, kwokctl_config, stages
 from steps.local.kube_cluster import down as cluster_down
 from tests.stepscli import run_steps
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = {
     "etcd",
     "kube-apiserver",

@@ -39,7 +39,6 @@ from steps.local.server import free_port
 from steps.registry import DOCKER_MANIFEST
 from tests.stepscli import run_steps
 
-ROOT = Path(__file__).resolve().parents[2]
 USER = "ci-pusher"
 PASSWORD = "htpasswd-Secret-Pw-7f3a"  # must never show up in a log
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"

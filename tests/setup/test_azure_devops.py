@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +23,6 @@ from tests.stepscli import run_steps
 from .conftest import DEVOPS_PAT, ORG, PROJECT
 from .fakes import Seen
 
-ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = {"MODEL_STORE": "azureblob://models", "ACR_NAME": "aishipacr"}
 ALICE = {"id": "a11ce000-0000-4000-8000-000000000003", "displayName": "Alice"}
 BOB = {"id": "b0b00000-0000-4000-8000-000000000004", "displayName": "Bob"}

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from steps.errors import AuthError, ConfigError
 from steps.setup.github import GitHubSetup, github_session, setup_github
+from tests.stepscli import run_steps
 
 from .conftest import GITHUB_TOKEN, REPO
 from .fakes import Seen
 
-ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = {"MODEL_STORE": "azureblob://models", "ACR_NAME": "aishipacr"}
 
 
@@ -181,29 +178,9 @@ def test_bad_flags_stop_before_any_request(github, https_server, flags, message)
 
 def cli(https_server, extra: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     """The real command line, in a process of its own, trusting the fake's CA."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "steps",
-            "setup",
-            "github",
-            "--api-url",
-            https_server.url_for(""),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env={**clean_env(), "GITHUB_TOKEN": GITHUB_TOKEN, **(env or {})},
-    )
-
-
-def clean_env() -> dict:
-    """This process's environment without CI variables, so outputs go nowhere but stdout."""
-    drop = ("GITHUB_", "TF_BUILD", "STEPS_OUTPUT_FILE", "GH_TOKEN")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    command = ["setup", "github", "--api-url", https_server.url_for(""), *extra]
+    token = {"GITHUB_TOKEN": GITHUB_TOKEN, **(env or {})}
+    return run_steps(*command, env=token, drop=("GITHUB_", "GH_TOKEN"), timeout=60)
 
 
 def test_the_command_line_runs_twice_then_fails_clearly_without_leaking_the_token(

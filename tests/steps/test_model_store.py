@@ -22,8 +22,6 @@ from tests.stepscli import run_steps
 
 from .conftest import azure_store, padded_model
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def quiet(label: str) -> Progress:
     return Progress(label, tty=False)
