@@ -10,7 +10,6 @@ fixed tensor. Every other byte of the request path is the same.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -56,17 +55,8 @@ def create_variant(without: str = "") -> Flask:
 
 
 def variant_server(model_dir: Path, without: str, port: int) -> AbstractContextManager[Server]:
-    conf = harness.ROOT / "app" / "gunicorn_conf.py"
-    env = {
-        "HOST": harness.HOST,
-        "PORT": str(port),
-        "WORKERS": "2",
-        "MODEL_DIR": str(model_dir),
-        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="cost-metrics-"),
-    }
-    command = [sys.executable, "-m", "gunicorn", "--config", str(conf)]
-    command.append(f"bench.cost:create_variant({without!r})")
-    return harness.serve("aiship", command, port, PREDICT_PATH, harness.predict_body(), env)
+    app_spec = f"bench.cost:create_variant({without!r})"
+    return harness.gunicorn_app("aiship", app_spec, 2, port, {"MODEL_DIR": str(model_dir)})
 
 
 def cpu_per_request(server: Server, connections: int, seconds: float) -> tuple[float, float]:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import psutil
 
-from steps.local.server import free_port  # noqa: F401 (the benches' one way to pick a port)
+from steps.local.server import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 FEATURES = 64
 # One handwritten "1": the batch-1 row every benchmark sends.
@@ -160,6 +159,23 @@ def _stop(process: subprocess.Popen) -> None:
 def _tail(log, size: int = 2000) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")[-size:]
+
+
+def gunicorn_app(
+    name: str, app_spec: str, workers: int, port: int, env: dict[str, str] | None = None
+):
+    """APP_SPEC (`module:factory()`) under gunicorn with the service's own app/gunicorn_conf.py,
+    the environment `python -m app serve` would set, plus ENV."""
+    settings = {
+        "HOST": HOST,
+        "PORT": str(port),
+        "WORKERS": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"{name}-metrics-"),
+        **(env or {}),
+    }
+    conf = ROOT / "app" / "gunicorn_conf.py"
+    command = [sys.executable, "-m", "gunicorn", "--config", str(conf), app_spec]
+    return serve(name, command, port, PREDICT_PATH, predict_body(), settings)
 
 
 def our_server(model_dir: Path, workers: int, port: int, env: dict[str, str] | None = None):

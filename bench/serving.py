@@ -46,22 +46,7 @@ class Contender:
 
 def floor_server(workers: int, port: int) -> AbstractContextManager[Server]:
     """bench/floor_app.py under gunicorn with the service's own gunicorn_conf.py."""
-    conf = harness.ROOT / "app" / "gunicorn_conf.py"
-    command = [sys.executable, "-m", "gunicorn", "--config", str(conf)]
-    env = {
-        "HOST": harness.HOST,
-        "PORT": str(port),
-        "WORKERS": str(workers),
-        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="floor-metrics-"),
-    }
-    return harness.serve(
-        "floor",
-        [*command, "bench.floor_app:create_app()"],
-        port,
-        PREDICT_PATH,
-        harness.predict_body(),
-        env,
-    )
+    return harness.gunicorn_app("floor", "bench.floor_app:create_app()", workers, port)
 
 
 def contenders(model_dir: Path, workers: int, with_mlflow: bool) -> list[Contender]:

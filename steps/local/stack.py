@@ -27,10 +27,10 @@ from ..processes import stop
 from ..waiting import wait_for
 from .azurite import ACCOUNT, Azurite
 from .registry import LocalRegistry
+from .server import HOST
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "stack.json"
 # Fixed, so that URLs stay the same between runs: Azurite's and the registry's usual ports.
