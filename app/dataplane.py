@@ -15,6 +15,7 @@ from .card import TensorSpec
 from .errors import BadRequest, ModelNotFound
 from .model import NUMPY_DTYPES, OnnxModel
 from .settings import Settings
+from .v2 import InferenceRequest, InferenceResponse, RequestInput, ResponseOutput
 
 # numpy dtype kinds accepted for each V2 datatype: ints are fine for a float input, bools are not.
 ACCEPTED_KINDS = {
@@ -48,6 +49,8 @@ class DataPlane:
         return {"live": True}
 
     def ready(self) -> dict:
+        """Always true: a worker answers only once create_app has verified, loaded and warmed
+        the model (gunicorn starts serving after that), so an answer is the proof."""
         return {"ready": True}
 
     def server_metadata(self, server_name: str, server_version: str) -> dict:
@@ -74,62 +77,43 @@ class DataPlane:
             "model": {"name": card.name, "version": card.version, "sha256": card.sha256},
         }
 
-    def infer(self, name: str, request: object, version: str | None = None) -> dict:
+    def infer(
+        self, name: str, request: InferenceRequest, version: str | None = None
+    ) -> InferenceResponse:
         """V2 inference: named input tensors with shape, datatype and flat or nested data."""
         card = self._card(name, version)
-        if not isinstance(request, dict):
-            raise BadRequest("the request body must be a JSON object with 'inputs'")
-        if "id" in request and not isinstance(request["id"], str):
-            raise BadRequest("'id' must be a string")
-        if not isinstance(request.get("parameters", {}), dict):
-            raise BadRequest("'parameters' must be an object")
-        raw_inputs = request.get("inputs")
-        if not isinstance(raw_inputs, list) or not raw_inputs:
-            raise BadRequest("'inputs' must be a non-empty list of tensors")
         specs = {s.name: s for s in card.inputs}
         tensors: dict[str, np.ndarray] = {}
-        for i, raw in enumerate(raw_inputs):
-            if not isinstance(raw, dict):
-                raise BadRequest(f"inputs[{i}] must be an object with name, shape, datatype, data")
-            name = raw.get("name")
-            spec = specs.get(name) if isinstance(name, str) else None  # a list name is unhashable
+        for item in request.inputs:
+            spec = specs.get(item.name)
             if spec is None:
                 raise BadRequest(
-                    f"inputs[{i}].name {name!r} is not an input of model "
+                    f"inputs[{item.index}].name {item.name!r} is not an input of model "
                     f"{card.name!r}; its inputs are {sorted(specs)}"
                 )
-            if not isinstance(raw.get("parameters", {}), dict):
-                raise BadRequest(f"input {spec.name!r}: parameters must be an object")
-            if spec.name in tensors:
-                raise BadRequest(f"input {spec.name!r} is given twice")
-            if raw.get("datatype") != spec.datatype:
+            if item.datatype != spec.datatype:
                 raise BadRequest(
-                    f"input {spec.name!r} has datatype {raw.get('datatype')!r}; "
+                    f"input {spec.name!r} has datatype {item.datatype!r}; "
                     f"the model expects {spec.datatype}"
                 )
-            shape = raw.get("shape")
-            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-                raise BadRequest(f"input {spec.name!r}: shape must be a list of integers >= 0")
-            tensors[spec.name] = self._tensor(raw.get("data"), spec, f"input {spec.name!r}", shape)
+            tensors[spec.name] = self._v2_tensor(item, spec)
         if missing := sorted(specs.keys() - tensors.keys()):
             raise BadRequest(f"inputs {missing} are missing")
-        outputs = self._run(tensors, self._requested_outputs(request.get("outputs")))
-        response = {
-            "model_name": card.name,
-            "model_version": card.version,
-            "outputs": [
-                {
-                    "name": out_name,
-                    "datatype": V2_DATATYPES.get(array.dtype, "BYTES"),
-                    "shape": list(array.shape),
-                    "data": array.ravel().tolist(),
-                }
+        outputs = self._run(tensors, self._requested_outputs(request.outputs))
+        return InferenceResponse(
+            model_name=card.name,
+            model_version=card.version,
+            outputs=tuple(
+                ResponseOutput(
+                    name=out_name,
+                    datatype=V2_DATATYPES.get(array.dtype, "BYTES"),
+                    shape=list(array.shape),
+                    data=array.ravel().tolist(),
+                )
                 for out_name, array in outputs.items()
-            ],
-        }
-        if "id" in request:
-            response["id"] = request["id"]
-        return response
+            ),
+            id=request.id,
+        )
 
     def predict(self, request: object) -> dict:
         """The simple form for people: {"instances": [[...], ...]} for a single-input model."""
@@ -138,7 +122,8 @@ class DataPlane:
             raise BadRequest('the request body must be a JSON object {"instances": [[...], ...]}')
         if len(card.inputs) != 1:
             raise BadRequest(f"model {card.name!r} has several inputs: use the V2 infer endpoint")
-        tensor = self._tensor(request["instances"], card.inputs[0], "instances")
+        spec = card.inputs[0]
+        tensor = self._checked(_array(request["instances"], spec, "instances"), spec, "instances")
         outputs = list(self._run({card.inputs[0].name: tensor}).values())
         response = {
             "predictions": outputs[0].tolist(),
@@ -159,40 +144,28 @@ class DataPlane:
             )
         return card
 
-    def _requested_outputs(self, raw: object) -> list[str] | None:
-        if raw is None:
+    def _requested_outputs(self, names: tuple[str, ...] | None) -> list[str] | None:
+        if names is None:
             return None
         known = self.model.output_names
-        if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
-            raise BadRequest("'outputs' must be a list of objects with a name")
-        names = [o.get("name") for o in raw]
-        if not all(isinstance(o.get("parameters", {}), dict) for o in raw):
-            raise BadRequest("outputs: parameters must be an object")
         if unknown := [n for n in names if n not in known]:
             raise BadRequest(f"outputs {unknown} are not outputs of the model; it has {known}")
-        return names
+        return list(names)
 
-    def _tensor(
-        self, data: object, spec: TensorSpec, what: str, shape: list[int] | None = None
-    ) -> np.ndarray:
-        """Turn JSON data into the model's tensor, or say exactly what is wrong with it."""
-        if not isinstance(data, list):
-            raise BadRequest(f"{what}: data must be a list of numbers")
-        try:
-            array = np.asarray(data)
-        except (ValueError, TypeError, OverflowError):
-            raise BadRequest(f"{what}: data must be a rectangular list of numbers") from None
-        if array.dtype.kind not in ACCEPTED_KINDS[spec.datatype]:
-            kind = "booleans" if array.dtype.kind == "b" else "non-numeric values"
-            if spec.datatype == "BOOL":
-                kind = "values other than true/false"
-            raise BadRequest(f"{what}: data holds {kind}; the model expects {spec.datatype}")
-        if shape is not None:
-            if array.size != prod(shape):
-                raise BadRequest(
-                    f"{what}: data has {array.size} values but shape {shape} needs {prod(shape)}"
-                )
-            array = array.reshape(shape)
+    def _v2_tensor(self, item: RequestInput, spec: TensorSpec) -> np.ndarray:
+        """A V2 input's data, reshaped to the shape the client gave, checked against the model."""
+        what = f"input {spec.name!r}"
+        array = _array(item.data, spec, what)
+        if array.size != prod(item.shape):
+            raise BadRequest(
+                f"{what}: data has {array.size} values but shape {list(item.shape)} needs "
+                f"{prod(item.shape)}"
+            )
+        return self._checked(array.reshape(item.shape), spec, what)
+
+    def _checked(self, array: np.ndarray, spec: TensorSpec, what: str) -> np.ndarray:
+        """The model's tensor: batch not empty nor over the limit, shape and dtype as the card
+        says, values finite."""
         if array.shape[0] == 0:
             raise BadRequest(f"{what}: the batch is empty")
         expected = list(spec.shape)
@@ -225,3 +198,19 @@ class DataPlane:
             time.perf_counter() - started, next(iter(tensors.values())).shape[0]
         )
         return result
+
+
+def _array(data: object, spec: TensorSpec, what: str) -> np.ndarray:
+    """JSON data as an array of numbers the model's datatype accepts, or what is wrong with it."""
+    if not isinstance(data, list):
+        raise BadRequest(f"{what}: data must be a list of numbers")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise BadRequest(f"{what}: data must be a rectangular list of numbers") from None
+    if array.dtype.kind not in ACCEPTED_KINDS[spec.datatype]:
+        kind = "booleans" if array.dtype.kind == "b" else "non-numeric values"
+        if spec.datatype == "BOOL":
+            kind = "values other than true/false"
+        raise BadRequest(f"{what}: data holds {kind}; the model expects {spec.datatype}")
+    return array

@@ -15,13 +15,5 @@ class ModelNotFound(ServiceError):
     status = 404
 
 
-class PayloadTooLarge(ServiceError):
-    status = 413
-
-
 class UnsupportedMediaType(ServiceError):
     status = 415
-
-
-class NotReady(ServiceError):
-    status = 503

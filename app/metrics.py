@@ -1,7 +1,8 @@
 """Prometheus metrics, correct across gunicorn workers.
 
-Under gunicorn (PROMETHEUS_MULTIPROC_DIR set by gunicorn_conf.py) each worker writes its samples
-to files and /metrics aggregates them; otherwise the app's own registry is served.
+Under gunicorn (PROMETHEUS_MULTIPROC_DIR set by `python -m app serve`, in app/__main__.py) each
+worker writes its samples to files and /metrics aggregates them; otherwise the app's own registry
+is served.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from .dataplane import DataPlane
 from .errors import BadRequest, ServiceError, UnsupportedMediaType
 from .logs import log_request
 from .metrics import Metrics
+from .v2 import InferenceRequest
 
 SERVER_NAME = "aiship"
 SERVER_VERSION = "0.1.0"
@@ -69,7 +70,7 @@ def model_ready(name: str, version: str | None = None):
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    return dataplane().infer(name, json_body(), version)
+    return dataplane().infer(name, InferenceRequest.parse(json_body()), version).to_dict()
 
 
 @bp.post("/predict")

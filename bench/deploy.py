@@ -20,19 +20,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from steps import logs
-from steps.deploy import Release
-from steps.deploy.kubernetes import deploy_kubernetes
-from steps.deploy.swarm import deploy_swarm
-from steps.dockercli import docker
-from steps.errors import RolledBack
-from steps.image_build import ROOT, ImageBuild, build_image
+from steps.clients.docker import docker
+from steps.commands.build_image import ImageBuild, build_image
+from steps.commands.deploy import Release
+from steps.commands.deploy.kubernetes import deploy_kubernetes
+from steps.commands.deploy.swarm import deploy_swarm
 from steps.local.base_image import ensure_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.kube_cluster import NEVER_READY_MARKER, down, up
-from steps.local.registry import LocalRegistry
+from steps.local.registry_server import LocalRegistry
 from steps.local.server import free_port
-from steps.processes import run
+from steps.support import logs
+from steps.support.errors import RolledBack
+from steps.support.paths import REPO_ROOT
+from steps.support.processes import run
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -50,7 +51,7 @@ def swarm_images(work: Path, registry: LocalRegistry) -> dict[str, str]:
         run(
             [
                 sys.executable,
-                str(ROOT / "model" / "train.py"),
+                str(REPO_ROOT / "model" / "train.py"),
                 "--out",
                 str(work / version),
                 "--version",

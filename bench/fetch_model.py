@@ -28,12 +28,12 @@ from pathlib import Path
 import psutil
 
 from app.card import file_sha256, read_card, write_card
+from steps.clients.stores import open_store
+from steps.commands.model_store import fetch_model, publish_model
 from steps.local.azurite import ACCOUNT, DEV_ACCOUNT_KEY, Azurite
-from steps.model_store import fetch_model, publish_model
-from steps.progress import Progress
-from steps.stores import open_store
+from steps.support.paths import REPO_ROOT
+from steps.support.progress import Progress
 
-ROOT = Path(__file__).resolve().parent.parent
 CONTAINER = "models"
 MIB = 1 << 20
 
@@ -64,7 +64,7 @@ class PeakRss:
 
 def make_model(out: Path, size: int) -> Path:
     """model.onnx of random bytes with the sample model's card, its sha256 set to match."""
-    sys.path.insert(0, str(ROOT / "model"))
+    sys.path.insert(0, str(REPO_ROOT / "model"))
     import train
 
     train.write_model(out, name="digits", version="1.0.0")

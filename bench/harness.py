@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 
 from steps.local.server import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
+from steps.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 FEATURES = 64
 # One handwritten "1": the batch-1 row every benchmark sends.
@@ -46,10 +46,10 @@ def cache_dir() -> Path:
 def train_model(out: Path) -> Path:
     """The sample model from model/train.py, written to OUT."""
     subprocess.run(
-        [sys.executable, str(ROOT / "model" / "train.py"), "--out", str(out)],
+        [sys.executable, str(REPO_ROOT / "model" / "train.py"), "--out", str(out)],
         check=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.DEVNULL,
         timeout=300,
     )
@@ -111,7 +111,7 @@ def serve(
         started = time.perf_counter()
         process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=REPO_ROOT,
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -173,7 +173,7 @@ def gunicorn_app(
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"{name}-metrics-"),
         **(env or {}),
     }
-    conf = ROOT / "app" / "gunicorn_conf.py"
+    conf = REPO_ROOT / "app" / "gunicorn_conf.py"
     command = [sys.executable, "-m", "gunicorn", "--config", str(conf), app_spec]
     return serve(name, command, port, PREDICT_PATH, predict_body(), settings)
 

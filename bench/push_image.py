@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.card import read_card, write_card
-from steps import logs
-from steps.dockercli import docker
-from steps.image_build import ROOT, ImageBuild, build_image
+from steps.clients.docker import docker
+from steps.clients.registry import ImageRef, RegistryLogin
+from steps.commands.build_image import ImageBuild, build_image
+from steps.commands.push_image import push_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
-from steps.local.registry import LocalRegistry
-from steps.push_image import push_image
-from steps.registry import ImageRef, RegistryLogin
+from steps.local.registry_server import LocalRegistry
+from steps.support import logs
+from steps.support.paths import REPO_ROOT
 
 SOURCE_FILES = ("Dockerfile", ".dockerignore", "requirements/app.txt")
 REPOSITORY = "aiship/app"
@@ -74,13 +75,13 @@ def copy_source(folder: Path) -> Path:
     """What the image is built from, so a change touches a copy, never the repository."""
     for name in SOURCE_FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "app", folder / "app", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(REPO_ROOT / name, folder / name)
+    shutil.copytree(REPO_ROOT / "app", folder / "app", ignore=shutil.ignore_patterns("__pycache__"))
     return folder
 
 
 def train_model(folder: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "model"))
+    sys.path.insert(0, str(REPO_ROOT / "model"))
     import train  # model/train.py, the data scientist's script
 
     train.write_model(folder, name="digits", version="1.0.0")

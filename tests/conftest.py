@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from steps.dockercli import docker
-from steps.image_build import BuiltImage, ImageBuild, build_image
+from steps.clients.docker import docker
+from steps.commands.build_image import BuiltImage, ImageBuild, build_image
 from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.server import free_port
+from steps.support.paths import REPO_ROOT
 from tests.kubecluster import kube_cluster, kube_namespace  # noqa: F401  (fixtures)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "model"))
+sys.path.insert(0, str(REPO_ROOT / "model"))
 
-import train  # noqa: E402  (model/train.py, the data scientist's script)
+import train  # model/train.py, the data scientist's script (not a package)
 
 
 @pytest.fixture(scope="session")
@@ -197,11 +197,12 @@ def base_image(docker_engine) -> str:
 
 @pytest.fixture(scope="session")
 def image_builder(base_image, image_identity):
-    """build(model_dir, root=..., revision=...) -> BuiltImage under a unique tag, untagged after."""
+    """build(model_dir, tag=..., root=..., revision=...) -> BuiltImage under TAG (default: a
+    unique one), untagged after."""
     tags: list[str] = []
 
-    def build(model_dir: Path, **options) -> BuiltImage:
-        tag = f"aiship-test:{uuid.uuid4().hex[:12]}"
+    def build(model_dir: Path, tag: str | None = None, **options) -> BuiltImage:
+        tag = tag or f"aiship-test:{uuid.uuid4().hex[:12]}"
         tags.append(tag)
         request = ImageBuild(
             model_dir=model_dir,

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from steps.local.kube_cluster import NEVER_READY_MARKER, down, kubectl_path, up
-from steps.processes import last_line
+from steps.clients.kubectl import kubectl_path
+from steps.local.kube_cluster import NEVER_READY_MARKER, down, up
+from steps.support.processes import last_line
 
 # Where test images "live". The local cluster never pulls them (kwok simulates the kubelet); on an
 # existing cluster, push the app's image there as :v1 and :v2 (the never-ready tag is never pushed,

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from steps.support.paths import REPO_ROOT
+
 # Where a step would send its outputs when the tests themselves run in CI: never from a test.
 CI_OUTPUT_VARIABLES = ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "TF_BUILD", "STEPS_OUTPUT_FILE")
 
@@ -17,7 +18,7 @@ def run_steps(
     *args: str,
     env: Mapping[str, str] | None = None,
     drop: tuple[str, ...] = (),
-    cwd: Path = ROOT,
+    cwd: Path = REPO_ROOT,
     timeout: float = 120,
     stdin: int | None = subprocess.DEVNULL,
 ) -> subprocess.CompletedProcess:

@@ -13,17 +13,14 @@ from pathlib import Path
 
 import requests
 
-from ..cachedir import cache_dir
-from ..errors import ConfigError
+from ..clients.stores.azure_blob import DEV_ACCOUNT, DEV_ACCOUNT_KEY
+from ..support.errors import ConfigError
+from ..support.paths import cache_dir
 from .server import HOST, LocalServer
 
 log = logging.getLogger(__name__)
 
-ACCOUNT = "devstoreaccount1"
-# Azurite's well-known development key: public, documented, and valid only for emulators.
-DEV_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+ACCOUNT = DEV_ACCOUNT
 FLAGS = ("--skipApiVersionCheck", "--disableTelemetry", "--loose", "--silent")
 
 

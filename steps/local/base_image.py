@@ -8,18 +8,18 @@ cache, and a fresh engine costs only an import.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cachedir import cache_dir
-from ..dockercli import docker
-from ..errors import ConfigError, StepError, Unavailable
-from ..processes import last_line
+from ..clients.docker import docker
+from ..support.errors import ConfigError, StepError
+from ..support.paths import cache_dir
+from ..support.processes import last_line, run
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,7 @@ def _slim(rootfs: Path) -> None:
 
 
 def _run(command: list[str], timeout: float, what: str) -> None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"{what} did not finish within {timeout:.0f} s: retry") from None
+    done = run(command, what=what, timeout=timeout, hint="retry")
     if done.returncode != 0:
         raise StepError(f"{what} failed (exit {done.returncode}): {last_line(done.stderr)}")
 
@@ -142,7 +139,8 @@ def _remove_work(work: Path) -> None:
         if line.split()[1].startswith(str(work.resolve()) + "/")
     ]
     for mount in sorted(mounts, reverse=True):
-        subprocess.run(["umount", "-l", mount], capture_output=True, check=False, timeout=30)
+        with contextlib.suppress(StepError):  # checked below: what is still mounted stays
+            run(["umount", "-l", mount], what=f"umount {mount}", timeout=30)
     if any(_is_mount(Path(m)) for m in mounts):
         log.warning("left %s in place: something is still mounted below it", work)
         return

@@ -14,11 +14,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cachedir import cache_dir
-from ..dockercli import docker
-from ..errors import ConfigError, StepError, Unavailable
-from ..processes import gone, last_line, stop
-from ..waiting import wait_for
+from ..clients.docker import docker
+from ..support.errors import ConfigError, StepError, Unavailable
+from ..support.paths import cache_dir
+from ..support.processes import gone, last_line, stop
+from ..support.waiting import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ class DockerEngine:
             stop_engine(self.state_dir, timeout=timeout)
 
 
-def default_state_dir() -> Path:
+def engine_dir() -> Path:
+    """dockerd's data and pid: in the cache, not a checkout's .local/, so that images and the
+    build cache outlive a clone."""
     return cache_dir() / "dockerd"
 
 
@@ -55,7 +57,7 @@ def engine_version(timeout: float = 10.0) -> str | None:
 
 def ensure_engine(state_dir: Path | None = None, timeout: float = 60.0) -> DockerEngine:
     """Return the engine that answers, starting dockerd (as root) when none does."""
-    state_dir = state_dir or default_state_dir()
+    state_dir = state_dir or engine_dir()
     version = engine_version()
     if version:
         return DockerEngine(version=version, started=False, state_dir=state_dir)
@@ -108,7 +110,7 @@ def start_engine(state_dir: Path, timeout: float = 60.0) -> DockerEngine:
 
 def stop_engine(state_dir: Path | None = None, timeout: float = 30.0) -> bool:
     """Stop the dockerd whose pid is in STATE_DIR; False when none of ours is running."""
-    pid_path = (state_dir or default_state_dir()) / PID_FILE
+    pid_path = (state_dir or engine_dir()) / PID_FILE
     try:
         pid = int(pid_path.read_text().strip())
     except (OSError, ValueError):

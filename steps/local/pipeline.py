@@ -14,13 +14,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from app.card import verify_model_dir
 
-from ..errors import ConfigError, StepError
-from .stack import DEV_STORAGE, REPO, Stack, locked, record_service, start_missing
+from ..support.errors import ConfigError, StepError
+from ..support.git import git_branch, git_revision
+from ..support.labels import default_tags
+from ..support.paths import REPO_ROOT
+from .stack import DEV_STORAGE, Stack, locked, record_service, start_missing
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,13 @@ class Context:
     values: dict[str, object] = field(default_factory=dict)
 
     def store(self):
-        from ..stores import parse_store_url
-        from ..stores.azure_blob import AzureBlobStore
+        from ..clients.stores import parse_store_url
+        from ..clients.stores.azure_blob import AzureBlobStore
 
         return AzureBlobStore(parse_store_url(self.stack.store_url), env=DEV_STORAGE)
 
     def login(self):
-        from ..registry import RegistryLogin
+        from ..clients.registry import RegistryLogin
 
         return RegistryLogin(self.stack.registry_host)
 
@@ -114,7 +117,7 @@ def step_commands(target: str = "swarm") -> list[str]:
     return [step.command for stage in stages(target) for step in stage.steps if step.command]
 
 
-def run_pipeline(options: RunOptions) -> dict:
+def run_pipeline(options: RunOptions) -> RunSummary:
     """Every stage in order; the first failing step ends the run with its own error."""
     if options.target not in TARGETS:
         raise ConfigError(f"--target {options.target!r}: use one of {', '.join(TARGETS)}")
@@ -157,7 +160,7 @@ def local_up(context: Context) -> str:
 
 def sample_model(context: Context) -> str:
     """Publish model/train.py's sample model when the store holds no version of it."""
-    from ..model_store import publish_model, published_versions
+    from ..commands.model_store import publish_model, published_versions
 
     store = context.store()
     versions = published_versions(store, MODEL_NAME)
@@ -171,7 +174,7 @@ def sample_model(context: Context) -> str:
 
 def train_module():
     """model/train.py, the data scientist's script (not a package, so loaded from its file)."""
-    path = REPO / "model" / "train.py"
+    path = REPO_ROOT / "model" / "train.py"
     spec = importlib.util.spec_from_file_location("aiship_sample_train", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -182,7 +185,7 @@ def train_module():
 
 
 def fetch(context: Context) -> str:
-    from ..model_store import LATEST, fetch_model
+    from ..commands.model_store import LATEST, fetch_model
 
     dest = context.stack.state_dir / "run" / "model"
     fetched = fetch_model(context.store(), MODEL_NAME, dest, LATEST)
@@ -192,19 +195,14 @@ def fetch(context: Context) -> str:
 
 
 def build(context: Context) -> str:
-    from ..image_build import (
-        ImageBuild,
-        build_image,
-        default_tags,
-        git_branch,
-        git_revision,
-    )
+    from ..commands.build_image import ImageBuild, build_image
     from .base_image import LOCAL_BASE_IMAGE, image_id_of
 
     model = context.values["model"]
-    revision = git_revision(REPO)
+    revision = git_revision(REPO_ROOT)
     repository = f"{context.stack.registry_host}/{REPOSITORY}"
-    tags = default_tags(repository, revision, verify_model_dir(model.dest), git_branch(REPO))
+    card = verify_model_dir(model.dest)
+    tags = default_tags(repository, revision, card.version, git_branch(REPO_ROOT))
     before = image_id_of(tags[0])
     built = build_image(
         ImageBuild(
@@ -220,8 +218,8 @@ def build(context: Context) -> str:
 
 
 def push(context: Context) -> str:
-    from ..push_image import push_image
-    from ..registry import ImageRef
+    from ..clients.registry import ImageRef
+    from ..commands.push_image import push_image
 
     pushed = push_image(
         context.login(), ImageRef.parse(context.values["image"]), tty=sys.stderr.isatty()
@@ -231,8 +229,8 @@ def push(context: Context) -> str:
 
 
 def verify(context: Context) -> str:
-    from ..registry import ImageRef
-    from ..verify_push import verify_push
+    from ..clients.registry import ImageRef
+    from ..commands.verify_push import verify_push
 
     verify_push(
         context.login(),
@@ -245,26 +243,26 @@ def verify(context: Context) -> str:
 
 
 def promote(context: Context) -> str:
-    from ..image_tags import promote_image
-    from ..registry import ImageRef
+    from ..clients.registry import ImageRef
+    from ..commands.image_tags import promote_image
 
     promoted = promote_image(
         context.login(), ImageRef.parse(context.values["pinned"]), PROMOTED_TAG
     )
-    return f"{promoted['image']} -> {promoted['digest'][:19]}"
+    return f"{promoted.image} -> {promoted.digest[:19]}"
 
 
 # Release
 
 
 def resolve(context: Context) -> str:
-    from ..image_tags import resolve_image
-    from ..registry import ImageRef
+    from ..clients.registry import ImageRef
+    from ..commands.image_tags import resolve_image
 
     repository = f"{context.stack.registry_host}/{REPOSITORY}"
     resolved = resolve_image(context.login(), ImageRef.parse(f"{repository}:{PROMOTED_TAG}"))
     context.values["release"] = resolved
-    return f"{repository}:{PROMOTED_TAG} is {resolved['digest'][:19]}"
+    return f"{repository}:{PROMOTED_TAG} is {resolved.digest[:19]}"
 
 
 def approve(context: Context) -> str:
@@ -273,8 +271,8 @@ def approve(context: Context) -> str:
     if options.approve:
         return "approved in advance (--approve)"
     question = (
-        f"Release {resolved['image']} (model {resolved['model_version']}, revision "
-        f"{resolved['revision'][:12]}) to {options.target}? [y/N] "
+        f"Release {resolved.image} (model {resolved.model_version}, revision "
+        f"{resolved.revision[:12]}) to {options.target}? [y/N] "
     )
     sys.stderr.write(question)
     sys.stderr.flush()
@@ -288,7 +286,7 @@ def cluster_up(context: Context) -> str:
     from .kube_cluster import status, up
 
     cluster_dir = context.stack.state_dir / "cluster"
-    if not status(cluster_dir)["running"]:
+    if not status(cluster_dir).running:
         try:
             up(cluster_dir)
         except StepError as exc:
@@ -303,12 +301,12 @@ def cluster_up(context: Context) -> str:
 
 
 def deploy(context: Context) -> str:
-    from ..deploy import Release
+    from ..commands.deploy import Release
 
     resolved, options = context.values["release"], context.options
-    release = Release(resolved["image"], resolved["revision"], resolved["model_version"])
+    release = Release(resolved.image, resolved.revision, resolved.model_version)
     if options.target == "kubernetes":
-        from ..deploy.kubernetes import deploy_kubernetes
+        from ..commands.deploy.kubernetes import deploy_kubernetes
 
         # kwok simulates the pods: the rollout is real, but no container answers a smoke test.
         result = deploy_kubernetes(
@@ -319,7 +317,7 @@ def deploy(context: Context) -> str:
             timeout=options.timeout,
         )
     else:
-        from ..deploy.swarm import deploy_swarm
+        from ..commands.deploy.swarm import deploy_swarm
 
         result = deploy_swarm(
             release,
@@ -333,41 +331,57 @@ def deploy(context: Context) -> str:
     return f"{result.result} ({release.image.rsplit('@', 1)[1][:19]})"
 
 
-def summary(context: Context) -> dict:
-    """The run's outputs (as the steps' outputs: flat names, text values)."""
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run released, and where (the steps' outputs: flat names, text values)."""
+
+    result: str  # "deployed" or "unchanged"
+    target: str
+    url: str
+    image: str
+    image_id: str
+    model_name: str
+    model_version: str
+    model_sha256: str
+    revision: str
+    seconds: float
+
+    def outputs(self) -> dict[str, object]:
+        return {**asdict(self), "digest": self.image.rsplit("@", 1)[1]}
+
+    def lines(self) -> list[str]:
+        """What to print at the end: where it runs, what runs there, how to ask it something."""
+        url = self.url or f"deployment/aiship in namespace {K8S_NAMESPACE} (simulated pods)"
+        lines = [
+            "up to date: nothing changed since the last release"
+            if self.result == "unchanged"
+            else f"released to {self.target} in {self.seconds} s",
+            f"  service   {url}",
+            f"  image     {self.image}",
+            f"  model     {self.model_name} {self.model_version} (sha256 {self.model_sha256})",
+            f"  revision  {self.revision}",
+        ]
+        if self.url:
+            body = '{"instances": [[' + SAMPLE_DIGIT + "]]}"
+            lines.append(
+                f"  try       curl -s -H 'Content-Type: application/json' -d '{body}' "
+                f"{self.url}/predict"
+            )
+        return lines
+
+
+def summary(context: Context) -> RunSummary:
     values = context.values
     result, resolved = values["deploy"], values["release"]
-    return {
-        "result": result.result,
-        "target": result.target,
-        "url": result.url or "",
-        "image": result.image,
-        "digest": result.image.rsplit("@", 1)[1],
-        "image_id": values["image_id"],
-        "model_name": MODEL_NAME,
-        "model_version": resolved["model_version"],
-        "model_sha256": values["model"].sha256,
-        "revision": resolved["revision"],
-        "seconds": values["seconds"],
-    }
-
-
-def summary_lines(outputs: dict) -> list[str]:
-    """What to print at the end: where it runs, what runs there, and how to ask it something."""
-    url = outputs["url"]
-    lines = [
-        "up to date: nothing changed since the last release"
-        if outputs["result"] == "unchanged"
-        else f"released to {outputs['target']} in {outputs['seconds']} s",
-        f"  service   {url or f'deployment/aiship in namespace {K8S_NAMESPACE} (simulated pods)'}",
-        f"  image     {outputs['image']}",
-        f"  model     {outputs['model_name']} {outputs['model_version']} "
-        f"(sha256 {outputs['model_sha256']})",
-        f"  revision  {outputs['revision']}",
-    ]
-    if url:
-        body = '{"instances": [[' + SAMPLE_DIGIT + "]]}"
-        lines.append(
-            f"  try       curl -s -H 'Content-Type: application/json' -d '{body}' {url}/predict"
-        )
-    return lines
+    return RunSummary(
+        result=result.result,
+        target=result.target,
+        url=result.url or "",
+        image=result.image,
+        image_id=values["image_id"],
+        model_name=MODEL_NAME,
+        model_version=resolved.model_version,
+        model_sha256=values["model"].sha256,
+        revision=resolved.revision,
+        seconds=values["seconds"],
+    )

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import requests
 
-from ..errors import Unavailable
-from ..processes import last_line
-from ..waiting import wait_for
+from ..support.errors import Unavailable
+from ..support.processes import last_line
+from ..support.waiting import wait_for
 
 HOST = "127.0.0.1"
 

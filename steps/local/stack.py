@@ -14,24 +14,24 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
 import requests
 
-from ..dockercli import docker
-from ..errors import ConfigError, StepError
-from ..processes import stop
-from ..waiting import wait_for
+from ..clients.docker import docker
+from ..support.errors import ConfigError, StepError
+from ..support.paths import local_state_dir
+from ..support.processes import stop
+from ..support.waiting import wait_for
 from .azurite import ACCOUNT, Azurite
-from .registry import LocalRegistry
+from .registry_server import LocalRegistry
 from .server import HOST
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "stack.json"
 # Fixed, so that URLs stay the same between runs: Azurite's and the registry's usual ports.
 DEFAULT_AZURITE_PORT = 10000
@@ -46,8 +46,40 @@ DEFAULT_PORTS = MappingProxyType(
 )
 
 
-def default_state_dir() -> Path:
-    return REPO / ".local"
+@dataclass(frozen=True)
+class StackStatus:
+    """Each component (address, whether it answers, whether `up` started it), and what `up`
+    started just now (None for `status`)."""
+
+    components: Mapping[str, Mapping[str, object]]
+    store: str
+    registry: str
+    state_dir: str
+    started: tuple[str, ...] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return all(c["healthy"] for c in self.components.values())
+
+    def outputs(self) -> dict[str, object]:
+        flat: dict[str, object] = {
+            "healthy": self.healthy,
+            "store": self.store,
+            "registry": self.registry,
+            "state_dir": self.state_dir,
+        }
+        if self.started is not None:
+            flat["started"] = ",".join(self.started)
+        return flat
+
+
+@dataclass(frozen=True)
+class StackStopped:
+    stopped: tuple[str, ...]
+    state_dir: str
+
+    def outputs(self) -> dict[str, str]:
+        return {"stopped": ",".join(self.stopped), "state_dir": self.state_dir}
 
 
 @dataclass(frozen=True)
@@ -59,7 +91,7 @@ class Stack:
 
     @classmethod
     def load(cls, state_dir: Path | None = None) -> Stack:
-        state_dir = Path(state_dir or default_state_dir()).resolve()
+        state_dir = Path(state_dir or local_state_dir()).resolve()
         path = state_dir / STATE_FILE
         try:
             record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -111,19 +143,19 @@ def up(
     *,
     azurite_port: int | None = None,
     registry_port: int | None = None,
-) -> dict:
+) -> StackStatus:
     """Start what does not run yet; returns the stack's status and what was started now."""
     stack = Stack.load(state_dir)
     with locked(stack.state_dir):
         stack = Stack.load(stack.state_dir)  # as the last command left it
         started = start_missing(stack, azurite_port, registry_port)
     log.info("local stack %s (state: %s)", "up" if started else "already up", stack.state_dir)
-    return {"started": started, **status(stack.state_dir)}
+    return replace(status(stack.state_dir), started=tuple(started))
 
 
 def start_missing(stack: Stack, azurite_port: int | None, registry_port: int | None) -> list[str]:
     """The work of `up`, under the lock; saves the record after every component it starts."""
-    from ..deploy.swarm import ensure_swarm
+    from ..commands.deploy.swarm import ensure_swarm
     from .base_image import ensure_base_image
     from .docker_engine import PID_FILE, ensure_engine
 
@@ -202,7 +234,7 @@ def ensure_container(stack: Stack) -> None:
         service.create_container(MODEL_CONTAINER)
 
 
-def down(state_dir: Path | None = None) -> dict:
+def down(state_dir: Path | None = None) -> StackStopped:
     """Stop what `up` (and `run`) started, newest first; data folders stay."""
     from .docker_engine import stop_engine
 
@@ -249,10 +281,10 @@ def down(state_dir: Path | None = None) -> dict:
             stopped.append("engine")
         stack.save()
     log.info("stopped: %s", ", ".join(stopped) or "nothing (local up started nothing)")
-    return {"stopped": stopped, "state_dir": str(stack.state_dir)}
+    return StackStopped(tuple(stopped), str(stack.state_dir))
 
 
-def status(state_dir: Path | None = None) -> dict:
+def status(state_dir: Path | None = None) -> StackStatus:
     """Each component: its address, whether it answers, and whether `up` started it."""
     from .base_image import LOCAL_BASE_IMAGE, image_id_of
 
@@ -293,13 +325,7 @@ def status(state_dir: Path | None = None) -> dict:
             "healthy": healthy("service", service["port"]),
             "ours": True,
         }
-    return {
-        "healthy": all(c["healthy"] for c in components.values()),
-        "components": components,
-        "store": stack.store_url,
-        "registry": stack.registry_host,
-        "state_dir": str(stack.state_dir),
-    }
+    return StackStatus(components, stack.store_url, stack.registry_host, str(stack.state_dir))
 
 
 def record_service(stack: Stack, name: str, port: int, url: str) -> None:

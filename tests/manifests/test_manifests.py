@@ -5,13 +5,13 @@ from __future__ import annotations
 import runpy
 import shutil
 import subprocess
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from steps.support.paths import REPO_ROOT
+
 OVERLAYS = ["base", "overlays/staging", "overlays/production"]
 KUBERNETES_VERSION = "1.37.0"  # the local control plane runs v1.37 (tools/kube)
 
@@ -21,7 +21,7 @@ def render(overlay: str) -> dict[str, dict]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is not installed: run ./dev setup"
     out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "manifests" / overlay)],
+        [kubectl, "kustomize", str(REPO_ROOT / "manifests" / overlay)],
         capture_output=True,
         text=True,
         check=True,
@@ -92,7 +92,7 @@ def test_probes_use_the_v2_health_endpoints():
 def test_grace_period_covers_the_drain():
     pod = render("base")["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    drain = runpy.run_path(str(ROOT / "app" / "gunicorn_conf.py"))["graceful_timeout"]
+    drain = runpy.run_path(str(REPO_ROOT / "app" / "gunicorn_conf.py"))["graceful_timeout"]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > pre_stop + drain
 

@@ -14,9 +14,10 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-GITHUB = ROOT / ".github" / "workflows"
-AZURE = ROOT / ".azure-pipelines"
+from steps.support.paths import REPO_ROOT
+
+GITHUB = REPO_ROOT / ".github" / "workflows"
+AZURE = REPO_ROOT / ".azure-pipelines"
 STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
 
 
@@ -33,7 +34,7 @@ def test_github_workflows_pass_actionlint():
         [tool("actionlint"), "-no-color", *sorted(GITHUB.glob("*.yml"))],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -44,7 +45,7 @@ def test_github_workflows_pass_zizmor():
         [tool("zizmor"), "--offline", "--format", "json", str(GITHUB)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         timeout=120,
     )
     findings = json.loads(result.stdout or "[]")

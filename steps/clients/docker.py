@@ -1,0 +1,128 @@
+"""The docker command line, run as a process with a time limit and one-line errors, and logged in
+to a registry without leaving a trace (a private DOCKER_CONFIG, logged out afterwards)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..support.errors import ConfigError, NotFound, StepError, Unavailable
+from ..support.processes import last_line, run
+from .registry import RegistryLogin, denied, refused
+
+UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "connection reset", "dial tcp")
+REFUSED = ("unauthorized", "authentication required", "no basic auth credentials")
+DENIED = ("denied", "insufficient_scope")
+
+log = logging.getLogger(__name__)
+
+
+def docker_path() -> str:
+    path = shutil.which("docker")
+    if path is None:
+        raise ConfigError("the docker command is not on PATH: install docker.io (./dev setup)")
+    return path
+
+
+def docker(args: Sequence[str], *, timeout: float = 60, check: bool = True) -> str:
+    """Run `docker ARGS`, return its stdout; a failure names the command and docker's last line."""
+    command = [docker_path(), *args]
+    name = " ".join(["docker", *subcommand(args)])
+    done = run(
+        command,
+        what=f"`{name}`",
+        timeout=timeout,
+        hint="check that the Docker engine is responsive (docker info)",
+    )
+    if check and done.returncode != 0:
+        raise StepError(
+            f"`{name}` failed (exit {done.returncode}): {last_line(done.stderr or done.stdout)}"
+        )
+    return done.stdout
+
+
+def subcommand(args: Sequence[str]) -> list[str]:
+    """The words that name what docker was asked to do: `build`, `image inspect`, ..."""
+    words = []
+    for arg in args[:2]:
+        if not re.fullmatch(r"[a-z]+", arg):
+            break
+        words.append(arg)
+    return words
+
+
+@contextlib.contextmanager
+def docker_config(login: RegistryLogin, timeout: float = 120) -> Iterator[Path]:
+    """A private DOCKER_CONFIG dir, logged in to `login`; logged out and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="aiship-docker-") as folder:
+        config = Path(folder)
+        credentials = login.credentials
+        if credentials is None:
+            yield config
+            return
+        try:
+            run_docker(
+                [
+                    *("--config", folder, "login", "--username", credentials.username),
+                    *("--password-stdin", login.host),
+                ],
+                login,
+                "log in to",
+                stdin=credentials.password,
+                timeout=timeout,
+            )
+            yield config
+        finally:
+            # A credential helper found on PATH may hold the login outside FOLDER: ask docker.
+            run_docker(
+                ["--config", folder, "logout", login.host],
+                login,
+                "log out of",
+                timeout=30,
+                check=False,
+            )
+
+
+def run_docker(
+    args: list[str],
+    login: RegistryLogin,
+    action: str,
+    *,
+    stdin: str | None = None,
+    timeout: float = 120,
+    check: bool = True,
+) -> str:
+    """Run docker with the output captured; a failure becomes a one-line, classified error."""
+    done = run(
+        [docker_path(), *args],
+        what=f"docker {action} of {login.host}",
+        timeout=timeout,
+        stdin=stdin,
+        hint="check the registry",
+    )
+    if check and done.returncode != 0:
+        raise docker_error(done.stderr + done.stdout, login, action)
+    return done.stdout
+
+
+def docker_error(output: str, login: RegistryLogin, action: str) -> StepError:
+    """docker's failure output -> the step error that says what to do."""
+    line = last_line(output)
+    text = output.lower()
+    if any(word in text for word in UNREACHABLE):
+        return Unavailable(
+            f"docker could not {action} registry {login.host}: it did not answer ({line}); "
+            "check that it runs and that --image names it"
+        )
+    if "does not exist locally" in text or "no such image" in text:
+        return NotFound(f"no local image to push: {line}; build it first (build-image)")
+    if any(word in text for word in DENIED) and login.credentials:
+        return denied(login, "push", "the image")
+    if any(word in text for word in REFUSED + DENIED):
+        return refused(login)
+    return StepError(f"docker could not {action} {login.host}: {line}")

@@ -1,0 +1,379 @@
+"""A registry's HTTP API (OCI distribution) and its auth: anonymous, Basic, Bearer token challenge.
+
+Credentials for registries other than ACR come from REGISTRY_USERNAME and REGISTRY_PASSWORD;
+for ACR the password is a refresh token from the Entra ID token exchange (steps/acr.py). Registries
+on 127.0.0.1 or localhost are spoken to over http, all others over https. 429 and 5xx answers are
+retried by urllib3's Retry on the session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import parse_dict_header
+from urllib3.util.retry import Retry
+
+from ..support.errors import (
+    AuthError,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    StepError,
+    Unavailable,
+)
+from ..support.outputs import mask
+
+log = logging.getLogger(__name__)
+
+ENV_USERNAME = "REGISTRY_USERNAME"
+ENV_PASSWORD = "REGISTRY_PASSWORD"  # noqa: S105  (the name of the variable, not a password)
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+# Without these, distribution v2.8 answers a schema1 manifest whose digest differs from the pushed.
+MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """REGISTRY/REPOSITORY[:TAG][@DIGEST]; REGISTRY is host[:port]."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, default_registry: str | None = None) -> ImageRef:
+        rest, _, digest = text.partition("@")
+        name, tag = rest, None
+        last = rest.rsplit("/", 1)[-1]
+        if ":" in last:
+            name, tag = rest.rsplit(":", 1)
+        first, _, remainder = name.partition("/")
+        if remainder and ("." in first or ":" in first or first == "localhost"):
+            registry, repository = first, remainder
+        elif default_registry:
+            registry, repository = default_registry, name
+        else:
+            raise ConfigError(
+                f"--image {text}: name the registry too (REGISTRY/REPOSITORY:TAG), or give --acr"
+            )
+        if default_registry and registry != default_registry:
+            raise ConfigError(
+                f"--image {text} names registry {registry}, but --acr resolves to "
+                f"{default_registry}: drop the registry from --image or fix --acr"
+            )
+        if (
+            not repository
+            or repository != repository.lower()
+            or (digest and not DIGEST.match(digest))
+        ):
+            raise ConfigError(f"--image {text} is not a valid image reference (REPOSITORY:TAG)")
+        return cls(registry, repository, tag or None, digest or None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    def __str__(self) -> str:
+        return (
+            self.name
+            + (f":{self.tag}" if self.tag else "")
+            + (f"@{self.digest}" if self.digest else "")
+        )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A login; `refresh_token` means the password is an OAuth2 refresh token (ACR)."""
+
+    username: str
+    password: str = field(repr=False)
+    source: str = f"{ENV_USERNAME}/{ENV_PASSWORD}"
+    refresh_token: bool = False
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Where to log in and how; the roles are named when the registry denies pull or push."""
+
+    host: str
+    credentials: Credentials | None = None
+    pull_role: str = "pull access to the repository"
+    push_role: str = "push access to the repository"
+
+    @property
+    def url(self) -> str:
+        return registry_url(self.host)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str  # as the registry says it (Docker-Content-Digest), checked against the bytes
+    media_type: str
+    body: bytes = field(repr=False)
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials | None:
+    """REGISTRY_USERNAME and REGISTRY_PASSWORD, both or neither; the password is masked in CI."""
+    env = os.environ if env is None else env
+    username, password = env.get(ENV_USERNAME, ""), env.get(ENV_PASSWORD, "")
+    if bool(username) != bool(password):
+        missing = ENV_PASSWORD if username else ENV_USERNAME
+        raise ConfigError(f"{missing} is not set: set both {ENV_USERNAME} and {ENV_PASSWORD}")
+    if not username:
+        return None
+    mask(password, env)
+    return Credentials(username, password)
+
+
+def registry_url(host: str) -> str:
+    """http for a registry on this machine (127.0.0.1, localhost), https for any other."""
+    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return f"{'http' if hostname in LOCAL_HOSTS else 'https'}://{host}"
+
+
+def new_session(retries: int = 3, backoff: float = 0.3) -> requests.Session:
+    """A session that retries connection errors, 429 and 5xx (honouring Retry-After)."""
+    retry = Retry(
+        total=retries,
+        connect=2,
+        backoff_factor=backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD", "POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="...",service="..."` -> ("bearer", {"realm": ..., "service": ...})."""
+    scheme, _, params = header.strip().partition(" ")
+    return scheme.lower(), {k: v or "" for k, v in parse_dict_header(params).items()}
+
+
+class RegistryClient:
+    """Reads manifests and blobs, answering the registry's auth challenge once per scope."""
+
+    def __init__(
+        self, login: RegistryLogin, *, session: requests.Session | None = None, timeout: float = 30
+    ) -> None:
+        self.login = login
+        self.session = session or new_session()
+        self.timeout = timeout
+        self._authorization: dict[str, str] = {}  # scope -> Authorization header
+
+    def challenge(self) -> tuple[str, dict[str, str]] | None:
+        """The registry's answer to an anonymous GET /v2/: None when it asks for no login."""
+        response = self._send("GET", "/v2/", {})
+        if response.status_code != 401:
+            return None
+        return parse_challenge(response.headers.get("WWW-Authenticate", ""))
+
+    def manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest of a tag or digest, its bytes checked against Docker-Content-Digest."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        name = f"{repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        response = self.get(path, repository, headers={"Accept": MANIFEST_ACCEPT})
+        if response.status_code == 404:
+            raise NotFound(
+                f"{self.login.host}/{name} does not exist in the registry: "
+                "push it first, or check --image"
+            )
+        self._raise_for(response, repository)
+        computed = sha256_digest(response.content)
+        said = response.headers.get("Docker-Content-Digest", "")
+        if said != computed or (reference.startswith("sha256:") and reference != computed):
+            raise IntegrityError(
+                f"the registry's manifest for {name} hashes to {computed}, "
+                f"but it says {said or 'nothing'}: the registry or a proxy altered it"
+            )
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return Manifest(said, media_type or response.json().get("mediaType", ""), response.content)
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        """A blob's bytes, checked against its digest (registries may redirect to storage)."""
+        response = self.get(f"/v2/{repository}/blobs/{digest}", repository)
+        if response.status_code == 404:
+            raise NotFound(
+                f"blob {digest} of {self.login.host}/{repository} is missing: push again"
+            )
+        self._raise_for(response, repository)
+        if sha256_digest(response.content) != digest:
+            raise IntegrityError(f"blob {digest} of {repository} does not match its digest")
+        return response.content
+
+    def get(self, path: str, repository: str, headers: Mapping[str, str] | None = None):
+        """GET with auth: Basic or a Bearer token for `repository:<name>:pull`, as challenged."""
+        return self.call("GET", path, repository, "pull", headers)
+
+    def put_manifest(self, repository: str, tag: str, manifest: Manifest) -> str:
+        """Point `tag` at `manifest` (the same bytes, so the same digest); returns the digest."""
+        response = self.call(
+            "PUT",
+            f"/v2/{repository}/manifests/{tag}",
+            repository,
+            "pull,push",
+            {"Content-Type": manifest.media_type},
+            data=manifest.body,
+        )
+        if response.status_code in (401, 403):
+            raise denied(self.login, "push", f"{repository}:{tag}")
+        self._raise_for(response, repository)
+        return response.headers.get("Docker-Content-Digest", manifest.digest)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        actions: str,
+        headers: Mapping[str, str] | None = None,
+        **kwargs,
+    ) -> requests.Response:
+        """A request with auth: Basic or a Bearer token for `repository:<name>:<actions>`."""
+        scope = f"repository:{repository}:{actions}"
+        headers = dict(headers or {})
+        if scope in self._authorization:
+            headers["Authorization"] = self._authorization[scope]
+        response = self._send(method, path, headers, **kwargs)
+        if response.status_code != 401 or "Authorization" in headers:
+            return response
+        scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        credentials = self.login.credentials
+        if scheme == "basic" and credentials:
+            pair = f"{credentials.username}:{credentials.password}".encode()
+            value = f"Basic {base64.b64encode(pair).decode()}"
+        elif scheme == "bearer":
+            value = f"Bearer {self._bearer_token(params, scope)}"
+        else:
+            return response
+        self._authorization[scope] = headers["Authorization"] = value
+        return self._send(method, path, headers, **kwargs)
+
+    def _bearer_token(self, params: Mapping[str, str], scope: str) -> str:
+        """A token from the challenge's realm: refresh-token grant (ACR), Basic, or anonymous."""
+        realm, service = params.get("realm", ""), params.get("service", "")
+        if not realm.startswith(("https://", "http://")):
+            raise StepError(f"registry {self.login.host} sent no usable token realm ({realm!r})")
+        credentials = self.login.credentials
+        if credentials and credentials.refresh_token:
+            form = {
+                "grant_type": "refresh_token",
+                "service": service,
+                "scope": scope,
+                "refresh_token": credentials.password,
+            }
+            response = self.request("POST", realm, data=form)
+        else:
+            auth = (credentials.username, credentials.password) if credentials else None
+            response = self.request(
+                "GET", realm, params={"service": service, "scope": scope}, auth=auth
+            )
+        if response.status_code in (401, 403):
+            raise refused(self.login)
+        self._raise_for(response, scope)
+        body = response.json()
+        token = body.get("access_token") or body.get("token")
+        if not token:
+            raise StepError(f"the token service of {self.login.host} answered without a token")
+        mask(token)
+        return token
+
+    def _send(self, method: str, path: str, headers: Mapping[str, str], **kwargs):
+        return self.request(method, self.login.url + path, headers=headers, **kwargs)
+
+    def request(self, method: str, url: str, **kwargs) -> requests.Response:
+        """Any request of this registry's auth flow; a connection failure names the registry."""
+        try:
+            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError:
+            raise Unavailable(
+                f"registry {self.login.host} did not answer ({method} {url.split('?')[0]}): "
+                "check that it runs and that --image names it"
+            ) from None
+        except requests.Timeout:
+            raise Unavailable(
+                f"registry {self.login.host} did not answer within "
+                f"{self.timeout:g} s: try again later"
+            ) from None
+
+    def _raise_for(self, response: requests.Response, what: str) -> None:
+        if response.ok:
+            return
+        status = response.status_code
+        if status == 401:
+            _, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            if params.get("error") == "insufficient_scope" or not self.login.credentials:
+                raise denied(self.login, "pull", what)
+            raise refused(self.login)
+        if status == 403:
+            raise denied(self.login, "pull", what)
+        if status == 429 or status >= 500:
+            raise Unavailable(
+                f"registry {self.login.host} answered {status} for {what} after retries: "
+                "try again later"
+            )
+        raise StepError(
+            f"registry {self.login.host} answered {status} for {what}: {error_code(response)}"
+        )
+
+
+def refused(login: RegistryLogin) -> AuthError:
+    """The registry wants a login it did not get, or refused the one it got."""
+    if login.credentials is None:
+        return AuthError(
+            f"registry {login.host} requires a login: set {ENV_USERNAME} and {ENV_PASSWORD} "
+            "(or give --acr for an Azure Container Registry)"
+        )
+    return AuthError(
+        f"registry {login.host} refused the credentials ({login.credentials.source}): check them"
+    )
+
+
+def denied(login: RegistryLogin, action: str, what: str) -> AuthError:
+    """The login is good but may not `action` ("pull" or "push") `what`."""
+    if login.credentials is None:
+        return refused(login)
+    role = login.push_role if action == "push" else login.pull_role
+    return AuthError(f"registry {login.host} denied {action} of {what}: the login needs {role}")
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def error_code(response: requests.Response) -> str:
+    """The first OCI error code of an error answer, e.g. MANIFEST_UNKNOWN."""
+    try:
+        errors = response.json().get("errors") or [{}]
+        return str(errors[0].get("code") or response.reason)
+    except (ValueError, AttributeError):
+        return str(response.reason)

@@ -1,0 +1,142 @@
+"""`deploy`: roll an image out BY DIGEST, check it, and roll back by itself when anything fails.
+
+Two targets with the same semantics: `kubernetes` (kubectl against AKS or any cluster) and
+`swarm` (a local Docker swarm, so a laptop deploys real, running containers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ...support.errors import ConfigError, StepError
+from ...support.git import ci_revision
+from ..command import Command
+from ..smoke_test import smoke_test
+
+DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+# The rollout already waited for health: a service still not ready this long after is broken.
+SMOKE_READY_TIMEOUT = 15
+
+
+@dataclass(frozen=True)
+class Release:
+    """What to roll out, and what to record about it."""
+
+    image: str  # REPOSITORY@sha256:...
+    revision: str = "unknown"  # git revision of the code
+    model_version: str = "unknown"
+
+    def __post_init__(self) -> None:
+        if not DIGEST_REFERENCE.match(self.image):
+            raise ConfigError(
+                f"--image {self.image!r} is not pinned by digest: pass REPOSITORY@sha256:<64 hex>"
+                " (push-image prints it); tags can move, digests cannot"
+            )
+
+    @property
+    def change_cause(self) -> str:
+        return f"deploy {self.image} (revision {self.revision}, model {self.model_version})"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    target: str
+    image: str
+    result: str  # "deployed" or "unchanged"
+    previous_image: str | None
+    url: str | None = None
+
+    def outputs(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def smoke_failure(url: str) -> str | None:
+    """Why the smoke test of `url` failed, or None when it passed."""
+    try:
+        smoke_test(url, timeout=SMOKE_READY_TIMEOUT)
+    except StepError as exc:
+        return f"smoke test: {exc}"
+    return None
+
+
+def _flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", required=True, choices=("kubernetes", "swarm"))
+    parser.add_argument("--image", required=True, help="REPOSITORY@sha256:... (a tag is refused)")
+    parser.add_argument(
+        "--revision",
+        default=ci_revision() or "unknown",
+        help="git revision to record (default: the CI system's)",
+    )
+    parser.add_argument("--model-version", default="unknown", help="model version to record")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds the rollout may take before it counts as failed",
+    )
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="after the rollout, check /version and one real prediction",
+    )
+    parser.add_argument("--smoke-url", help="URL to smoke-test instead of the default one")
+    kube = parser.add_argument_group("kubernetes")
+    kube.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
+    kube.add_argument("--context", help="kubeconfig context (default: the current one)")
+    kube.add_argument("--namespace", help="namespace to deploy into")
+    kube.add_argument(
+        "--overlay",
+        default="production",
+        help="manifests/overlays/NAME, or 'base' (default: production)",
+    )
+    swarm = parser.add_argument_group("swarm")
+    swarm.add_argument("--service", help="swarm service name")
+    swarm.add_argument("--port", type=int, help="port the service listens on (host network)")
+
+
+def _run(args: argparse.Namespace) -> DeployResult:
+    release = Release(args.image, args.revision, args.model_version)
+    if args.target == "kubernetes":
+        from .kubernetes import deploy_kubernetes
+
+        kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+        if not kubeconfig or not args.namespace:
+            raise ConfigError(
+                "--target kubernetes needs --kubeconfig (or KUBECONFIG) and --namespace"
+            )
+        return deploy_kubernetes(
+            release,
+            kubeconfig=Path(kubeconfig),
+            namespace=args.namespace,
+            context=args.context,
+            overlay=args.overlay,
+            timeout=args.timeout,
+            smoke_test=args.smoke_test,
+            smoke_url=args.smoke_url,
+        )
+    from .swarm import deploy_swarm
+
+    if not args.service or not args.port:
+        raise ConfigError("--target swarm needs --service and --port")
+    return deploy_swarm(
+        release,
+        service=args.service,
+        port=args.port,
+        timeout=args.timeout,
+        smoke_test=args.smoke_test,
+        smoke_url=args.smoke_url,
+    )
+
+
+COMMANDS = (
+    Command(
+        "deploy",
+        help="roll out an image by digest, smoke-test it, roll back on failure",
+        flags=_flags,
+        run=_run,
+    ),
+)

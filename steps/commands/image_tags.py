@@ -1,0 +1,136 @@
+"""Tags that only ever point at verified images, through the registry's HTTP API.
+
+`promote-image` points a tag (the branch, e.g. `main`) at a digest that verify-push has passed;
+`resolve-image` turns such a tag into REPOSITORY@sha256:... for the release to deploy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
+from ..support.errors import ConfigError, IntegrityError
+from ..support.labels import LABEL_MODEL_VERSION, LABEL_REVISION, tag_for
+from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
+from .verify_push import image_configs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """The image to release, pinned by digest, and what its labels say it carries."""
+
+    image: str  # REPOSITORY@sha256:...
+    digest: str
+    revision: str
+    model_version: str
+
+    def outputs(self) -> dict[str, str]:
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "revision": self.revision,
+            "model_version": self.model_version,
+        }
+
+
+@dataclass(frozen=True)
+class PromotedImage:
+    image: str  # REPOSITORY:TAG
+    digest: str
+
+    def outputs(self) -> dict[str, str]:
+        return {"image": self.image, "digest": self.digest}
+
+
+def resolve_image(
+    login: RegistryLogin, image: ImageRef, digest: str = "", client: RegistryClient | None = None
+) -> ResolvedImage:
+    """REPOSITORY@sha256:... of `image`'s tag, or of `digest` once the registry confirms it."""
+    client = client or RegistryClient(login)
+    reference = digest or image.tag
+    if digest and not DIGEST.match(digest):
+        raise ConfigError(f"--digest {digest!r} is not a sha256:<64 hex> digest")
+    if not reference:
+        raise ConfigError(f"--image {image}: give a tag to resolve (REPOSITORY:TAG) or --digest")
+    manifest = client.manifest(image.repository, reference)
+    labels = (image_configs(client, image.repository, manifest)[0].get("config") or {}).get(
+        "Labels"
+    ) or {}
+    resolved = ResolvedImage(
+        image=f"{image.name}@{manifest.digest}",
+        digest=manifest.digest,
+        revision=labels.get(LABEL_REVISION, ""),
+        model_version=labels.get(LABEL_MODEL_VERSION, ""),
+    )
+    log.info(
+        "%s is %s (revision %s, model %s)",
+        f"{image.name}:{reference}" if not digest else resolved.image,
+        resolved.image,
+        resolved.revision or "?",
+        resolved.model_version or "?",
+    )
+    return resolved
+
+
+def promote_image(
+    login: RegistryLogin, image: ImageRef, tag: str, client: RegistryClient | None = None
+) -> PromotedImage:
+    """Point `tag` at the image pinned by digest, without pulling or pushing any layer."""
+    if not image.digest:
+        raise ConfigError(
+            f"--image {image}: give the verified image by digest (REPOSITORY@sha256:...)"
+        )
+    client = client or RegistryClient(login)
+    manifest = client.manifest(image.repository, image.digest)
+    tag = tag_for(tag)
+    moved = client.put_manifest(image.repository, tag, manifest)
+    if moved != image.digest:
+        raise IntegrityError(f"{image.name}:{tag} now points at {moved}, not {image.digest}")
+    log.info("%s:%s -> %s", image.name, tag, image.digest)
+    return PromotedImage(f"{image.name}:{tag}", image.digest)
+
+
+def _resolve_flags(parser: argparse.ArgumentParser) -> None:
+    registry_flags(parser)
+    parser.add_argument("--image", required=True, help="REPOSITORY:TAG, e.g. the branch tag")
+    parser.add_argument(
+        "--digest", default="", help="release this digest instead of the tag's (empty: the tag's)"
+    )
+
+
+def _promote_flags(parser: argparse.ArgumentParser) -> None:
+    registry_flags(parser)
+    parser.add_argument("--image", required=True, help="REPOSITORY@sha256:... (verified)")
+    parser.add_argument("--tag", required=True, help="the tag to move, e.g. the branch name")
+
+
+def _resolve(args: argparse.Namespace) -> ResolvedImage:
+    login, image = registry_login_of(args)
+    return resolve_image(login, image, args.digest.strip())
+
+
+def _promote(args: argparse.Namespace) -> PromotedImage:
+    login, image = registry_login_of(args)
+    return promote_image(login, image, args.tag)
+
+
+COMMANDS = (
+    Command(
+        "promote-image",
+        help="point a tag at a verified image (by digest), moving no layers",
+        epilog=REGISTRY_ENVIRONMENT,
+        flags=_promote_flags,
+        run=_promote,
+    ),
+    Command(
+        "resolve-image",
+        help="the digest a tag points at (or check a given digest exists)",
+        epilog=REGISTRY_ENVIRONMENT,
+        flags=_resolve_flags,
+        run=_resolve,
+    ),
+)

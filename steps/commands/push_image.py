@@ -1,0 +1,120 @@
+"""`push-image`: `docker push`, then the digest the registry now serves for the tag.
+
+Output `image` is REPOSITORY@sha256:..., `digest` the bare sha256:... . Layers the registry has
+already are not sent again. Progress: docker's own on a terminal, one line per layer in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from dataclasses import dataclass
+
+from ..clients.docker import docker_config, docker_error, docker_path, run_docker
+from ..clients.registry import ImageRef, RegistryClient, RegistryLogin
+from ..support.errors import ConfigError, IntegrityError
+from ..support.processes import stream
+from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
+
+log = logging.getLogger(__name__)
+
+LAYER_DONE = re.compile(r"^([0-9a-f]{12}): (Pushed|Layer already exists|Mounted from .+)$")
+DIGEST_LINE = re.compile(r": digest: (sha256:[0-9a-f]{64}) size: \d+")
+QUIET = re.compile(r"^[0-9a-f]{12}: (Preparing|Waiting|Pushing)")
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    image: ImageRef  # REPOSITORY:TAG as pushed
+    digest: str
+    layers_pushed: int
+    layers_present: int
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.image.name}@{self.digest}"
+
+    def outputs(self) -> dict[str, str]:
+        return {"image": self.pinned, "digest": self.digest, "tag": str(self.image)}
+
+
+def push_image(
+    login: RegistryLogin,
+    image: ImageRef,
+    *,
+    source: str | None = None,
+    tty: bool = False,
+    timeout: float = 1800,
+) -> PushedImage:
+    """Push `image` (tagged from the local `source` first if that differs); resolve its digest."""
+    if not image.tag:
+        raise ConfigError(f"--image {image}: give a tag (REPOSITORY:TAG) to push")
+    with docker_config(login) as config:
+        if source and source != str(image):
+            run_docker(["tag", source, str(image)], login, "tag an image for", timeout=60)
+        output = _push(["--config", str(config), "push", str(image)], login, tty, timeout)
+    counts = {kind: 0 for kind in ("pushed", "present")}
+    for line in output.splitlines():
+        match = LAYER_DONE.match(line.strip())
+        if match:
+            counts["pushed" if match.group(2) == "Pushed" else "present"] += 1
+    digest = RegistryClient(login).manifest(image.repository, image.tag).digest
+    said = DIGEST_LINE.search(output)
+    if said and said.group(1) != digest:
+        raise IntegrityError(
+            f"{image} points at {digest} right after docker pushed {said.group(1)}: someone "
+            "else pushed the same tag concurrently; push again"
+        )
+    log.info("pushed %s@%s", image.name, digest)
+    return PushedImage(image, digest, counts["pushed"], counts["present"])
+
+
+def _push(args: list[str], login: RegistryLogin, tty: bool, timeout: float) -> str:
+    """docker push; on a terminal docker draws its own progress, otherwise lines are condensed."""
+    returncode, output = stream(
+        [docker_path(), *args],
+        what="docker push",
+        timeout=timeout,
+        on_line=_show,
+        passthrough=tty,
+        hint="retry",
+    )
+    if returncode != 0:
+        raise docker_error(output, login, "push to")
+    return output
+
+
+def _show(line: str) -> None:
+    if not line or QUIET.match(line):
+        return
+    if LAYER_DONE.match(line) or DIGEST_LINE.search(line) or line.startswith("The push refers"):
+        log.info("  %s", line)
+    else:
+        log.debug("  %s", line)
+
+
+def _flags(parser: argparse.ArgumentParser) -> None:
+    registry_flags(parser)
+    parser.add_argument(
+        "--image",
+        required=True,
+        help="REGISTRY/REPOSITORY:TAG (with --acr the registry may be left out)",
+    )
+
+
+def _run(args: argparse.Namespace) -> PushedImage:
+    login, image = registry_login_of(args)
+    return push_image(login, image, source=args.image, tty=sys.stderr.isatty())
+
+
+COMMANDS = (
+    Command(
+        "push-image",
+        help="push REPOSITORY:TAG and output its digest (REPOSITORY@sha256:...)",
+        epilog=REGISTRY_ENVIRONMENT,
+        flags=_flags,
+        run=_run,
+    ),
+)

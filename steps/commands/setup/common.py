@@ -1,0 +1,135 @@
+"""What both `setup` commands share: settings, flags, tokens, created/updated/unchanged."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ...support.errors import ConfigError
+from ...support.outputs import mask
+
+log = logging.getLogger(__name__)
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+ENVIRONMENT = "production"
+
+# The repository variables GitHub's workflows read (`vars.NAME`) and the variable group's
+# settings Azure's pipelines read (`$(NAME)`); tests/setup checks both against the YAML.
+GITHUB_VARIABLES = (
+    "MODEL_STORE",
+    "MODEL_NAME",
+    "ACR_NAME",
+    "ACR_RESOURCE_GROUP",
+    "IMAGE_REPOSITORY",
+    "BASE_IMAGE",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_SUBSCRIPTION_ID",
+    "AKS_RESOURCE_GROUP",
+    "AKS_CLUSTER",
+    "K8S_NAMESPACE",
+)
+AZURE_VARIABLES = (
+    "MODEL_STORE",
+    "MODEL_NAME",
+    "ACR_NAME",
+    "ACR_RESOURCE_GROUP",
+    "IMAGE_REPOSITORY",
+    "AKS_RESOURCE_GROUP",
+    "AKS_CLUSTER",
+    "K8S_NAMESPACE",
+)
+VAR = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
+
+
+def parse_variables(items: Iterable[str], known: tuple[str, ...]) -> dict[str, str]:
+    """`NAME=VALUE` flags as a dict; a malformed item or a name the pipelines never read stops."""
+    variables: dict[str, str] = {}
+    for item in items:
+        match = VAR.match(item)
+        if not match:
+            raise ConfigError(f"--var {item.split('=')[0]!r} is not NAME=VALUE (NAME in capitals)")
+        name, value = match.groups()
+        if name not in known:
+            raise ConfigError(
+                f"--var {name}: the pipelines do not read it; known: {', '.join(known)}"
+            )
+        if name in variables:
+            raise ConfigError(f"--var {name} is given twice: keep one")
+        variables[name] = value
+    return variables
+
+
+def parse_names(text: str, flag: str) -> list[str]:
+    """A comma-separated list of names, blanks dropped; empty stops with the flag's name."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(f"{flag} is empty: give at least one name")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{flag} names someone twice: {text}")
+    return names
+
+
+def token_from_env(names: tuple[str, ...], env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(variable, token) of the first token set among `names`, masked in the CI log at once."""
+    env = os.environ if env is None else env
+    for name in names:
+        token = env.get(name, "").strip()
+        if token:
+            mask(token, env)
+            return name, token
+    raise ConfigError(f"no token: set {' or '.join(names)}")
+
+
+def plan_variables(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
+    """created/updated/unchanged for each wanted variable, compared with what is there now."""
+    return {
+        name: UNCHANGED if current.get(name) == value else UPDATED if name in current else CREATED
+        for name, value in wanted.items()
+    }
+
+
+def changed(states: Mapping[str, object]) -> bool:
+    """True when any state, at any depth, is not `unchanged`."""
+    return any(
+        changed(state) if isinstance(state, Mapping) else state != UNCHANGED
+        for state in states.values()
+    )
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    """created/updated/unchanged for each item (or, for a group, each of its names), and the
+    settings the pipelines read that are still unset."""
+
+    states: Mapping[str, object]
+    unset: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return changed(self.states)
+
+    def outputs(self) -> dict[str, object]:
+        return {**self.states, "changed": self.changed, "unset": list(self.unset)}
+
+
+def report(states: Mapping[str, object], missing: Iterable[str]) -> SetupResult:
+    """Log one line per item and warn about settings still unset."""
+    for key, state in states.items():
+        if isinstance(state, Mapping):
+            for name, inner in state.items():
+                log.info("%s %s: %s", key, name, inner)
+        else:
+            log.info("%s: %s", key, state)
+    result = SetupResult(dict(states), tuple(sorted(missing)))
+    if result.unset:
+        log.warning(
+            "not set yet, though the pipelines read them: %s (pass --var NAME=VALUE)",
+            ", ".join(result.unset),
+        )
+    if not result.changed:
+        log.info("nothing changed: everything was already as asked")
+    return result

@@ -1,0 +1,291 @@
+"""`setup github`: the `production` environment (required reviewers, wait timer) and the
+repository variables the workflows read, through GitHub's REST API. Idempotent: the current state
+is read first and only what differs is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ...support.errors import AuthError, ConfigError, NotFound, StepError, Unavailable
+from .common import (
+    CREATED,
+    ENVIRONMENT,
+    GITHUB_VARIABLES,
+    UNCHANGED,
+    UPDATED,
+    SetupResult,
+    parse_names,
+    parse_variables,
+    plan_variables,
+    report,
+    token_from_env,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.github.com"
+TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN")
+MAX_REVIEWERS = 6  # GitHub's limit for required reviewers
+MAX_WAIT_TIMER = 43200  # minutes (30 days), GitHub's limit
+MAX_PAGES = 20
+RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After fails the step instead of stalling it
+ADMINISTRATION = "administration: write"
+VARIABLES = "variables: write"
+ACTIONS = "actions: read"
+
+
+@dataclass(frozen=True)
+class GitHubSetup:
+    repo: str  # OWNER/NAME
+    reviewers: Sequence[str]  # user logins, or ORG/TEAM for a team
+    wait_timer: int = 0  # minutes
+    variables: Mapping[str, str] = field(default_factory=dict)
+    environment: str = ENVIRONMENT
+
+    def __post_init__(self) -> None:
+        owner, _, name = self.repo.partition("/")
+        if not owner or not name or "/" in name:
+            raise ConfigError(f"--repo {self.repo!r} is not OWNER/NAME")
+        if not 1 <= len(self.reviewers) <= MAX_REVIEWERS:
+            raise ConfigError(f"--reviewers: give 1 to {MAX_REVIEWERS} users or teams")
+        if not 0 <= self.wait_timer <= MAX_WAIT_TIMER:
+            raise ConfigError(f"--wait-timer {self.wait_timer}: give 0 to {MAX_WAIT_TIMER} minutes")
+
+
+class SecondaryRateLimitRetry(Retry):
+    """urllib3's Retry, plus GitHub's secondary rate limit (403 with Retry-After), waits capped."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        limited = status_code == 403 and has_retry_after
+        return super().is_retry(method, 429 if limited else status_code, has_retry_after)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP)
+
+
+def github_session(token: str, retries: int = 4) -> requests.Session:
+    """A session that authenticates, speaks API version 2022-11-28 and retries 5xx/rate limits."""
+    retry = SecondaryRateLimitRetry(
+        total=retries,
+        backoff_factor=1.0,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "PUT", "PATCH", "POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last answer comes back and is translated below
+    )
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.headers.update(
+        {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "aiship-setup",
+        }
+    )
+    return session
+
+
+class GitHubApi:
+    """One repository's REST calls; every failure becomes a one-line step error."""
+
+    def __init__(self, session: requests.Session, api_url: str, repo: str) -> None:
+        self.session, self.api_url, self.repo = session, api_url.rstrip("/"), repo
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        permission: str = "",
+        json: object = None,
+        params: Mapping[str, object] | None = None,
+    ) -> requests.Response:
+        response = self._send(method, path, what, json=json, params=params)
+        if not response.ok:
+            raise self.error(response, what, permission)
+        return response
+
+    def find(self, path: str, *, what: str, permission: str = "") -> dict | None:
+        """GET a resource; None when GitHub says 404."""
+        response = self._send("GET", path, what)
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise self.error(response, what, permission)
+        return response.json()
+
+    def _send(self, method: str, path: str, what: str, **kwargs) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.api_url}{path}"
+        try:
+            return self.session.request(method, url, timeout=30, **kwargs)
+        except requests.RequestException as exc:
+            raise Unavailable(
+                f"GitHub API at {self.api_url} could not be reached to {what}: "
+                f"{type(exc).__name__}; check --api-url and the network"
+            ) from None
+
+    def error(self, response: requests.Response, what: str, permission: str) -> StepError:
+        status = response.status_code
+        if status == 401:
+            return AuthError(
+                f"GitHub rejected the token (401) trying to {what}: "
+                f"set a valid {' or '.join(TOKEN_VARIABLES)}"
+            )
+        if status in (403, 429) and (
+            response.headers.get("x-ratelimit-remaining") == "0" or status == 429
+        ):
+            return Unavailable(f"GitHub's rate limit stopped us trying to {what}: retry later")
+        if status in (403, 404) and permission:
+            return AuthError(
+                f"the token may not {what} ({status}): a fine-grained token needs the repository "
+                f"permission '{permission}' on {self.repo}, a classic one the repo scope and "
+                "admin rights"
+            )
+        if status >= 500:
+            return Unavailable(f"GitHub answered {status} trying to {what}, even after retries")
+        return StepError(f"GitHub answered {status} trying to {what}: {_message(response)}")
+
+
+def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) -> SetupResult:
+    """Bring the environment and variables to the requested state; return what changed."""
+    api = GitHubApi(session, api_url, request.repo)
+    repo_path = f"/repos/{request.repo}"
+    if api.find(repo_path, what=f"read {request.repo}") is None:
+        raise NotFound(
+            f"repository {request.repo} not found, or the token cannot see it: "
+            "check --repo and the token's repository access"
+        )
+    # Everything is read before anything is written: a bad reviewer stops the step untouched.
+    reviewers = [resolve_reviewer(api, name) for name in request.reviewers]
+    environment_path = f"{repo_path}/environments/{request.environment}"
+    current = api.find(
+        environment_path, what=f"read environment {request.environment}", permission=ACTIONS
+    )
+    current_variables = list_variables(api)
+
+    outputs: dict[str, object] = {}
+    wanted_rules = (sorted((r["type"], r["id"]) for r in reviewers), request.wait_timer)
+    if current is not None and protection_of(current) == wanted_rules:
+        outputs["environment"] = UNCHANGED
+    else:
+        api.call(
+            "PUT",
+            environment_path,
+            what=f"create or update environment {request.environment}",
+            permission=ADMINISTRATION,
+            json={"wait_timer": request.wait_timer, "reviewers": reviewers},
+        )
+        outputs["environment"] = CREATED if current is None else UPDATED
+
+    states = plan_variables(current_variables, request.variables)
+    for name, state in states.items():
+        body = {"name": name, "value": request.variables[name]}
+        if state == CREATED:
+            api.call(
+                "POST",
+                f"{repo_path}/actions/variables",
+                what=f"create variable {name}",
+                permission=VARIABLES,
+                json=body,
+            )
+        elif state == UPDATED:
+            api.call(
+                "PATCH",
+                f"{repo_path}/actions/variables/{name}",
+                what=f"update variable {name}",
+                permission=VARIABLES,
+                json=body,
+            )
+    outputs["variables"] = states
+    missing = set(GITHUB_VARIABLES) - set(current_variables) - set(request.variables)
+    return report(outputs, missing)
+
+
+def resolve_reviewer(api: GitHubApi, name: str) -> dict:
+    """`login` → {"type": "User", "id": N}; `ORG/TEAM` → {"type": "Team", "id": N}."""
+    org, _, team = name.partition("/")
+    kind, path = ("Team", f"/orgs/{org}/teams/{team}") if team else ("User", f"/users/{name}")
+    found = api.find(path, what=f"look up reviewer {name}")
+    if found is None:
+        raise ConfigError(
+            f"reviewer {name} not found on GitHub: check --reviewers"
+            + (
+                " (a team needs the token's organization permission 'members: read')"
+                if team
+                else ""
+            )
+        )
+    return {"type": kind, "id": found["id"]}
+
+
+def protection_of(environment: Mapping) -> tuple[list[tuple[str, int]], int]:
+    """(sorted reviewers as (type, id), wait timer) of an environment as GitHub reports it."""
+    reviewers: list[tuple[str, int]] = []
+    wait_timer = 0
+    for rule in environment.get("protection_rules") or []:
+        if rule.get("type") == "required_reviewers":
+            reviewers += [(r["type"], r["reviewer"]["id"]) for r in rule.get("reviewers", [])]
+        elif rule.get("type") == "wait_timer":
+            wait_timer = rule.get("wait_timer", 0)
+    return sorted(reviewers), wait_timer
+
+
+def list_variables(api: GitHubApi) -> dict[str, str]:
+    """All repository variables, following GitHub's pages (bounded)."""
+    variables: dict[str, str] = {}
+    url: str | None = f"/repos/{api.repo}/actions/variables"
+    params: dict[str, object] | None = {"per_page": 30}
+    for _ in range(MAX_PAGES):
+        if url is None:
+            return variables
+        response = api.call(
+            "GET", url, what="list the repository variables", permission=VARIABLES, params=params
+        )
+        variables.update({v["name"]: v["value"] for v in response.json()["variables"]})
+        url, params = response.links.get("next", {}).get("url"), None
+    raise StepError(f"more than {MAX_PAGES} pages of repository variables: clean some up")
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:200]
+    except ValueError:
+        return response.text[:200].replace("\n", " ")
+
+
+def run(args) -> SetupResult:
+    request = GitHubSetup(
+        repo=args.repo,
+        reviewers=parse_names(args.reviewers, "--reviewers"),
+        wait_timer=args.wait_timer,
+        variables=parse_variables(args.var, GITHUB_VARIABLES),
+    )
+    _, token = token_from_env(TOKEN_VARIABLES)
+    api_url = args.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+    with github_session(token) as session:
+        return setup_github(request, session, api_url)
+
+
+def flags(parser) -> None:
+    parser.add_argument("--repo", required=True, help="OWNER/NAME")
+    parser.add_argument(
+        "--reviewers", required=True, help="required reviewers: user logins or ORG/TEAM, by commas"
+    )
+    parser.add_argument("--wait-timer", type=int, default=0, help="minutes to wait (default 0)")
+    parser.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a repository variable"
+    )
+    parser.add_argument(
+        "--api-url", help=f"GitHub API (default: $GITHUB_API_URL, else {DEFAULT_API_URL})"
+    )

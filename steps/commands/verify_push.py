@@ -1,0 +1,119 @@
+"""`verify-push`: through the registry's HTTP API, the tag is exactly the image that was pushed.
+
+The tag must resolve to the given digest (the registry's Docker-Content-Digest and the sha256 of
+the manifest bytes), the manifest and config blob must be readable, and the config's labels must
+carry the expected git revision and model sha256. A mismatch says which tag points where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..clients.registry import DIGEST, ImageRef, Manifest, RegistryClient, RegistryLogin
+from ..support.errors import ConfigError, IntegrityError
+from ..support.labels import LABEL_MODEL_SHA256, LABEL_REVISION, describe
+from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifiedImage:
+    image: ImageRef
+    digest: str
+    labels: Mapping[str, str]
+
+    def outputs(self) -> dict[str, str]:
+        return {
+            "image": f"{self.image.name}@{self.digest}",
+            "digest": self.digest,
+            "revision": self.labels.get(LABEL_REVISION, ""),
+            "model_sha256": self.labels.get(LABEL_MODEL_SHA256, ""),
+        }
+
+
+def verify_push(
+    login: RegistryLogin,
+    image: ImageRef,
+    digest: str,
+    *,
+    expect_revision: str | None = None,
+    expect_model_sha256: str | None = None,
+    client: RegistryClient | None = None,
+) -> VerifiedImage:
+    if not image.tag:
+        raise ConfigError(f"--image {image}: give the tag to verify (REPOSITORY:TAG)")
+    digest = digest.rsplit("@", 1)[-1]  # the pinned REPOSITORY@sha256:... works as well
+    if not DIGEST.match(digest):
+        raise ConfigError(f"--digest {digest!r} is not a sha256:<64 hex> digest")
+    client = client or RegistryClient(login)
+    manifest = client.manifest(image.repository, image.tag)
+    if manifest.digest != digest:
+        raise IntegrityError(
+            f"tag {image} points at {manifest.digest}, not at the pushed {digest}: "
+            "the tag was moved after the push; push and verify again"
+        )
+    labels: dict[str, str] = {}
+    for config in image_configs(client, image.repository, manifest):
+        labels = (config.get("config") or {}).get("Labels") or {}
+        expected = {LABEL_REVISION: expect_revision, LABEL_MODEL_SHA256: expect_model_sha256}
+        for label, want in expected.items():
+            if want and labels.get(label) != want:
+                raise IntegrityError(
+                    f"{image.name}@{digest} (tag {image.tag}) has {label}="
+                    f"{labels.get(label) or '(none)'}, expected {want}: it was built from "
+                    "other inputs; rebuild and push"
+                )
+    log.info("verified %s = %s (%s)", image, digest, describe(labels))
+    return VerifiedImage(image, digest, labels)
+
+
+def image_configs(client: RegistryClient, repository: str, manifest: Manifest) -> list[dict]:
+    """The config of the image, or of each platform's image of an index (attestations skipped)."""
+    if not manifest.is_index:
+        descriptor = manifest.json().get("config") or {}
+        if not descriptor.get("digest"):
+            raise IntegrityError(f"manifest {manifest.digest} of {repository} has no config")
+        return [json.loads(client.blob(repository, descriptor["digest"]))]
+    configs = []
+    for child in manifest.json().get("manifests") or []:
+        if (child.get("platform") or {}).get("os") == "unknown":
+            continue  # buildx's attestation manifests carry no image config worth checking
+        configs += image_configs(client, repository, client.manifest(repository, child["digest"]))
+    if not configs:
+        raise IntegrityError(f"index {manifest.digest} of {repository} lists no image")
+    return configs
+
+
+def _flags(parser: argparse.ArgumentParser) -> None:
+    registry_flags(parser)
+    parser.add_argument("--image", required=True, help="REGISTRY/REPOSITORY:TAG")
+    parser.add_argument("--digest", required=True, help="sha256:... as push-image output it")
+    parser.add_argument("--expect-revision", help="git revision the image's label must carry")
+    parser.add_argument("--expect-model-sha256", help="model sha256 the image's label must carry")
+
+
+def _run(args: argparse.Namespace) -> VerifiedImage:
+    login, image = registry_login_of(args)
+    return verify_push(
+        login,
+        image,
+        args.digest,
+        expect_revision=args.expect_revision,
+        expect_model_sha256=args.expect_model_sha256,
+    )
+
+
+COMMANDS = (
+    Command(
+        "verify-push",
+        help="check through the registry API that a tag is the pushed image",
+        epilog=REGISTRY_ENVIRONMENT,
+        flags=_flags,
+        run=_run,
+    ),
+)

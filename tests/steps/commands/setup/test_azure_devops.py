@@ -1,0 +1,315 @@
+"""`setup azure-devops` against a local HTTPS fake of the Azure DevOps REST API: the real
+azure-devops SDK (and msrest under it) makes every request."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import pytest
+
+from steps.commands.setup.azure_devops import (
+    APPROVAL_TYPE,
+    INSTRUCTIONS,
+    PAT_VARIABLE,
+    PIPELINE_TOKEN_VARIABLE,
+    AzureDevOpsSetup,
+    connect,
+    setup_azure_devops,
+)
+from steps.support.errors import AuthError, ConfigError, Conflict, NotFound
+from tests.steps.commands.setup.conftest import DEVOPS_PAT, ORG, PROJECT
+from tests.steps.commands.setup.fakes import Seen
+from tests.stepscli import run_steps
+
+VARIABLES = {"MODEL_STORE": "azureblob://models", "ACR_NAME": "aishipacr"}
+ALICE = {"id": "a11ce000-0000-4000-8000-000000000003", "displayName": "Alice"}
+BOB = {"id": "b0b00000-0000-4000-8000-000000000004", "displayName": "Bob"}
+ENDPOINT = "e9d00000-0000-4000-8000-000000000005"
+GROUP_DESCRIPTION = "aiship: non-secret settings the pipelines read (python -m steps setup)"
+
+
+def run_setup(devops, https_server, token_variable=PAT_VARIABLE, token=DEVOPS_PAT, **kw):
+    request = AzureDevOpsSetup(
+        org_url=https_server.url_for(f"/{ORG}"),
+        project=kw.pop("project", PROJECT),
+        approvers=kw.pop("approvers", ["alice@example.com"]),
+        variables=kw.pop("variables", VARIABLES),
+        service_connection=kw.pop("service_connection", "aiship-azure"),
+    )
+    return setup_azure_devops(request, connect(request.org_url, token_variable, token)).outputs()
+
+
+def approval(approvers: list[dict]) -> dict:
+    return {
+        "type": APPROVAL_TYPE,
+        "resource": {"type": "environment", "id": "1", "name": "production"},
+        "settings": {
+            "approvers": approvers,
+            "executionOrder": "anyOrder",
+            "minRequiredApprovers": 0,
+            "instructions": INSTRUCTIONS,
+            "blockedApprovers": [],
+            "requesterCannotBeApprover": False,
+        },
+        "timeout": 43200,
+    }
+
+
+def group_body(variables: dict) -> dict:
+    return {
+        "description": GROUP_DESCRIPTION,
+        "name": "aiship",
+        "type": "Vsts",
+        "variableGroupProjectReferences": [
+            {
+                "description": GROUP_DESCRIPTION,
+                "name": "aiship",
+                "projectReference": {"id": "6a7c1e2b-0000-4000-8000-000000000001", "name": "shop"},
+            }
+        ],
+        "variables": variables,
+    }
+
+
+def pipeline_body(name: str, path: str) -> dict:
+    repository = {
+        "id": "9f1d2c3b-0000-4000-8000-000000000002",
+        "name": "shop",
+        "type": "azureReposGit",
+    }
+    return {
+        "name": name,
+        "folder": "\\",
+        "configuration": {"type": "yaml", "path": path, "repository": repository},
+    }
+
+
+def permit(kind: str, resource_id: str, ids: list[int]) -> Seen:
+    return Seen(
+        "PATCH",
+        f"/{ORG}/{PROJECT}/_apis/pipelines/pipelinePermissions/{kind}/{resource_id}",
+        {},
+        {
+            "pipelines": [{"authorized": True, "id": i} for i in ids],
+            "resource": {"id": resource_id, "type": kind},
+        },
+    )
+
+
+def test_first_run_creates_everything(devops, https_server):
+    outputs = run_setup(devops, https_server)
+
+    assert outputs == {
+        "environment": "created",
+        "approval_check": "created",
+        "variable_group": "created",
+        "variables": {"MODEL_STORE": "created", "ACR_NAME": "created"},
+        "pipelines": {"aiship-ci": "created", "aiship-release": "created"},
+        "permits": {
+            "environment production": "created",
+            "variablegroup aiship": "created",
+            "endpoint aiship-azure": "created",
+        },
+        "changed": True,
+        "unset": [
+            "ACR_RESOURCE_GROUP",
+            "AKS_CLUSTER",
+            "AKS_RESOURCE_GROUP",
+            "IMAGE_REPOSITORY",
+            "K8S_NAMESPACE",
+            "MODEL_NAME",
+        ],
+    }
+    project = f"/{ORG}/{PROJECT}/_apis"
+    plain = {name: {"isSecret": False, "value": value} for name, value in VARIABLES.items()}
+    assert devops.writes() == [
+        Seen(
+            "POST",
+            f"{project}/distributedtask/environments",
+            {},
+            {"description": "Releases wait here for approval", "name": "production"},
+        ),
+        Seen("POST", f"{project}/pipelines/checks/configurations", {}, approval([ALICE])),
+        Seen("POST", f"/{ORG}/_apis/distributedtask/variablegroups", {}, group_body(plain)),
+        Seen(
+            "POST",
+            f"{project}/pipelines",
+            {},
+            pipeline_body("aiship-ci", ".azure-pipelines/ci.yml"),
+        ),
+        Seen(
+            "POST",
+            f"{project}/pipelines",
+            {},
+            pipeline_body("aiship-release", ".azure-pipelines/release.yml"),
+        ),
+        permit("environment", "1", [12]),  # only the release pipeline deploys
+        permit("variablegroup", "1", [11, 12]),
+        permit("endpoint", ENDPOINT, [11, 12]),
+    ]
+    check = f"{project}/pipelines/checks/configurations"
+    assert [r.query for r in devops.requests if r.path == check and r.method == "GET"] == [
+        {"resourceType": "environment", "resourceId": "1", "$expand": "settings"}
+    ]
+
+
+def test_second_run_writes_nothing(devops, https_server, caplog):
+    run_setup(devops, https_server)
+    devops.requests.clear()
+
+    with caplog.at_level("INFO"):
+        outputs = run_setup(devops, https_server)
+
+    assert outputs["changed"] is False
+    assert outputs["environment"] == outputs["approval_check"] == "unchanged"
+    assert outputs["variable_group"] == "unchanged"
+    assert set(outputs["variables"].values()) == {"unchanged"}
+    assert set(outputs["pipelines"].values()) == {"unchanged"}
+    assert set(outputs["permits"].values()) == {"unchanged"}
+    assert devops.writes() == []
+    assert devops.requests, "the second run read the state again"
+    assert "nothing changed" in caplog.text
+
+
+def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server):
+    run_setup(devops, https_server)
+    devops.groups[0]["variables"]["REGISTRY_PASSWORD"] = {"isSecret": True, "value": None}
+    devops.requests.clear()
+
+    outputs = run_setup(
+        devops,
+        https_server,
+        approvers=["alice@example.com", "bob@example.com"],
+        variables={"ACR_NAME": "otheracr", "MODEL_NAME": "digits"},
+    )
+
+    assert outputs["approval_check"] == "updated"
+    assert outputs["variable_group"] == "updated"
+    assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "created"}
+    assert outputs["environment"] == "unchanged"
+    assert set(outputs["pipelines"].values()) == {"unchanged"}
+    project = f"/{ORG}/{PROJECT}/_apis"
+    assert devops.writes() == [
+        Seen(
+            "PATCH",
+            f"{project}/pipelines/checks/configurations/1",
+            {},
+            {**approval([ALICE, BOB]), "id": 1},
+        ),
+        Seen(
+            "PUT",
+            f"/{ORG}/_apis/distributedtask/variablegroups/1",
+            {},
+            group_body(
+                {
+                    "MODEL_STORE": {"isSecret": False, "value": "azureblob://models"},
+                    "ACR_NAME": {"isSecret": False, "value": "otheracr"},
+                    "REGISTRY_PASSWORD": {"isSecret": True},
+                    "MODEL_NAME": {"isSecret": False, "value": "digits"},
+                }
+            ),
+        ),
+    ]
+
+
+def test_a_pipeline_token_signs_in_as_bearer(devops, https_server):
+    devops.token_header = "Bearer system-access-token-value"
+    outputs = run_setup(devops, https_server, PIPELINE_TOKEN_VARIABLE, "system-access-token-value")
+    assert outputs["environment"] == "created"
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            {"approvers": ["carol@example.com"]},
+            ConfigError,
+            "approver carol@example.com not found in the organization: check --approvers",
+        ),
+        (
+            {"project": "nope"},
+            NotFound,
+            "read project nope: not found: check --org and --project",
+        ),
+        (
+            {"service_connection": "missing"},
+            NotFound,
+            "service connection missing not found in project shop: create it",
+        ),
+    ],
+)
+def test_a_wrong_name_stops_before_any_write(devops, https_server, change, error, message):
+    with pytest.raises(error) as raised:
+        run_setup(devops, https_server, **change)
+    assert str(raised.value).startswith(message)
+    assert devops.writes() == []
+
+
+def test_a_stranger_pipeline_of_the_same_name_stops_before_any_write(devops, https_server):
+    devops.pipelines.append(
+        {
+            "id": 5,
+            "name": "aiship-release",
+            "folder": "\\",
+            "configuration": {"type": "yaml", "path": "deploy.yml", "repository": {"id": "x"}},
+        }
+    )
+    with pytest.raises(Conflict, match=r"pipeline aiship-release exists but runs deploy\.yml"):
+        run_setup(devops, https_server)
+    assert devops.writes() == []
+
+
+def test_a_missing_permission_names_the_scope_and_role(devops, https_server):
+    devops.denied = {"variablegroups"}
+    with pytest.raises(AuthError) as raised:
+        run_setup(devops, https_server)
+    assert str(raised.value) == (
+        "the token may not create variable group aiship: it needs the PAT scope 'Variable Groups "
+        "(Read, create & manage)' and the Creator role on Pipelines > Library"
+    )
+
+
+def test_a_rejected_token_is_named(devops, https_server):
+    with pytest.raises(AuthError, match="set a valid, unexpired AZURE_DEVOPS_EXT_PAT"):
+        run_setup(devops, https_server, token="wrong")
+
+
+def test_the_command_line_fails_in_one_line_without_the_token(devops, https_server, tmp_path):
+    devops.denied = {"environments"}
+    env = {"AZURE_DEVOPS_EXT_PAT": DEVOPS_PAT, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path)}
+    args = ["--org", https_server.url_for(f"/{ORG}"), "--project", PROJECT]
+    args += ["--approvers", "alice@example.com", "--var", "MODEL_NAME=digits"]
+
+    def cli(*extra: str, **more_env: str) -> subprocess.CompletedProcess:
+        command = ["setup", "azure-devops", *args, *extra]
+        return run_steps(*command, env=env | more_env, drop=("GITHUB_",), timeout=60)
+
+    failed, verbose = cli(), cli("-v", TF_BUILD="True")
+
+    assert failed.returncode == verbose.returncode == 3
+    assert failed.stderr.splitlines() == [
+        "error: the token may not create environment production: it needs the PAT scope "
+        "'Environment (Read & manage)' and the Creator role on Pipelines > Environments"
+    ]
+    assert (
+        devops.writes()
+        == [
+            Seen(
+                "POST",
+                f"/{ORG}/{PROJECT}/_apis/distributedtask/environments",
+                {},
+                {"description": "Releases wait here for approval", "name": "production"},
+            )
+        ]
+        * 2
+    )
+    basic = base64.b64encode(f":{DEVOPS_PAT}".encode()).decode()
+    # In Azure Pipelines the token is first registered as a secret; nowhere else does it show.
+    assert verbose.stdout.splitlines()[0] == f"##vso[task.setsecret]{DEVOPS_PAT}"
+    for text in (
+        failed.stdout + failed.stderr,
+        "\n".join(verbose.stdout.splitlines()[1:]) + verbose.stderr,
+    ):
+        assert DEVOPS_PAT not in text
+        assert basic not in text

