@@ -22,8 +22,8 @@ from pathlib import Path
 
 from steps.clients.docker import docker
 from steps.commands.build_image import ImageBuild, build_image
-from steps.commands.deploy import Release
 from steps.commands.deploy.kubernetes import deploy_kubernetes
+from steps.commands.deploy.release import Release
 from steps.commands.deploy.swarm import deploy_swarm
 from steps.local.base_image import ensure_base_image
 from steps.local.docker_engine import ensure_engine

@@ -301,7 +301,7 @@ def cluster_up(context: Context) -> str:
 
 
 def deploy(context: Context) -> str:
-    from ..commands.deploy import Release
+    from ..commands.deploy.release import Release
 
     resolved, options = context.values["release"], context.options
     release = Release(resolved.image, resolved.revision, resolved.model_version)

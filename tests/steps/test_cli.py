@@ -3,9 +3,17 @@ commands."""
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
+
+import pytest
 
 from app.card import read_card
+from steps.cli import build_parser
+from steps.commands import all_commands
+from steps.support.paths import REPO_ROOT
 from tests.stepscli import run_steps
 
 
@@ -39,3 +47,114 @@ def test_command_line_outputs(model_dir, tmp_path):
     assert github_output.read_text().splitlines() == [f"{k}={v}" for k, v in expected.items()]
     assert json.loads(steps_output.read_text()) == expected
     assert "fetched digits 1.0.0" in fetched.stderr
+
+
+def full_names(commands) -> list[str]:
+    return [name for command in commands for name in command.names()]
+
+
+def test_every_command_has_a_help_page_and_the_common_flags(capsys):
+    names = full_names(all_commands())
+    assert len(names) == len(set(names))
+    some = {"publish-model", "deploy", "setup github", "local run", "local cluster up"}
+    assert some <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args([*name.split(), "--help"])
+        assert done.value.code == 0, name
+        assert "--json" in capsys.readouterr().out, name
+
+
+def test_help_loads_no_cloud_sdk_and_no_model_runtime():
+    """`python -m steps --help` and a command's help import only what the parser needs."""
+    probe = (
+        "import runpy, sys\n"
+        "for argv in (['--help'], ['deploy', '--help'], ['publish-model', '--help']):\n"
+        "    sys.argv = ['steps', *argv]\n"
+        "    try:\n"
+        "        runpy.run_module('steps', run_name='__main__')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in HEAVY), file=sys.stderr)\n"
+    )
+    heavy = {"azure", "boto3", "botocore", "s3transfer", "msrest", "onnxruntime", "numpy", "flask"}
+    done = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {sorted(heavy)!r}\n{probe}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def import_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """module -> the modules of PACKAGES it imports, at any depth of its code (lazy ones too)."""
+    files = {
+        ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in packages
+        for path in (REPO_ROOT / package).rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                target = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    found.add(
+                        f"{target}.{alias.name}" if f"{target}.{alias.name}" in files else target
+                    )
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[module] = {name for name in found if name in files and name != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """For each module on a circle, one path of imports that leads back to it."""
+
+    def circle_from(start: str) -> list[str] | None:
+        path, seen = [start], set()
+
+        def visit(module: str) -> list[str] | None:
+            for dependency in sorted(graph[module]):
+                if dependency == start:
+                    return [*path, start]
+                if dependency not in seen:
+                    seen.add(dependency)
+                    path.append(dependency)
+                    if found := visit(dependency):
+                        return found
+                    path.pop()
+            return None
+
+        return visit(start)
+
+    return [circle for module in sorted(graph) if (circle := circle_from(module))]
+
+
+def test_no_import_circle_in_the_steps_or_the_app():
+    graph = import_graph(("steps", "app"))
+
+    assert "steps.cli" in graph["steps.__main__"]  # the graph sees relative imports
+    assert "steps.commands.build_image" in graph["steps.local.pipeline"]  # and lazy ones
+    assert circles(graph) == []
+
+
+def test_a_circle_would_be_found(tmp_path, monkeypatch):
+    """The check above can fail: two modules that import each other, one lazily, are a circle."""
+    package = tmp_path / "loop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from .b import g\n")
+    (package / "b.py").write_text("from .a import f\n\ndef g():\n    pass\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO_ROOT", tmp_path)
+
+    assert circles(import_graph(("loop",))) == [
+        ["loop.a", "loop.b", "loop.a"],
+        ["loop.b", "loop.a", "loop.b"],
+    ]

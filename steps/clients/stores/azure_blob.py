@@ -16,7 +16,7 @@ from ...support import outputs
 from ...support.errors import ConfigError, NotFound
 from ...support.progress import Progress
 from ..sdk_errors import azure_errors
-from . import MAX_CONCURRENCY, AzureLocation, join
+from .location import MAX_CONCURRENCY, AzureLocation, join
 
 # The storage emulator's well-known development account (`UseDevelopmentStorage=true`): public,
 # documented, and valid only for emulators such as Azurite.

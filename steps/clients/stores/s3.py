@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from ...support.progress import Progress
 from ..sdk_errors import boto_errors
-from . import MAX_CONCURRENCY, S3Location, join
+from .location import MAX_CONCURRENCY, S3Location, join
 
 # Multipart parts and ranged GETs of 8 MiB; s3transfer bounds the chunks held in memory.
 CHUNK = 8 << 20

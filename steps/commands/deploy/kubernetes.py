@@ -11,7 +11,7 @@ from ...clients.kubectl import Kubectl, kubectl_path
 from ...support.errors import ConfigError, RolledBack, StepError, Unavailable
 from ...support.paths import MANIFESTS
 from ...support.processes import last_line, run
-from . import DeployResult, Release, smoke_failure
+from .release import DeployResult, Release, smoke_failure
 
 log = logging.getLogger(__name__)
 

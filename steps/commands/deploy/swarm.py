@@ -14,7 +14,7 @@ import logging
 from ...clients.docker import docker
 from ...support.errors import RolledBack, StepError, Unavailable
 from ...support.waiting import wait_for
-from . import DeployResult, Release, smoke_failure
+from .release import DeployResult, Release, smoke_failure
 
 log = logging.getLogger(__name__)
 

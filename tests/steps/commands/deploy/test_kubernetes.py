@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from steps.commands.deploy import Release
 from steps.commands.deploy.kubernetes import deploy_kubernetes
+from steps.commands.deploy.release import Release
 from steps.local.kube_cluster import NEVER_READY_MARKER
 from steps.support.errors import ConfigError, RolledBack
 

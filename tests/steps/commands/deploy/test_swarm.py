@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from steps.clients.docker import docker
-from steps.commands.deploy import Release
+from steps.commands.deploy.release import Release
 from steps.commands.deploy.swarm import deploy_swarm, inspect_service
 from steps.support.errors import ConfigError, RolledBack
 

@@ -1,0 +1,54 @@
+"""What both deploy targets share: the release to roll out, the result, the smoke check."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from ...support.errors import ConfigError, StepError
+from ..smoke_test import smoke_test
+
+DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+# The rollout already waited for health: a service still not ready this long after is broken.
+SMOKE_READY_TIMEOUT = 15
+
+
+@dataclass(frozen=True)
+class Release:
+    """What to roll out, and what to record about it."""
+
+    image: str  # REPOSITORY@sha256:...
+    revision: str = "unknown"  # git revision of the code
+    model_version: str = "unknown"
+
+    def __post_init__(self) -> None:
+        if not DIGEST_REFERENCE.match(self.image):
+            raise ConfigError(
+                f"--image {self.image!r} is not pinned by digest: pass REPOSITORY@sha256:<64 hex>"
+                " (push-image prints it); tags can move, digests cannot"
+            )
+
+    @property
+    def change_cause(self) -> str:
+        return f"deploy {self.image} (revision {self.revision}, model {self.model_version})"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    target: str
+    image: str
+    result: str  # "deployed" or "unchanged"
+    previous_image: str | None
+    url: str | None = None
+
+    def outputs(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def smoke_failure(url: str) -> str | None:
+    """Why the smoke test of `url` failed, or None when it passed."""
+    try:
+        smoke_test(url, timeout=SMOKE_READY_TIMEOUT)
+    except StepError as exc:
+        return f"smoke test: {exc}"
+    return None
