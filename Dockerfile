@@ -1,10 +1,12 @@
 # The inference service and its model in one image: dependencies, then model, then code, so that a
-# code-only change rebuilds only the last, small layer. steps/image_build.py assembles the context
-# (the layout .dockerignore lets through) and passes the build args; nothing is downloaded here.
+# code-only change rebuilds only the last, small layer. steps/commands/build_image.py assembles the
+# context (the layout .dockerignore lets through) and passes the build args; nothing is downloaded
+# here.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS deps
-# Wheels for this platform, fetched on the host and checked against the lock (steps/wheelhouse.py).
+# Wheels for this platform, fetched on the host and checked against the lock
+# (steps/clients/wheelhouse.py).
 # Then drop what serving never imports: test suites, and onnxruntime's tools that need `onnx`.
 COPY .build/wheelhouse /wheelhouse
 RUN python3 -m venv --without-pip /opt/venv \

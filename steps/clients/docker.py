@@ -46,6 +46,18 @@ def docker(args: Sequence[str], *, timeout: float = 60, check: bool = True) -> s
     return done.stdout
 
 
+def ensure_swarm() -> None:
+    """Make this engine a one-node swarm on 127.0.0.1 unless it is one already."""
+    state = docker(["info", "--format", "{{.Swarm.LocalNodeState}}"], timeout=30).strip()
+    if state == "active":
+        return
+    log.info("making this Docker engine a one-node swarm (127.0.0.1)")
+    docker(
+        ["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"],
+        timeout=60,
+    )
+
+
 def subcommand(args: Sequence[str]) -> list[str]:
     """The words that name what docker was asked to do: `build`, `image inspect`, ..."""
     words = []

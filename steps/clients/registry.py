@@ -1,7 +1,7 @@
 """A registry's HTTP API (OCI distribution) and its auth: anonymous, Basic, Bearer token challenge.
 
 Credentials for registries other than ACR come from REGISTRY_USERNAME and REGISTRY_PASSWORD;
-for ACR the password is a refresh token from the Entra ID token exchange (steps/acr.py). Registries
+for ACR the password is a refresh token from the Entra ID token exchange (acr.py). Registries
 on 127.0.0.1 or localhost are spoken to over http, all others over https. 429 and 5xx answers are
 retried by urllib3's Retry on the session.
 """

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import requests
 
-from ..clients.docker import docker
+from ..clients.docker import docker, ensure_swarm
 from ..support.errors import ConfigError, StepError
 from ..support.paths import local_state_dir
 from ..support.processes import stop
@@ -155,7 +155,6 @@ def up(
 
 def start_missing(stack: Stack, azurite_port: int | None, registry_port: int | None) -> list[str]:
     """The work of `up`, under the lock; saves the record after every component it starts."""
-    from ..commands.deploy.swarm import ensure_swarm
     from .base_image import ensure_base_image
     from .docker_engine import PID_FILE, ensure_engine
 

@@ -12,7 +12,7 @@ from tests.system.containers import image_config
 
 pytestmark = pytest.mark.docker
 
-# The files of the repository that image_build reads.
+# The files of the repository that build-image reads.
 SOURCE_FILES = ("Dockerfile", ".dockerignore", "requirements/app.txt")
 
 

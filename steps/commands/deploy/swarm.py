@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from ...clients.docker import docker
+from ...clients.docker import docker, ensure_swarm
 from ...support.errors import RolledBack, StepError, Unavailable
 from ...support.waiting import wait_for
 from .release import DeployResult, Release, smoke_failure
@@ -77,18 +77,6 @@ def deploy_swarm(
 
 
 ROLLED_BACK = ("rollback_started", "rollback_paused", "rollback_completed")
-
-
-def ensure_swarm() -> None:
-    """Make this engine a one-node swarm on 127.0.0.1 unless it is one already."""
-    state = docker(["info", "--format", "{{.Swarm.LocalNodeState}}"], timeout=30).strip()
-    if state == "active":
-        return
-    log.info("making this Docker engine a one-node swarm (127.0.0.1)")
-    docker(
-        ["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"],
-        timeout=60,
-    )
 
 
 def inspect_service(service: str) -> dict | None:
