@@ -121,7 +121,7 @@ def bench_kubernetes(rounds: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "cluster"
         try:
-            kubeconfig = Path(up(state, nodes=2)["kubeconfig"])
+            kubeconfig = Path(up(state, nodes=2).kubeconfig)
             options = {"kubeconfig": kubeconfig, "namespace": "default", "overlay": "staging"}
             deploy_kubernetes(Release(digest_image("v0")), **options)
             broken = digest_image("broken", f"127.0.0.1:5000/aiship-{NEVER_READY_MARKER}")

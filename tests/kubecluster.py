@@ -62,7 +62,7 @@ def kube_cluster(request, tmp_path_factory) -> KubeCluster:
     state_dir = tmp_path_factory.mktemp("kube-cluster")
     request.addfinalizer(lambda: down(state_dir))  # before up: a half-started one is stopped too
     result = up(state_dir, nodes=2)
-    return KubeCluster(Path(result["kubeconfig"]), local=True)
+    return KubeCluster(Path(result.kubeconfig), local=True)
 
 
 @pytest.fixture

@@ -230,6 +230,23 @@ class RegistryClient:
             raise IntegrityError(f"blob {digest} of {repository} does not match its digest")
         return response.content
 
+    def image_configs(self, repository: str, manifest: Manifest) -> list[dict]:
+        """The config of the image, or of each platform's image of an index (buildx's
+        attestation manifests, which carry no image config worth checking, skipped)."""
+        if not manifest.is_index:
+            descriptor = manifest.json().get("config") or {}
+            if not descriptor.get("digest"):
+                raise IntegrityError(f"manifest {manifest.digest} of {repository} has no config")
+            return [json.loads(self.blob(repository, descriptor["digest"]))]
+        configs = []
+        for child in manifest.json().get("manifests") or []:
+            if (child.get("platform") or {}).get("os") == "unknown":
+                continue
+            configs += self.image_configs(repository, self.manifest(repository, child["digest"]))
+        if not configs:
+            raise IntegrityError(f"index {manifest.digest} of {repository} lists no image")
+        return configs
+
     def get(self, path: str, repository: str, headers: Mapping[str, str] | None = None):
         """GET with auth: Basic or a Bearer token for `repository:<name>:pull`, as challenged."""
         return self.call("GET", path, repository, "pull", headers)

@@ -14,7 +14,6 @@ from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
 from ..support.labels import LABEL_MODEL_VERSION, LABEL_REVISION, tag_for
 from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
-from .verify_push import image_configs
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def resolve_image(
     if not reference:
         raise ConfigError(f"--image {image}: give a tag to resolve (REPOSITORY:TAG) or --digest")
     manifest = client.manifest(image.repository, reference)
-    labels = (image_configs(client, image.repository, manifest)[0].get("config") or {}).get(
+    labels = (client.image_configs(image.repository, manifest)[0].get("config") or {}).get(
         "Labels"
     ) or {}
     resolved = ResolvedImage(

@@ -8,12 +8,11 @@ carry the expected git revision and model sha256. A mismatch says which tag poin
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..clients.registry import DIGEST, ImageRef, Manifest, RegistryClient, RegistryLogin
+from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
 from ..support.labels import LABEL_MODEL_SHA256, LABEL_REVISION, describe
 from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
@@ -58,7 +57,7 @@ def verify_push(
             "the tag was moved after the push; push and verify again"
         )
     labels: dict[str, str] = {}
-    for config in image_configs(client, image.repository, manifest):
+    for config in client.image_configs(image.repository, manifest):
         labels = (config.get("config") or {}).get("Labels") or {}
         expected = {LABEL_REVISION: expect_revision, LABEL_MODEL_SHA256: expect_model_sha256}
         for label, want in expected.items():
@@ -70,23 +69,6 @@ def verify_push(
                 )
     log.info("verified %s = %s (%s)", image, digest, describe(labels))
     return VerifiedImage(image, digest, labels)
-
-
-def image_configs(client: RegistryClient, repository: str, manifest: Manifest) -> list[dict]:
-    """The config of the image, or of each platform's image of an index (attestations skipped)."""
-    if not manifest.is_index:
-        descriptor = manifest.json().get("config") or {}
-        if not descriptor.get("digest"):
-            raise IntegrityError(f"manifest {manifest.digest} of {repository} has no config")
-        return [json.loads(client.blob(repository, descriptor["digest"]))]
-    configs = []
-    for child in manifest.json().get("manifests") or []:
-        if (child.get("platform") or {}).get("os") == "unknown":
-            continue  # buildx's attestation manifests carry no image config worth checking
-        configs += image_configs(client, repository, client.manifest(repository, child["digest"]))
-    if not configs:
-        raise IntegrityError(f"index {manifest.digest} of {repository} lists no image")
-    return configs
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
