@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable
 
 from .commands import all_commands
-from .commands.command import Command
+from .commands.command import Command, DryRun
 from .support import errors, logs, outputs
 
 log = logging.getLogger("steps")
@@ -42,21 +42,32 @@ def _add(parser: argparse.ArgumentParser, commands: Iterable[Command], depth: in
         command.flags(sub)
         sub.add_argument("--json", action="store_true", help="print the outputs as JSON on stdout")
         sub.add_argument("-v", "--verbose", action="store_true", help="log SDK details too")
-        sub.set_defaults(run=command.run)
+        sub.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="check every flag and setting, say what would be done, and do nothing",
+        )
+        sub.set_defaults(command=command)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
+    command: Command = args.command
     try:
-        result = args.run(args).outputs()
+        plan = command.check(args)  # every flag and setting, before anything is touched
+        if args.dry_run:
+            log.info("dry run: would %s", plan)
+            result = DryRun(plan).outputs()
+        else:
+            result = command.run(args).outputs()
+            outputs.publish(result)
     except errors.StepError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("error: interrupted")
         return 130
-    outputs.publish(result)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     return 0

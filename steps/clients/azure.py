@@ -27,7 +27,10 @@ def subscription_id(flag: str | None, env: Mapping[str, str] | None = None) -> s
     env = os.environ if env is None else env
     subscription = flag or env.get("AZURE_SUBSCRIPTION_ID")
     if not subscription:
-        raise ConfigError("no Azure subscription: pass --subscription or set AZURE_SUBSCRIPTION_ID")
+        raise ConfigError(
+            "no Azure subscription: pass --subscription or set AZURE_SUBSCRIPTION_ID (in CI: the "
+            "repository variable or the variable group that `python -m steps setup` writes)"
+        )
     return subscription
 
 

@@ -136,17 +136,23 @@ class Manifest:
         return self.media_type in INDEX_TYPES
 
 
-def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials | None:
-    """REGISTRY_USERNAME and REGISTRY_PASSWORD, both or neither; the password is masked in CI."""
+def check_credentials_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether REGISTRY_USERNAME and REGISTRY_PASSWORD are set: both or neither."""
     env = os.environ if env is None else env
     username, password = env.get(ENV_USERNAME, ""), env.get(ENV_PASSWORD, "")
     if bool(username) != bool(password):
         missing = ENV_PASSWORD if username else ENV_USERNAME
         raise ConfigError(f"{missing} is not set: set both {ENV_USERNAME} and {ENV_PASSWORD}")
-    if not username:
+    return bool(username)
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials | None:
+    """REGISTRY_USERNAME and REGISTRY_PASSWORD, both or neither; the password is masked in CI."""
+    env = os.environ if env is None else env
+    if not check_credentials_env(env):
         return None
-    mask(password, env)
-    return Credentials(username, password)
+    mask(env[ENV_PASSWORD], env)
+    return Credentials(env[ENV_USERNAME], env[ENV_PASSWORD])
 
 
 def registry_url(host: str) -> str:

@@ -152,6 +152,18 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check(args: argparse.Namespace) -> str:
+    for flag, value in (("--resource-group", args.resource_group), ("--cluster", args.cluster)):
+        if not value.strip():
+            raise ConfigError(f"{flag} is empty: give the AKS cluster's {flag[2:]}")
+    kind = "cluster-admin" if args.admin else "cluster-user"
+    return (
+        f"write {kind} credentials of AKS cluster {args.cluster} (resource group "
+        f"{args.resource_group}, subscription {azure.subscription_id(args.subscription)}) to "
+        f"{args.out}"
+    )
+
+
 def _run(args: argparse.Namespace) -> AksCredentials:
     return aks_credentials(
         args.resource_group,
@@ -167,6 +179,7 @@ COMMANDS = (
         "aks-credentials",
         help="write a kubeconfig for an AKS cluster (cluster-user by default)",
         flags=_flags,
+        check=_check,
         run=_run,
     ),
 )

@@ -32,7 +32,7 @@ from ..support.labels import (
     tag_for,
 )
 from ..support.paths import APP_LOCK, REPO_ROOT
-from .command import REGISTRY_ENVIRONMENT, Command, registry_flags
+from .command import REGISTRY_ENVIRONMENT, Command, check_acr, registry_flags
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,14 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check(args: argparse.Namespace) -> str:
+    if ":" in args.image.rsplit("/", 1)[-1] or "@" in args.image:
+        raise ConfigError(f"--image {args.image!r}: give the repository only; tags go in --tag")
+    acr = check_acr(args)
+    where = f" in {acr}" if acr else ""
+    return f"build {args.image}{where} from the model in {args.model_dir} on {args.base_image}"
+
+
 def _run(args: argparse.Namespace) -> BuiltImage:
     repository = args.image
     if args.acr:
@@ -167,8 +175,6 @@ def _run(args: argparse.Namespace) -> BuiltImage:
             args.acr, subscription=args.subscription, resource_group=args.resource_group
         )
         repository = f"{acr.login_server}/{repository}"
-    if ":" in repository.rsplit("/", 1)[-1] or "@" in repository:
-        raise ConfigError(f"--image {args.image!r}: give the repository only; tags go in --tag")
     try:
         card = verify_model_dir(args.model_dir)
     except CardError as exc:
@@ -190,6 +196,7 @@ COMMANDS = (
         help="build the app image with a model inside, labelled from model.json",
         epilog=REGISTRY_ENVIRONMENT,
         flags=_flags,
+        check=_check,
         run=_run,
     ),
 )

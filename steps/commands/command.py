@@ -1,15 +1,21 @@
 """How a step command is declared: a name, its flags, and the function that runs it.
 
 Each module of steps/commands lists its commands in `COMMANDS`; steps/cli.py builds the parser
-from them and adds the flags every command has. A command's `run` returns a `Result`.
+from them and adds the flags every command has. Before `run`, the command line always calls
+`check`: it validates every flag and setting without touching anything (no network, no files
+written) and says in one line what `run` would do; `--dry-run` stops there. A command's `run`
+returns a `Result`.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from ..support.errors import ConfigError
 
 Flags = Callable[[argparse.ArgumentParser], None]
 
@@ -31,10 +37,15 @@ class Command:
     name: str
     help: str
     run: Callable[[argparse.Namespace], Result] | None = None
+    check: Callable[[argparse.Namespace], str] | None = None
     flags: Flags = no_flags
     description: str | None = None
     epilog: str | None = None
     subcommands: tuple[Command, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.subcommands and (self.run is None or self.check is None):
+            raise TypeError(f"command {self.name!r} needs a run and a check, or subcommands")
 
     def names(self) -> list[str]:
         """This command's full name and those of all below it, e.g. `local cluster up`."""
@@ -56,6 +67,45 @@ def registry_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acr", metavar="NAME", help="an Azure Container Registry, by name")
     parser.add_argument("--resource-group", help="the ACR's resource group (else: searched)")
     parser.add_argument("--subscription", help="the ACR's subscription [AZURE_SUBSCRIPTION_ID]")
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What --dry-run hands on: the plan, and nothing else."""
+
+    plan: str
+
+    def outputs(self) -> dict[str, object]:
+        return {"dry_run": True, "plan": self.plan}
+
+
+# Azure's rule for registry names; the login server is NAME.azurecr.io in Azure's public cloud.
+ACR_NAME = re.compile(r"^[A-Za-z0-9]{5,50}$")
+
+
+def check_acr(args: argparse.Namespace) -> str:
+    """--acr's name and a subscription to find it in, or "" without --acr; no network."""
+    if not args.acr:
+        return ""
+    from ..clients.azure import subscription_id
+
+    if not ACR_NAME.match(args.acr):
+        raise ConfigError(f"--acr {args.acr!r} is not a registry name: 5-50 letters and digits")
+    return f"ACR {args.acr} in subscription {subscription_id(args.subscription)}"
+
+
+def check_image(args: argparse.Namespace):
+    """The ImageRef of --image as the registry commands will use it, checked without a network
+    (with --acr and no registry in --image, the registry is shown as the ACR's login server)."""
+    from ..clients.registry import ImageRef, check_credentials_env
+
+    if check_acr(args):
+        try:
+            return ImageRef.parse(args.image)
+        except ConfigError:
+            return ImageRef.parse(args.image, default_registry=f"{args.acr.lower()}.azurecr.io")
+    check_credentials_env()
+    return ImageRef.parse(args.image)
 
 
 def registry_login_of(args: argparse.Namespace):

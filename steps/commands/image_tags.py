@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
 from ..support.labels import LABEL_MODEL_VERSION, LABEL_REVISION, tag_for
-from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
+from .command import (
+    REGISTRY_ENVIRONMENT,
+    Command,
+    check_image,
+    registry_flags,
+    registry_login_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +56,7 @@ def resolve_image(
 ) -> ResolvedImage:
     """REPOSITORY@sha256:... of `image`'s tag, or of `digest` once the registry confirms it."""
     client = client or RegistryClient(login)
-    reference = digest or image.tag
-    if digest and not DIGEST.match(digest):
-        raise ConfigError(f"--digest {digest!r} is not a sha256:<64 hex> digest")
-    if not reference:
-        raise ConfigError(f"--image {image}: give a tag to resolve (REPOSITORY:TAG) or --digest")
+    reference = _reference(image, digest)
     manifest = client.manifest(image.repository, reference)
     labels = (client.image_configs(image.repository, manifest)[0].get("config") or {}).get(
         "Labels"
@@ -79,18 +81,43 @@ def promote_image(
     login: RegistryLogin, image: ImageRef, tag: str, client: RegistryClient | None = None
 ) -> PromotedImage:
     """Point `tag` at the image pinned by digest, without pulling or pushing any layer."""
-    if not image.digest:
-        raise ConfigError(
-            f"--image {image}: give the verified image by digest (REPOSITORY@sha256:...)"
-        )
+    tag = _promotion(image, tag)
     client = client or RegistryClient(login)
     manifest = client.manifest(image.repository, image.digest)
-    tag = tag_for(tag)
     moved = client.put_manifest(image.repository, tag, manifest)
     if moved != image.digest:
         raise IntegrityError(f"{image.name}:{tag} now points at {moved}, not {image.digest}")
     log.info("%s:%s -> %s", image.name, tag, image.digest)
     return PromotedImage(f"{image.name}:{tag}", image.digest)
+
+
+def _reference(image: ImageRef, digest: str) -> str:
+    """What to look up: DIGEST (only ever a sha256 digest), else IMAGE's tag."""
+    if digest and not DIGEST.match(digest):
+        raise ConfigError(f"--digest {digest!r} is not a sha256:<64 hex> digest")
+    if not (digest or image.tag):
+        raise ConfigError(f"--image {image}: give a tag to resolve (REPOSITORY:TAG) or --digest")
+    return digest or image.tag
+
+
+def _promotion(image: ImageRef, tag: str) -> str:
+    """The tag to move, once IMAGE is pinned by digest."""
+    if not image.digest:
+        raise ConfigError(
+            f"--image {image}: give the verified image by digest (REPOSITORY@sha256:...)"
+        )
+    return tag_for(tag)
+
+
+def _check_resolve(args: argparse.Namespace) -> str:
+    image = check_image(args)
+    reference = _reference(image, args.digest.strip())
+    return f"resolve {image.name} {reference} to the digest to release"
+
+
+def _check_promote(args: argparse.Namespace) -> str:
+    image = check_image(args)
+    return f"point {image.name}:{_promotion(image, args.tag)} at {image.digest}"
 
 
 def _resolve_flags(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +150,7 @@ COMMANDS = (
         help="point a tag at a verified image (by digest), moving no layers",
         epilog=REGISTRY_ENVIRONMENT,
         flags=_promote_flags,
+        check=_check_promote,
         run=_promote,
     ),
     Command(
@@ -130,6 +158,7 @@ COMMANDS = (
         help="the digest a tag points at (or check a given digest exists)",
         epilog=REGISTRY_ENVIRONMENT,
         flags=_resolve_flags,
+        check=_check_resolve,
         run=_resolve,
     ),
 )

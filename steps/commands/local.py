@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..support.errors import ConfigError
 from .command import Command
 
 log = logging.getLogger(__name__)
@@ -72,23 +73,33 @@ def stack_status(args: argparse.Namespace):
     return result
 
 
-def run_pipeline(args: argparse.Namespace):
-    from ..local.pipeline import RunOptions, run_pipeline
+def _run_options(args: argparse.Namespace):
+    from ..local.pipeline import RunOptions
 
-    summary = run_pipeline(
-        RunOptions(
-            state_dir=args.state_dir,
-            approve=args.approve,
-            target=args.target,
-            service=args.service,
-            port=args.port,
-            base_image=args.base_image,
-            azurite_port=args.azurite_port,
-            registry_port=args.registry_port,
-            timeout=args.timeout,
-            terminal=sys.stdin.isatty(),
-        )
+    return RunOptions(
+        state_dir=args.state_dir,
+        approve=args.approve,
+        target=args.target,
+        service=args.service,
+        port=args.port,
+        base_image=args.base_image,
+        azurite_port=args.azurite_port,
+        registry_port=args.registry_port,
+        timeout=args.timeout,
+        terminal=sys.stdin.isatty(),
     )
+
+
+def check_run(args: argparse.Namespace) -> str:
+    from ..local.pipeline import check_options
+
+    return check_options(_run_options(args))
+
+
+def run_pipeline(args: argparse.Namespace):
+    from ..local.pipeline import run_pipeline
+
+    summary = run_pipeline(_run_options(args))
     if not args.json:
         sys.stdout.write("\n".join(summary.lines()) + "\n")
     return summary
@@ -117,6 +128,21 @@ def _cluster_up_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for Ready nodes"
     )
+
+
+def _says(plan: str):
+    """A check for commands whose flags need no more than argparse's own checks."""
+
+    def check(args: argparse.Namespace) -> str:
+        return plan
+
+    return check
+
+
+def check_cluster_up(args: argparse.Namespace) -> str:
+    if args.nodes < 1 or args.timeout <= 0:
+        raise ConfigError("--nodes must be at least 1 and --timeout above 0")
+    return f"start the control plane with {args.nodes} node(s) and wait for them to be Ready"
 
 
 def cluster_up(args: argparse.Namespace):
@@ -158,23 +184,27 @@ CLUSTER = Command(
             "up",
             help="build or reuse the binaries, start, wait for Ready nodes",
             flags=_cluster_up_flags,
+            check=check_cluster_up,
             run=cluster_up,
         ),
         Command(
             "down",
             help="stop every process of the cluster and remove its state",
             flags=_cluster_flags,
+            check=_says("stop every process of the local control plane and remove its state"),
             run=cluster_down,
         ),
         Command(
             "status",
             help="which components run, and where the API server answers",
             flags=_cluster_flags,
+            check=_says("show which components of the local control plane run"),
             run=cluster_status,
         ),
         Command(
             "build",
             help="build (or reuse) the pinned binaries; a second run costs nothing",
+            check=_says("build the pinned Kubernetes binaries, or reuse them from the cache"),
             run=cluster_build,
         ),
     ),
@@ -191,18 +221,21 @@ COMMANDS = (
                 help="start Azurite, the registry, the Docker engine and swarm mode "
                 "(what is not running)",
                 flags=_port_flags,
+                check=_says("start what of Azurite, the registry, the engine and swarm is not up"),
                 run=stack_up,
             ),
             Command(
                 "down",
                 help="stop exactly what local up (and local run) started; data stays",
                 flags=_state_dir_flag,
+                check=_says("stop what local up and local run started, keeping the data"),
                 run=stack_down,
             ),
             Command(
                 "status",
                 help="each component, its address, and whether it is healthy",
                 flags=_state_dir_flag,
+                check=_says("show each local stand-in, its address and its health"),
                 run=stack_status,
             ),
             Command(
@@ -210,6 +243,7 @@ COMMANDS = (
                 help="the main job: local up, the sample model if the store has none, CI, "
                 "approval, release",
                 flags=_run_flags,
+                check=check_run,
                 run=run_pipeline,
             ),
         ),

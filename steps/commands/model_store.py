@@ -78,11 +78,7 @@ def publish_model(
     progress: ProgressFactory = track,
 ) -> PublishedModel:
     """Upload DIR's model as VERSION (default: model.json's), model.onnx first, model.json last."""
-    try:
-        card = verify_model_dir(Path(model_dir))
-        card = card.with_version(version or card.version)
-    except CardError as exc:
-        raise ConfigError(str(exc)) from None
+    card = _publishable(model_dir, version)
     # Listing first fails fast (no container, no access) before a large upload starts.
     equal = [v for v in published_versions(store, card.name) if same_version(v, card.version)]
     if equal:
@@ -117,10 +113,7 @@ def fetch_model(
     progress: ProgressFactory = track,
 ) -> FetchedModel:
     """Resolve VERSION, download and verify model.onnx, and place both files in DEST."""
-    if not NAME_PATTERN.match(name):
-        raise ConfigError(f"--name {name!r} is not a model name: 1-64 of a-z, 0-9, '.', '_', '-'")
-    if version != LATEST:
-        _checked(version)
+    _check_wanted(name, version)
     resolved = resolve_version(store, name, version)
     base = f"{name}/{resolved}/"
     card = _stored_card(store, name, resolved)
@@ -244,11 +237,24 @@ def _valid(version: str) -> bool:
     return True
 
 
-def _checked(version: str) -> str:
+def _check_wanted(name: str, version: str) -> None:
+    """A model name and a version (or `latest`) that a store can hold."""
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"--name {name!r} is not a model name: 1-64 of a-z, 0-9, '.', '_', '-'")
+    if version != LATEST:
+        try:
+            check_version(version)
+        except CardError as exc:
+            raise ConfigError(f"--version: {exc}") from None
+
+
+def _publishable(model_dir: Path, version: str | None) -> ModelCard:
+    """The card of DIR's model, verified against model.onnx, as VERSION."""
     try:
-        return check_version(version)
+        card = verify_model_dir(Path(model_dir))
+        return card.with_version(version or card.version)
     except CardError as exc:
-        raise ConfigError(f"--version: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 # Command line
@@ -291,15 +297,31 @@ def _open(args: argparse.Namespace) -> Store:
     return open_store(url, max_concurrency=args.max_concurrency, retries=args.retries)
 
 
+def _model_name(args: argparse.Namespace) -> str:
+    name = args.name or os.environ.get("MODEL_NAME", "")
+    if not name:
+        raise ConfigError("no model name: pass --name or set MODEL_NAME")
+    return name
+
+
+def check_publish(args: argparse.Namespace) -> str:
+    store = _open(args)
+    card = _publishable(args.model_dir, args.version)
+    return f"publish {card.name} {card.version} (sha256 {card.sha256}) to {store.describe()}"
+
+
+def check_fetch(args: argparse.Namespace) -> str:
+    store, name = _open(args), _model_name(args)
+    _check_wanted(name, args.version)
+    return f"fetch {name} {args.version} from {store.describe()} into {args.dest}"
+
+
 def run_publish(args: argparse.Namespace) -> PublishedModel:
     return publish_model(_open(args), args.model_dir, args.version)
 
 
 def run_fetch(args: argparse.Namespace) -> FetchedModel:
-    name = args.name or os.environ.get("MODEL_NAME", "")
-    if not name:
-        raise ConfigError("no model name: pass --name or set MODEL_NAME")
-    return fetch_model(_open(args), name, args.dest, args.version)
+    return fetch_model(_open(args), _model_name(args), args.dest, args.version)
 
 
 COMMANDS = (
@@ -309,6 +331,7 @@ COMMANDS = (
         description="Upload DIR/model.onnx and DIR/model.json as version V of the model "
         "named in model.json. Publishing an existing version fails.",
         flags=_publish_flags,
+        check=check_publish,
         run=run_publish,
     ),
     Command(
@@ -317,6 +340,7 @@ COMMANDS = (
         description="Resolve the version (latest = highest), download model.onnx, verify "
         "its sha256 against model.json, and place both in DEST.",
         flags=_fetch_flags,
+        check=check_fetch,
         run=run_fetch,
     ),
 )

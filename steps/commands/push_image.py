@@ -16,7 +16,13 @@ from ..clients.docker import docker_config, docker_error, docker_path, run_docke
 from ..clients.registry import ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
 from ..support.processes import stream
-from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
+from .command import (
+    REGISTRY_ENVIRONMENT,
+    Command,
+    check_image,
+    registry_flags,
+    registry_login_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,7 @@ def push_image(
     timeout: float = 1800,
 ) -> PushedImage:
     """Push `image` (tagged from the local `source` first if that differs); resolve its digest."""
-    if not image.tag:
-        raise ConfigError(f"--image {image}: give a tag (REPOSITORY:TAG) to push")
+    _check_tagged(image)
     with docker_config(login) as config:
         if source and source != str(image):
             run_docker(["tag", source, str(image)], login, "tag an image for", timeout=60)
@@ -104,6 +109,17 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_tagged(image: ImageRef) -> None:
+    if not image.tag:
+        raise ConfigError(f"--image {image}: give a tag (REPOSITORY:TAG) to push")
+
+
+def _check(args: argparse.Namespace) -> str:
+    image = check_image(args)
+    _check_tagged(image)
+    return f"push {image} and read its digest back from {image.registry}"
+
+
 def _run(args: argparse.Namespace) -> PushedImage:
     login, image = registry_login_of(args)
     return push_image(login, image, source=args.image, tty=sys.stderr.isatty())
@@ -115,6 +131,7 @@ COMMANDS = (
         help="push REPOSITORY:TAG and output its digest (REPOSITORY@sha256:...)",
         epilog=REGISTRY_ENVIRONMENT,
         flags=_flags,
+        check=_check,
         run=_run,
     ),
 )

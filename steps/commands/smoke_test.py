@@ -12,7 +12,7 @@ from math import prod
 
 import requests
 
-from ..support.errors import IntegrityError, StepError
+from ..support.errors import ConfigError, IntegrityError, StepError
 from ..support.waiting import wait_for
 from .command import Command
 
@@ -116,6 +116,14 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness")
 
 
+def _check(args: argparse.Namespace) -> str:
+    if not args.url.startswith(("http://", "https://")) or args.url[-3:] == "://":
+        raise ConfigError(f"--url {args.url!r}: give the service's base URL, http(s)://HOST[:PORT]")
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout:g}: give a number of seconds above 0")
+    return f"check that {args.url} is ready, serves the expected build and answers a prediction"
+
+
 def _run(args: argparse.Namespace) -> SmokeResult:
     return smoke_test(
         args.url,
@@ -130,6 +138,7 @@ COMMANDS = (
         "smoke-test",
         help="check that a deployed service is ready, the right build, and predicts",
         flags=_flags,
+        check=_check,
         run=_run,
     ),
 )

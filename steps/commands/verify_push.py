@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
 from ..support.labels import LABEL_MODEL_SHA256, LABEL_REVISION, describe
-from .command import REGISTRY_ENVIRONMENT, Command, registry_flags, registry_login_of
+from .command import (
+    REGISTRY_ENVIRONMENT,
+    Command,
+    check_image,
+    registry_flags,
+    registry_login_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,7 @@ def verify_push(
     expect_model_sha256: str | None = None,
     client: RegistryClient | None = None,
 ) -> VerifiedImage:
-    if not image.tag:
-        raise ConfigError(f"--image {image}: give the tag to verify (REPOSITORY:TAG)")
-    digest = digest.rsplit("@", 1)[-1]  # the pinned REPOSITORY@sha256:... works as well
-    if not DIGEST.match(digest):
-        raise ConfigError(f"--digest {digest!r} is not a sha256:<64 hex> digest")
+    digest = _checked(image, digest)
     client = client or RegistryClient(login)
     manifest = client.manifest(image.repository, image.tag)
     if manifest.digest != digest:
@@ -69,6 +71,24 @@ def verify_push(
                 )
     log.info("verified %s = %s (%s)", image, digest, describe(labels))
     return VerifiedImage(image, digest, labels)
+
+
+def _checked(image: ImageRef, digest: str) -> str:
+    """The bare digest to expect, once IMAGE has a tag and DIGEST is a sha256 digest."""
+    if not image.tag:
+        raise ConfigError(f"--image {image}: give the tag to verify (REPOSITORY:TAG)")
+    digest = digest.rsplit("@", 1)[-1]  # the pinned REPOSITORY@sha256:... works as well
+    if not DIGEST.match(digest):
+        raise ConfigError(f"--digest {digest!r} is not a sha256:<64 hex> digest")
+    return digest
+
+
+def _check(args: argparse.Namespace) -> str:
+    image = check_image(args)
+    digest = _checked(image, args.digest)
+    expected = [args.expect_revision and "revision", args.expect_model_sha256 and "model sha256"]
+    labels = " and ".join(filter(None, expected)) or "no label"
+    return f"check that {image} is {digest}, expecting {labels}"
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +116,7 @@ COMMANDS = (
         help="check through the registry API that a tag is the pushed image",
         epilog=REGISTRY_ENVIRONMENT,
         flags=_flags,
+        check=_check,
         run=_run,
     ),
 )

@@ -117,8 +117,8 @@ def step_commands(target: str = "swarm") -> list[str]:
     return [step.command for stage in stages(target) for step in stage.steps if step.command]
 
 
-def run_pipeline(options: RunOptions) -> RunSummary:
-    """Every stage in order; the first failing step ends the run with its own error."""
+def check_options(options: RunOptions) -> str:
+    """What a run with these options would do, once they make sense together."""
     if options.target not in TARGETS:
         raise ConfigError(f"--target {options.target!r}: use one of {', '.join(TARGETS)}")
     if not (options.approve or options.terminal):
@@ -126,6 +126,12 @@ def run_pipeline(options: RunOptions) -> RunSummary:
             "the release needs approval and there is no terminal to ask on: "
             "pass --approve to approve it in advance"
         )
+    return f"run {', '.join(step_commands(options.target))} against the local stand-ins"
+
+
+def run_pipeline(options: RunOptions) -> RunSummary:
+    """Every stage in order; the first failing step ends the run with its own error."""
+    check_options(options)
     stack = Stack.load(options.state_dir)
     with locked(stack.state_dir):
         context = Context(options, Stack.load(stack.state_dir))

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from steps.support.paths import REPO_ROOT
+from tests.pipelines.azure_yaml import expand, load
+from tests.pipelines.azure_yaml import pipeline as pipeline_document
 
 GITHUB = REPO_ROOT / ".github" / "workflows"
-AZURE = REPO_ROOT / ".azure-pipelines"
 STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
 
 
@@ -66,46 +67,14 @@ def azure_schema() -> dict:
     return json.loads((vendor / "azure-pipelines.json").read_text(encoding="utf-8"))
 
 
-def expand(text: str, parameters: dict) -> object:
-    """Azure's compile step, as far as these files use it: parameters substituted, templates
-    spliced in. Loaded with BaseLoader: Azure's own loader keeps every scalar a string, and the
-    schema says so."""
-    for name, value in parameters.items():
-        text = text.replace("${{ parameters." + name + " }}", str(value))
-    document = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (BaseLoader builds no objects)
-    defaults = {p["name"]: p.get("default", "") for p in document.get("parameters", [])}
-    if defaults and not parameters:  # a top-level pipeline: use its defaults
-        return expand(text, defaults)
-    return _splice(document)
-
-
-def _splice(node: object) -> object:
-    if isinstance(node, list):
-        spliced = []
-        for item in node:
-            if isinstance(item, dict) and str(item.get("template", "")).startswith("templates/"):
-                template = (AZURE / item["template"]).read_text()
-                spliced.extend(expand(template, item.get("parameters", {}))["steps"])
-            else:
-                spliced.append(_splice(item))
-        return spliced
-    if isinstance(node, dict):
-        return {key: _splice(value) for key, value in node.items()}
-    return node
-
-
-def azure_pipeline(name: str) -> dict:
-    return expand((AZURE / name).read_text(), {})
-
-
 @pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
 def test_azure_pipelines_match_the_official_schema(pipeline):
-    errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(azure_pipeline(pipeline))
+    errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(pipeline_document(pipeline))
     assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
 
 
 def test_the_schema_check_catches_a_misspelt_key():
-    document = expand("trigger: none\nstages:\n  - stage: A\n    jobz: []\n", {})
+    document = expand(load("trigger: none\nstages:\n  - stage: A\n    jobz: []\n"), {})
     assert list(jsonschema.Draft7Validator(azure_schema()).iter_errors(document))
 
 
@@ -138,7 +107,7 @@ def azure_commands(pipeline: str) -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(azure_pipeline(pipeline)["stages"])
+    walk(pipeline_document(pipeline)["stages"])
     return [m for script in scripts for m in STEP_COMMAND.findall(script)]
 
 

@@ -158,3 +158,43 @@ def test_a_circle_would_be_found(tmp_path, monkeypatch):
         ["loop.a", "loop.b", "loop.a"],
         ["loop.b", "loop.a", "loop.b"],
     ]
+
+
+def test_dry_run_checks_and_says_what_it_would_do_but_touches_nothing(model_dir, tmp_path):
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    github_output = tmp_path / "github_output"
+
+    done = run_steps(
+        "publish-model", "--dry-run", "--json", "--store", str(store_dir),
+        "--model-dir", str(model_dir), env={"GITHUB_OUTPUT": str(github_output)},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["dry_run"] is True
+    assert result["plan"].startswith("publish digits 1.0.0 (sha256 ")
+    assert done.stderr.startswith("dry run: would publish digits 1.0.0")
+    assert list(store_dir.iterdir()) == [] and not github_output.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["resolve-image", "--image", "r.example/app:main", "--digest", "main; curl x"],
+            "--digest",
+        ),
+        (["build-image", "--model-dir", "m", "--image", "app:1"], "give the repository only"),
+        (["push-image", "--image", "app:1", "--acr", "my-acr"], "is not a registry name"),
+        (["deploy", "--target", "kubernetes", "--image", "r.example/app:v1"], "not pinned"),
+        (["deploy", "--target", "swarm", "--image", f"r.example/a@sha256:{'a' * 64}"], "--port"),
+        (["smoke-test", "--url", "localhost:8080"], "--url"),
+    ],
+)
+def test_dry_run_stops_a_bad_setting_in_one_line(args, words):
+    done = run_steps(*args, "--dry-run", drop=("AZURE_", "REGISTRY_"))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""

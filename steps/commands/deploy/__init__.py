@@ -51,19 +51,36 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     swarm.add_argument("--port", type=int, help="port the service listens on (host network)")
 
 
+def _kubeconfig(args: argparse.Namespace) -> Path:
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if not kubeconfig or not args.namespace:
+        raise ConfigError("--target kubernetes needs --kubeconfig (or KUBECONFIG) and --namespace")
+    return Path(kubeconfig)
+
+
+def _check(args: argparse.Namespace) -> str:
+    release = Release(args.image, args.revision, args.model_version)
+    if args.target == "kubernetes":
+        from .kubernetes import overlay_folder
+
+        _kubeconfig(args)
+        where = f"namespace {args.namespace} (overlay {overlay_folder(args.overlay).name})"
+    else:
+        if not args.service or not args.port:
+            raise ConfigError("--target swarm needs --service and --port")
+        where = f"swarm service {args.service} on port {args.port}"
+    smoke = ", smoke-test it" if args.smoke_test else ""
+    return f"roll out {release.change_cause} to {where}{smoke}, and roll back on failure"
+
+
 def _run(args: argparse.Namespace) -> DeployResult:
     release = Release(args.image, args.revision, args.model_version)
     if args.target == "kubernetes":
         from .kubernetes import deploy_kubernetes
 
-        kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
-        if not kubeconfig or not args.namespace:
-            raise ConfigError(
-                "--target kubernetes needs --kubeconfig (or KUBECONFIG) and --namespace"
-            )
         return deploy_kubernetes(
             release,
-            kubeconfig=Path(kubeconfig),
+            kubeconfig=_kubeconfig(args),
             namespace=args.namespace,
             context=args.context,
             overlay=args.overlay,
@@ -73,8 +90,6 @@ def _run(args: argparse.Namespace) -> DeployResult:
         )
     from .swarm import deploy_swarm
 
-    if not args.service or not args.port:
-        raise ConfigError("--target swarm needs --service and --port")
     return deploy_swarm(
         release,
         service=args.service,
@@ -90,6 +105,7 @@ COMMANDS = (
         "deploy",
         help="roll out an image by digest, smoke-test it, roll back on failure",
         flags=_flags,
+        check=_check,
         run=_run,
     ),
 )

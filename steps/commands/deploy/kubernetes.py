@@ -76,11 +76,17 @@ def check_access(kubectl: Kubectl) -> None:
     raise Unavailable(f"the cluster did not answer: {error}")
 
 
-def render(overlay: str, release: Release) -> list[dict]:
-    """kustomize the overlay, pin the image by digest and record what is being released."""
+def overlay_folder(overlay: str) -> Path:
+    """manifests/overlays/OVERLAY (or manifests/base), which must hold a kustomization."""
     folder = MANIFESTS / ("base" if overlay == "base" else f"overlays/{overlay}")
     if not (folder / "kustomization.yaml").is_file():
         raise ConfigError(f"no overlay {overlay!r}: expected {folder}/kustomization.yaml")
+    return folder
+
+
+def render(overlay: str, release: Release) -> list[dict]:
+    """kustomize the overlay, pin the image by digest and record what is being released."""
+    folder = overlay_folder(overlay)
     done = run([kubectl_path(), "kustomize", str(folder)], what=f"kustomize {folder}", timeout=60)
     if done.returncode != 0:
         raise StepError(f"kustomize {folder} failed: {last_line(done.stderr)}")

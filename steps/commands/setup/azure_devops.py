@@ -24,6 +24,7 @@ from .common import (
     plan_variables,
     report,
     token_from_env,
+    token_variable,
 )
 
 log = logging.getLogger(__name__)
@@ -421,8 +422,8 @@ def send_json(
     return response.json() if response.content else {}
 
 
-def run(args) -> SetupResult:
-    request = AzureDevOpsSetup(
+def _request(args) -> AzureDevOpsSetup:
+    return AzureDevOpsSetup(
         org_url=args.org,
         project=args.project,
         approvers=parse_names(args.approvers, "--approvers"),
@@ -430,6 +431,20 @@ def run(args) -> SetupResult:
         service_connection=args.service_connection,
         repository=args.repository,
     )
+
+
+def check(args) -> str:
+    request = _request(args)
+    variable = token_variable(TOKEN_VARIABLES)
+    return (
+        f"set up environment {request.environment} (approvers {', '.join(request.approvers)}), "
+        f"variable group {request.variable_group} and the pipelines of {request.project} in "
+        f"{request.org_url} with {variable}"
+    )
+
+
+def run(args) -> SetupResult:
+    request = _request(args)
     token_variable, token = token_from_env(TOKEN_VARIABLES)
     return setup_azure_devops(request, connect(request.org_url, token_variable, token))
 

@@ -38,10 +38,18 @@ AZURE_VARIABLES = (
     "ACR_NAME",
     "ACR_RESOURCE_GROUP",
     "IMAGE_REPOSITORY",
+    "BASE_IMAGE",
+    "AZURE_SUBSCRIPTION_ID",
     "AKS_RESOURCE_GROUP",
     "AKS_CLUSTER",
     "K8S_NAMESPACE",
 )
+# Read by the steps from their environment rather than from a flag: GitHub's workflows map the
+# variables into `env:`; Azure Pipelines exports every variable of the group to every script.
+# (AzureCLI@2 signs az in but exports no subscription id: it must come from the group.)
+STEP_ENVIRONMENT = ("AZURE_SUBSCRIPTION_ID", "BASE_IMAGE")
+# Settings with a working default: never reported as unset.
+OPTIONAL = ("BASE_IMAGE",)
 VAR = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
 
 
@@ -73,15 +81,22 @@ def parse_names(text: str, flag: str) -> list[str]:
     return names
 
 
+def token_variable(names: tuple[str, ...], env: Mapping[str, str] | None = None) -> str:
+    """The first of `names` that holds a token (the token itself is left alone)."""
+    env = os.environ if env is None else env
+    for name in names:
+        if env.get(name, "").strip():
+            return name
+    raise ConfigError(f"no token: set {' or '.join(names)}")
+
+
 def token_from_env(names: tuple[str, ...], env: Mapping[str, str] | None = None) -> tuple[str, str]:
     """(variable, token) of the first token set among `names`, masked in the CI log at once."""
     env = os.environ if env is None else env
-    for name in names:
-        token = env.get(name, "").strip()
-        if token:
-            mask(token, env)
-            return name, token
-    raise ConfigError(f"no token: set {' or '.join(names)}")
+    name = token_variable(names, env)
+    token = env[name].strip()
+    mask(token, env)
+    return name, token
 
 
 def plan_variables(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
@@ -124,7 +139,7 @@ def report(states: Mapping[str, object], missing: Iterable[str]) -> SetupResult:
                 log.info("%s %s: %s", key, name, inner)
         else:
             log.info("%s: %s", key, state)
-    result = SetupResult(dict(states), tuple(sorted(missing)))
+    result = SetupResult(dict(states), tuple(sorted(set(missing) - set(OPTIONAL))))
     if result.unset:
         log.warning(
             "not set yet, though the pipelines read them: %s (pass --var NAME=VALUE)",

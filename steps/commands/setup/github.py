@@ -27,6 +27,7 @@ from .common import (
     plan_variables,
     report,
     token_from_env,
+    token_variable,
 )
 
 log = logging.getLogger(__name__)
@@ -264,17 +265,34 @@ def _message(response: requests.Response) -> str:
         return response.text[:200].replace("\n", " ")
 
 
-def run(args) -> SetupResult:
-    request = GitHubSetup(
+def _request(args) -> GitHubSetup:
+    return GitHubSetup(
         repo=args.repo,
         reviewers=parse_names(args.reviewers, "--reviewers"),
         wait_timer=args.wait_timer,
         variables=parse_variables(args.var, GITHUB_VARIABLES),
     )
+
+
+def _api_url(args) -> str:
+    return args.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+
+
+def check(args) -> str:
+    request = _request(args)
+    variable = token_variable(TOKEN_VARIABLES)
+    return (
+        f"set up environment {request.environment} of {request.repo} (reviewers "
+        f"{', '.join(request.reviewers)}) and {len(request.variables)} variable(s) through "
+        f"{_api_url(args)} with {variable}"
+    )
+
+
+def run(args) -> SetupResult:
+    request = _request(args)
     _, token = token_from_env(TOKEN_VARIABLES)
-    api_url = args.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
     with github_session(token) as session:
-        return setup_github(request, session, api_url)
+        return setup_github(request, session, _api_url(args))
 
 
 def flags(parser) -> None:

@@ -116,6 +116,7 @@ def test_first_run_creates_everything(devops, https_server):
             "ACR_RESOURCE_GROUP",
             "AKS_CLUSTER",
             "AKS_RESOURCE_GROUP",
+            "AZURE_SUBSCRIPTION_ID",
             "IMAGE_REPOSITORY",
             "K8S_NAMESPACE",
             "MODEL_NAME",

@@ -9,6 +9,7 @@ import pytest
 from steps.commands.setup.common import (
     AZURE_VARIABLES,
     GITHUB_VARIABLES,
+    STEP_ENVIRONMENT,
     parse_names,
     parse_variables,
 )
@@ -26,8 +27,8 @@ def test_github_variables_are_the_ones_the_workflows_read():
 
 def test_azure_variables_are_the_ones_the_pipelines_read():
     used = set(re.findall(r"\$\(([A-Z][A-Z0-9_]*)\)", read(".azure-pipelines")))
-    stage_variables = {"IMAGE"}  # set from the Resolve stage's output, not from the group
-    assert set(AZURE_VARIABLES) == used - stage_variables
+    stage_variables = {"IMAGE", "REVISION", "MODEL_VERSION"}  # the Resolve stage's outputs
+    assert set(AZURE_VARIABLES) == (used - stage_variables) | set(STEP_ENVIRONMENT)
 
 
 def test_variables_parse_and_keep_everything_after_the_first_equals_sign():

@@ -1,0 +1,117 @@
+"""The pipeline contract: every `python -m steps` command of both CI systems, its expressions and
+macros substituted the way that system does, run with --dry-run in the environment that system
+gives the step, with the settings exactly as `setup github` / `setup azure-devops` write them.
+A flag the CLI lacks, a setting the step needs but the pipeline never provides, or an output
+name that no step produces fails here, without a cloud account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.card import ModelCard
+from steps.clients.registry import ImageRef
+from steps.commands.aks_credentials import AksCredentials
+from steps.commands.build_image import BuiltImage
+from steps.commands.deploy.release import DeployResult
+from steps.commands.image_tags import PromotedImage, ResolvedImage
+from steps.commands.model_store import FetchedModel
+from steps.commands.push_image import PushedImage
+from steps.commands.setup.common import AZURE_VARIABLES, GITHUB_VARIABLES, parse_variables
+from steps.commands.verify_push import VerifiedImage
+from steps.support.labels import LABEL_MODEL_SHA256, LABEL_REVISION
+from tests.pipelines.ci_systems import REVISION, AzureRun, GitHubRun
+
+# What README's "Running it on your Azure" tells a user to set, as they would set it.
+SETTINGS = {
+    "MODEL_STORE": "https://aishipmodels.blob.core.windows.net/models",
+    "MODEL_NAME": "digits",
+    "ACR_NAME": "aishipacr",
+    "ACR_RESOURCE_GROUP": "rg-images",
+    "IMAGE_REPOSITORY": "aiship/app",
+    "AZURE_CLIENT_ID": "11111111-aaaa-bbbb-cccc-000000000001",
+    "AZURE_TENANT_ID": "11111111-aaaa-bbbb-cccc-000000000002",
+    "AZURE_SUBSCRIPTION_ID": "11111111-aaaa-bbbb-cccc-000000000003",
+    "AKS_RESOURCE_GROUP": "rg-aks",
+    "AKS_CLUSTER": "aks-prod",
+    "K8S_NAMESPACE": "aiship",
+}
+# In Azure DevOps the service connection carries the identity: no client or tenant id to set.
+AZURE_SETTINGS = {
+    k: v for k, v in SETTINGS.items() if k not in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID")
+}
+
+LOGIN_SERVER = "aishipacr.azurecr.io"
+DIGEST = "sha256:" + "d" * 64
+MODEL_SHA256 = "5" * 64
+CARD = ModelCard.from_dict(
+    {
+        "name": "digits",
+        "version": "1.0.0",
+        "sha256": MODEL_SHA256,
+        "framework": "onnx",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}],
+        "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}],
+        "created": "2026-11-30T00:00:00Z",
+    }
+)
+TAGGED = ImageRef.parse(f"{LOGIN_SERVER}/aiship/app:{REVISION[:12]}-1.0.0")
+
+
+def outputs_of(command: str) -> dict[str, object]:
+    """What each step hands on, from the steps' own result types (so the names are real)."""
+    pinned = f"{TAGGED.name}@{DIGEST}"
+    results = {
+        "fetch-model": FetchedModel("digits", "1.0.0", MODEL_SHA256, Path("build/model"), 1),
+        "build-image": BuiltImage(
+            "sha256:" + "1" * 64, (str(TAGGED),), CARD, {LABEL_REVISION: REVISION}
+        ),
+        "push-image": PushedImage(TAGGED, DIGEST, 1, 3),
+        "verify-push": VerifiedImage(
+            TAGGED, DIGEST, {LABEL_REVISION: REVISION, LABEL_MODEL_SHA256: MODEL_SHA256}
+        ),
+        "promote-image": PromotedImage(f"{TAGGED.name}:main", DIGEST),
+        "resolve-image": ResolvedImage(pinned, DIGEST, REVISION, "1.0.0"),
+        "aks-credentials": AksCredentials(
+            "/tmp/kubeconfig", "aks-prod", "https://aks", False, True
+        ),
+        "deploy": DeployResult("kubernetes", pinned, "deployed", None),
+    }
+    return results[command].outputs()
+
+
+def github_variables() -> dict[str, str]:
+    """The repository variables `setup github --var ...` writes for SETTINGS."""
+    return parse_variables([f"{k}={v}" for k, v in SETTINGS.items()], GITHUB_VARIABLES)
+
+
+def azure_group() -> dict[str, str]:
+    """The variable group `setup azure-devops --var ...` writes for AZURE_SETTINGS."""
+    return parse_variables([f"{k}={v}" for k, v in AZURE_SETTINGS.items()], AZURE_VARIABLES)
+
+
+def failures(runs) -> list[str]:
+    return [f"{run.where} ({run.command}): {run.stderr.strip()}" for run in runs if not run.ok]
+
+
+@pytest.mark.parametrize("workflow", ["ci.yml", "release.yml"])
+def test_every_github_step_accepts_what_the_workflow_gives_it(workflow, tmp_path):
+    runs = list(GitHubRun(workflow, github_variables(), outputs_of, tmp_path).runs())
+
+    assert runs and failures(runs) == []
+
+
+@pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
+def test_every_azure_step_accepts_what_the_pipeline_gives_it(pipeline, tmp_path):
+    runs = list(AzureRun(pipeline, azure_group(), outputs_of, tmp_path).runs())
+
+    assert runs and failures(runs) == []
+
+
+def test_both_systems_run_the_same_commands_with_the_same_plans(tmp_path):
+    """Same settings, same steps: each step plans the same work in both systems."""
+    for name in ("ci.yml", "release.yml"):
+        github = list(GitHubRun(name, github_variables(), outputs_of, tmp_path).runs())
+        azure = list(AzureRun(name, azure_group(), outputs_of, tmp_path).runs())
+        assert [(r.command, r.plan) for r in github] == [(r.command, r.plan) for r in azure]
