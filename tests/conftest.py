@@ -20,7 +20,7 @@ import requests
 
 from steps.clients.docker import docker
 from steps.commands.build_image import BuiltImage, ImageBuild, build_image
-from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
+from steps.local.base_image import usable_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.server import free_port
 from steps.support.paths import REPO_ROOT
@@ -191,8 +191,7 @@ def docker_engine():
 
 @pytest.fixture(scope="session")
 def base_image(docker_engine) -> str:
-    ensure_base_image()
-    return LOCAL_BASE_IMAGE
+    return usable_base_image()  # BASE_IMAGE where CI can pull it, else debootstrap's
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def ensure_base_image(
     if not image_id:
         raise StepError(f"docker import of {tarball} did not leave {recipe.image}: retry")
     return image_id
+
+
+def usable_base_image(env: Mapping[str, str] | None = None, timeout: float = 900.0) -> str:
+    """The base image to build on here: $BASE_IMAGE when set (pulled if the engine lacks it, as a
+    hosted CI runner can), else the local one made with debootstrap, which needs root: the
+    fallback where nothing can be pulled."""
+    env = os.environ if env is None else env
+    wanted = env.get("BASE_IMAGE", "").strip()
+    if not wanted:
+        ensure_base_image(timeout=timeout)
+        return LOCAL_BASE_IMAGE
+    if image_id_of(wanted) is None:
+        log.info("pulling %s (BASE_IMAGE)", wanted)
+        docker(["pull", "--quiet", wanted], timeout=timeout)
+    return wanted
 
 
 def image_id_of(image: str) -> str | None:

@@ -202,7 +202,7 @@ def fetch(context: Context) -> str:
 
 def build(context: Context) -> str:
     from ..commands.build_image import ImageBuild, build_image
-    from .base_image import LOCAL_BASE_IMAGE, image_id_of
+    from .base_image import image_id_of, usable_base_image
 
     model = context.values["model"]
     revision = git_revision(REPO_ROOT)
@@ -213,7 +213,7 @@ def build(context: Context) -> str:
     built = build_image(
         ImageBuild(
             model_dir=model.dest,
-            base_image=context.options.base_image or LOCAL_BASE_IMAGE,
+            base_image=context.options.base_image or usable_base_image(),
             tags=tags,
             revision=revision,
         )

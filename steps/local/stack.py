@@ -155,7 +155,7 @@ def up(
 
 def start_missing(stack: Stack, azurite_port: int | None, registry_port: int | None) -> list[str]:
     """The work of `up`, under the lock; saves the record after every component it starts."""
-    from .base_image import ensure_base_image
+    from .base_image import image_id_of, usable_base_image
     from .docker_engine import PID_FILE, ensure_engine
 
     record, started = stack.record, []
@@ -177,7 +177,8 @@ def start_missing(stack: Stack, azurite_port: int | None, registry_port: int | N
         record.setdefault("swarm", {"started": False})
     stack.save()
 
-    record["base_image"] = {"id": ensure_base_image()}
+    base = usable_base_image()
+    record["base_image"] = {"name": base, "id": image_id_of(base)}
     stack.save()
 
     for name, start in (("azurite", _start_azurite), ("registry", _start_registry)):
@@ -291,6 +292,7 @@ def status(state_dir: Path | None = None) -> StackStatus:
     record = stack.record
     engine = docker_answers()
     swarm = swarm_state() if engine else "unknown"
+    base_image = record.get("base_image", {}).get("name", LOCAL_BASE_IMAGE)
     components = {
         "engine": {
             "address": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
@@ -303,8 +305,8 @@ def status(state_dir: Path | None = None) -> StackStatus:
             "ours": record.get("swarm", {}).get("started", False),
         },
         "base_image": {
-            "address": LOCAL_BASE_IMAGE,
-            "healthy": bool(engine and image_id_of(LOCAL_BASE_IMAGE)),
+            "address": base_image,
+            "healthy": bool(engine and image_id_of(base_image)),
             "ours": False,
         },
         "azurite": {

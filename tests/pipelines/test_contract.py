@@ -57,6 +57,8 @@ CARD = ModelCard.from_dict(
     }
 )
 TAGGED = ImageRef.parse(f"{LOGIN_SERVER}/aiship/app:{REVISION[:12]}-1.0.0")
+# The release runs on today's commit; the image it resolves was built from an older one.
+RESOLVED_REVISION = "feedbeef" * 5
 
 
 def outputs_of(command: str) -> dict[str, object]:
@@ -72,7 +74,7 @@ def outputs_of(command: str) -> dict[str, object]:
             TAGGED, DIGEST, {LABEL_REVISION: REVISION, LABEL_MODEL_SHA256: MODEL_SHA256}
         ),
         "promote-image": PromotedImage(f"{TAGGED.name}:main", DIGEST),
-        "resolve-image": ResolvedImage(pinned, DIGEST, REVISION, "1.0.0"),
+        "resolve-image": ResolvedImage(pinned, DIGEST, RESOLVED_REVISION, "1.0.0"),
         "aks-credentials": AksCredentials(
             "/tmp/kubeconfig", "aks-prod", "https://aks", False, True
         ),
@@ -115,3 +117,24 @@ def test_both_systems_run_the_same_commands_with_the_same_plans(tmp_path):
         github = list(GitHubRun(name, github_variables(), outputs_of, tmp_path).runs())
         azure = list(AzureRun(name, azure_group(), outputs_of, tmp_path).runs())
         assert [(r.command, r.plan) for r in github] == [(r.command, r.plan) for r in azure]
+
+
+@pytest.mark.parametrize("system", [GitHubRun, AzureRun])
+def test_the_release_records_the_revision_and_model_it_resolved(system, tmp_path):
+    settings = github_variables() if system is GitHubRun else azure_group()
+    runs = list(system("release.yml", settings, outputs_of, tmp_path).runs())
+
+    deploy = next(run for run in runs if run.command == "deploy")
+    assert f"(revision {RESOLVED_REVISION}, model 1.0.0)" in deploy.plan, deploy.stderr
+
+
+def test_a_queued_digest_never_becomes_a_command(tmp_path):
+    """Whatever a person types as the digest of a run reaches the step as data and is refused."""
+    marker = tmp_path / "injected"
+    hostile = f'"; touch {marker}; echo "'
+    runs = AzureRun("release.yml", azure_group(), outputs_of, tmp_path, {"digest": hostile}).runs()
+
+    resolve = next(runs)
+    assert resolve.command == "resolve-image" and resolve.returncode == 2
+    assert "--digest" in resolve.stderr and "is not a sha256:<64 hex> digest" in resolve.stderr
+    assert not marker.exists()

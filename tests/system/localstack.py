@@ -25,7 +25,8 @@ from steps.support.paths import REPO_ROOT
 from tests.stepscli import run_steps
 
 RUN_TIMEOUT = 600
-CLEAN_PREFIXES = ("GITHUB_", "TF_BUILD", "STEPS_OUTPUT_FILE", "AZURE_", "REGISTRY_", "BASE_IMAGE")
+# BASE_IMAGE stays: where CI can pull, the stack builds on it instead of bootstrapping one.
+CLEAN_PREFIXES = ("GITHUB_", "TF_BUILD", "STEPS_OUTPUT_FILE", "AZURE_", "REGISTRY_")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ GITHUB_VARIABLES = (
     "IMAGE_REPOSITORY",
     "BASE_IMAGE",
     "AZURE_CLIENT_ID",
+    "AZURE_DEPLOY_CLIENT_ID",
     "AZURE_TENANT_ID",
     "AZURE_SUBSCRIPTION_ID",
     "AKS_RESOURCE_GROUP",
@@ -48,8 +49,9 @@ AZURE_VARIABLES = (
 # variables into `env:`; Azure Pipelines exports every variable of the group to every script.
 # (AzureCLI@2 signs az in but exports no subscription id: it must come from the group.)
 STEP_ENVIRONMENT = ("AZURE_SUBSCRIPTION_ID", "BASE_IMAGE")
-# Settings with a working default: never reported as unset.
-OPTIONAL = ("BASE_IMAGE",)
+# Settings with a working default, never reported as unset: the base image, and a deploy identity
+# of its own (without one the release signs in to the cluster as the CI identity).
+OPTIONAL = ("BASE_IMAGE", "AZURE_DEPLOY_CLIENT_ID")
 VAR = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
 
 
