@@ -15,7 +15,14 @@ from typing import Any
 from ..support.errors import AuthError, NotFound, StepError, Unavailable
 from ..support.outputs import mask
 from . import azure
-from .registry import Credentials, RegistryClient, RegistryLogin
+from .registry import (
+    Credentials,
+    RegistryClient,
+    RegistryLogin,
+    error_message,
+    firewall_error,
+    firewalled,
+)
 from .sdk_errors import azure_errors
 
 log = logging.getLogger(__name__)
@@ -88,7 +95,7 @@ def acr_login(acr: Acr, *, token_credential: Any = None, client: RegistryClient 
     credential = token_credential or azure.credential()
     what = f"Entra ID sign-in for container registry '{acr.name}'"
     with azure_errors(what, role="AcrPush"):
-        aad_token = credential.get_token(f"{azure.ARM_URL}/.default").token
+        aad_token = credential.get_token(azure.container_registry_scope()).token
     mask(aad_token)
     client = client or RegistryClient(RegistryLogin(acr.login_server))
     refresh_token = exchange_token(client, acr.name, aad_token)
@@ -122,10 +129,15 @@ def exchange_token(client: RegistryClient, name: str, aad_token: str) -> str:
     if os.environ.get("AZURE_TENANT_ID"):
         form["tenant"] = os.environ["AZURE_TENANT_ID"]
     response = client.request("POST", exchange_url, data=form)
+    said = error_message(response)
+    if firewalled(said):
+        raise AuthError(firewall_error(name, said))
     if response.status_code in (401, 403):
         raise AuthError(
-            f"container registry '{name}' refused the Entra ID token ({response.status_code}): "
-            f"the identity needs the AcrPush (push) or AcrPull (verify) role on {name}"
+            f"container registry '{name}' refused the Entra ID token ({response.status_code}: "
+            f"{said}): sign in as an identity of the registry's tenant (AZURE_TENANT_ID, the "
+            "federated credential), with a token for the ACR audience "
+            "(AZURE_CONTAINER_REGISTRY_AUDIENCE in other clouds)"
         )
     if response.status_code == 429 or response.status_code >= 500:
         raise Unavailable(

@@ -13,6 +13,10 @@ from typing import Any, TypeVar
 from ..support.errors import ConfigError
 
 ARM_URL = "https://management.azure.com"
+# The audience of Entra ID tokens that ACR's /oauth2/exchange takes. Registries may refuse
+# ARM-audience tokens (azureADAuthenticationAsArmPolicy disabled, which a built-in Azure Policy
+# enforces); ACR-audience tokens are accepted by every registry.
+ACR_AUDIENCE = "https://containerregistry.azure.net"
 Client = TypeVar("Client")
 
 
@@ -34,6 +38,24 @@ def subscription_id(flag: str | None, env: Mapping[str, str] | None = None) -> s
     return subscription
 
 
+def resource_manager_url(env: Mapping[str, str] | None = None) -> str:
+    """Resource Manager of the cloud in use: AZURE_RESOURCE_MANAGER_URL, else Azure's public."""
+    env = os.environ if env is None else env
+    return (env.get("AZURE_RESOURCE_MANAGER_URL") or ARM_URL).rstrip("/")
+
+
+def resource_manager_scope(env: Mapping[str, str] | None = None) -> str:
+    """The token scope for that Resource Manager (its own URL is its audience)."""
+    return f"{resource_manager_url(env)}/.default"
+
+
+def container_registry_scope(env: Mapping[str, str] | None = None) -> str:
+    """The token scope for ACR's token exchange: AZURE_CONTAINER_REGISTRY_AUDIENCE, else ACR's."""
+    env = os.environ if env is None else env
+    audience = env.get("AZURE_CONTAINER_REGISTRY_AUDIENCE") or ACR_AUDIENCE
+    return f"{audience.rstrip('/')}/.default"
+
+
 def management_client(
     client_class: type[Client],
     subscription: str,
@@ -42,12 +64,13 @@ def management_client(
     base_url: str | None = None,
     **transport: Any,
 ) -> Client:
-    """A Resource Manager client; `base_url` (or AZURE_RESOURCE_MANAGER_URL) for other clouds."""
-    url = (base_url or os.environ.get("AZURE_RESOURCE_MANAGER_URL") or ARM_URL).rstrip("/")
+    """A Resource Manager client of the cloud in use (`base_url` or AZURE_RESOURCE_MANAGER_URL),
+    asking for tokens of that cloud's Resource Manager audience."""
+    url = (base_url or resource_manager_url()).rstrip("/")
     return client_class(
         token_credential or credential(),
         subscription,
         base_url=url,
-        credential_scopes=[f"{ARM_URL}/.default"],
+        credential_scopes=[f"{url}/.default"],
         **transport,
     )

@@ -11,9 +11,9 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..support.errors import ConfigError, NotFound, StepError, Unavailable
+from ..support.errors import AuthError, ConfigError, NotFound, StepError, Unavailable
 from ..support.processes import last_line, run
-from .registry import RegistryLogin, denied, refused
+from .registry import RegistryLogin, denied, firewall_error, firewalled, refused
 
 UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "connection reset", "dial tcp")
 REFUSED = ("unauthorized", "authentication required", "no basic auth credentials")
@@ -131,6 +131,8 @@ def docker_error(output: str, login: RegistryLogin, action: str) -> StepError:
             f"docker could not {action} registry {login.host}: it did not answer ({line}); "
             "check that it runs and that --image names it"
         )
+    if firewalled(text):
+        return AuthError(firewall_error(login.host, line))
     if "does not exist locally" in text or "no such image" in text:
         return NotFound(f"no local image to push: {line}; build it first (build-image)")
     if any(word in text for word in DENIED) and login.credentials:

@@ -30,6 +30,7 @@ from ..support.errors import (
     StepError,
     Unavailable,
 )
+from ..support.logs import redact
 from ..support.outputs import mask
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class RegistryClient:
             data=manifest.body,
         )
         if response.status_code in (401, 403):
-            raise denied(self.login, "push", f"{repository}:{tag}")
+            raise self._forbidden(response, "push", f"{repository}:{tag}")
         self._raise_for(response, repository)
         return response.headers.get("Docker-Content-Digest", manifest.digest)
 
@@ -348,6 +349,13 @@ class RegistryClient:
                 f"{self.timeout:g} s: try again later"
             ) from None
 
+    def _forbidden(self, response: requests.Response, action: str, what: str) -> AuthError:
+        """A refusal: the registry's firewall, or a login that lacks the role for `action`."""
+        said = error_message(response)
+        if firewalled(said):
+            return AuthError(firewall_error(self.login.host, said))
+        return denied(self.login, action, what)
+
     def _raise_for(self, response: requests.Response, what: str) -> None:
         if response.ok:
             return
@@ -358,7 +366,7 @@ class RegistryClient:
                 raise denied(self.login, "pull", what)
             raise refused(self.login)
         if status == 403:
-            raise denied(self.login, "pull", what)
+            raise self._forbidden(response, "pull", what)
         if status == 429 or status >= 500:
             raise Unavailable(
                 f"registry {self.login.host} answered {status} for {what} after retries: "
@@ -391,6 +399,28 @@ def denied(login: RegistryLogin, action: str, what: str) -> AuthError:
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def error_message(response: requests.Response) -> str:
+    """The first OCI error's message (or code) of an answer, one line, redacted; else its reason."""
+    try:
+        first = (response.json().get("errors") or [{}])[0]
+        text = str(first.get("message") or first.get("code") or response.reason)
+    except (ValueError, AttributeError, IndexError):
+        text = response.text.strip() or str(response.reason)
+    return redact(" ".join(text.split()))[:300]
+
+
+def firewalled(text: str) -> bool:
+    """ACR's firewall answers 403 "client with IP '...' is not allowed access"."""
+    return "is not allowed access" in text
+
+
+def firewall_error(registry: str, said: str) -> str:
+    return (
+        f"registry {registry} refuses this machine's network address ({said}): allow the "
+        "runner's IP or network in the registry's networking rules, or use an agent inside it"
+    )
 
 
 def error_code(response: requests.Response) -> str:

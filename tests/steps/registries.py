@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from steps.clients.azure import ACR_AUDIENCE
 from steps.clients.docker import docker
 from steps.clients.registry import DOCKER_MANIFEST
 from steps.local.registry_server import LocalRegistry, TokenAuth, write_htpasswd
@@ -219,7 +220,12 @@ class AcrTokenService:
     x5c: list[str] = field(repr=False)
     role: str | None = "AcrPush"
     exchange_refused: bool = False
+    # The Azure Policy "ARM audience token authentication disabled" is in force by default.
+    arm_audience_accepted: bool = False
+    resource_manager: str = ""  # the ARM audience of the cloud in use
+    firewall: bool = False  # the registry's network rules leave this client out
     aad_tokens: set[str] = field(default_factory=set)
+    audiences: dict[str, str] = field(default_factory=dict)  # Entra ID token -> its audience
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: list[str] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (path, grant)
@@ -241,6 +247,7 @@ class AcrTokenService:
         claims = {"tid": "tenant-1", "oid": "ci-identity", "nonce": secrets.token_urlsafe(16)}
         token = jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256")
         self.aad_tokens.add(token)
+        self.audiences[token] = request.args.get("resource", "").rstrip("/")
         self.calls.append(("/msi/token", "managed_identity"))
         body = {
             "access_token": token,
@@ -255,8 +262,21 @@ class AcrTokenService:
         self.calls.append(("/oauth2/exchange", form.get("grant_type", "")))
         if form.get("grant_type") != "access_token" or form.get("service") != self.service:
             return _json_error(400, "UNSUPPORTED", "bad exchange request")
-        if form.get("access_token") not in self.aad_tokens or self.exchange_refused:
+        if self.firewall:
+            message = (
+                "client with IP '203.0.113.7' is not allowed access. "
+                "Refer https://aka.ms/acr/firewall to grant access."
+            )
+            return _json_error(403, "DENIED", message)
+        token = form.get("access_token", "")
+        if token not in self.aad_tokens or self.exchange_refused:
             return _json_error(401, "UNAUTHORIZED", "the access token is not valid")
+        audience = self.audiences.get(token)
+        accepted = {ACR_AUDIENCE} | (
+            {self.resource_manager} if self.arm_audience_accepted else set()
+        )
+        if audience not in accepted:
+            return _json_error(401, "UNAUTHORIZED", f"the token's audience {audience} is refused")
         refresh = f"acr-refresh-{secrets.token_urlsafe(24)}"
         self.refresh_tokens.add(refresh)
         return Response(json.dumps({"refresh_token": refresh}), content_type="application/json")
@@ -315,6 +335,8 @@ class AcrStandIn:
     name: str = ACR_NAME
     admin_user_enabled: bool = False
     provisioning_state: str = "Succeeded"
+    pages: int = 1  # how many pages the subscription's registry list comes in (nextLink)
+    throttled: int = 0  # how many Resource Manager calls answer 429 before the real answer
 
     @property
     def login_server(self) -> str:
@@ -347,21 +369,32 @@ class AcrStandIn:
             self._arm(lambda: self.resource())
         )
         listing = f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.ContainerRegistry/registries"
-        server.expect_request(listing).respond_with_handler(
-            self._arm(lambda: {"value": [self.resource()]})
-        )
+        server.expect_request(listing).respond_with_handler(self._arm(self._listing, listing))
         server.expect_request(re.compile(".*")).respond_with_json(
             {"error": {"code": "ResourceNotFound", "message": "not found"}}, status=404
         )
 
-    def _arm(self, body):
+    def _listing(self, request: Request, path: str) -> dict:
+        """The registry on the last of `pages` pages, the pages before it empty, each linked."""
+        page = int(request.args.get("page", "1"))
+        body: dict = {"value": [self.resource()] if page == self.pages else []}
+        if page < self.pages:
+            query = f"api-version={request.args.get('api-version')}&page={page + 1}"
+            body["nextLink"] = f"{self.arm.url}{path}?{query}"
+        return body
+
+    def _arm(self, body, *args):
         def handler(request: Request) -> Response:
-            header = request.headers.get("Authorization", "")
-            if header.removeprefix("Bearer ") not in self.tokens.aad_tokens:
-                return Response(
-                    json.dumps({"error": {"code": "InvalidAuthenticationToken"}}), status=401
-                )
-            return Response(json.dumps(body()), content_type="application/json")
+            if self.throttled > 0:
+                self.throttled -= 1
+                error = {"error": {"code": "TooManyRequests", "message": "throttled"}}
+                return Response(json.dumps(error), status=429, headers={"Retry-After": "0"})
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if self.tokens.audiences.get(token) != self.arm.url:
+                error = {"error": {"code": "InvalidAuthenticationToken", "message": "audience"}}
+                return Response(json.dumps(error), status=401)
+            answer = body(request, *args) if args else body()
+            return Response(json.dumps(answer), content_type="application/json")
 
         return handler
 
@@ -408,6 +441,7 @@ def acr(tmp_path, https_fake) -> Iterator[AcrStandIn]:
         auth = TokenAuth(f"{tokens.url}/oauth2/token", service, issuer, rootcertbundle=bundle)
         registry = LocalRegistry(tmp_path / "acr-registry", port=port, token=auth)
         with registry:
+            tokens.resource_manager = https_fake.url
             stand_in = AcrStandIn(registry, tokens, https_fake)
             stand_in.serve_resource_manager()
             yield stand_in

@@ -117,7 +117,9 @@ def test_exchange_refused(acr):
         env=acr.env(),
     )
     assert result.returncode == AuthError.exit_code
-    assert f"'{ACR_NAME}' refused the Entra ID token (401)" in result.stderr
+    assert f"'{ACR_NAME}' refused the Entra ID token (401: the access token is not valid)" in (
+        result.stderr
+    )
 
 
 def test_admin_user_is_warned_about(acr):
@@ -185,3 +187,50 @@ def test_push_without_acr_push_names_the_role(acr, local_image):
     assert result.returncode == AuthError.exit_code
     assert f"the login needs the AcrPush role on {ACR_NAME}" in result.stderr
     local_image.forget(f"{acr.login_server}/aiship/app:v1")
+
+
+def test_the_token_asked_for_is_for_the_registry_not_resource_manager(acr):
+    """Registries under the built-in policy refuse ARM-audience tokens (the stand-in's default);
+    the exchange gets an ACR-audience token, Resource Manager one of its own cloud's audience."""
+    digest = put(acr)
+    result = run_step(
+        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *IN_GROUP, env=acr.env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(acr.tokens.audiences.values()) == {
+        "https://containerregistry.azure.net",
+        acr.arm.url,
+    }
+
+
+def test_a_registry_firewall_is_named_as_such(acr):
+    acr.tokens.firewall = True
+    result = run_step(
+        "verify-push",
+        *("--image", "aiship/app:v1", "--digest", "sha256:" + "0" * 64, *IN_GROUP),
+        env=acr.env(),
+    )
+    assert result.returncode == AuthError.exit_code
+    assert "refuses this machine's network address (client with IP '203.0.113.7' is not " in (
+        result.stderr
+    )
+    assert "networking rules" in result.stderr and "role" not in result.stderr
+
+
+def test_the_registry_is_found_on_a_later_page_of_the_subscription(acr):
+    acr.pages = 3
+    digest = put(acr)
+    result = run_step(
+        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *ACR, env=acr.env()
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_resource_manager_throttling_is_retried(acr):
+    acr.throttled = 2
+    digest = put(acr)
+    result = run_step(
+        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *IN_GROUP, env=acr.env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert acr.throttled == 0
