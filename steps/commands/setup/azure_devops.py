@@ -38,6 +38,12 @@ PIPELINES = {
 }
 DEPLOYING_PIPELINES = ("aiship-release",)  # only these may use the production environment
 APPROVAL_TYPE = {"id": "8c6f20a7-a545-4486-9777-f762fafe0d4d", "name": "Approval"}
+# Pre-check and post-check approvals share the Approval type; `settings.definitionRef` tells
+# the plain approval apart from them (a check without one is a plain approval too).
+APPROVAL_DEFINITION = {"id": "26014962-64a0-49f4-885b-4b874119a5cc", "name": "approval"}
+EXCLUSIVE_LOCK_TYPE = {"id": "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563", "name": "ExclusiveLock"}
+BUILD_POLICY_TYPE = "0609b952-1397-4640-95ec-e00a01b2c241"  # Build (validation) policy
+BUILD_VALIDITY = 720  # minutes a passed build counts for a pull request
 APPROVAL_TIMEOUT = 43200  # minutes a run waits for approval (30 days, the service's maximum)
 INSTRUCTIONS = "Approve the release of the newest verified image to production."
 # The SDK's models for check configurations and pipelines drop fields we need (`settings`; a
@@ -63,6 +69,10 @@ SCOPE_LIBRARY = (
 SCOPE_PIPELINES = "the PAT scope 'Build (Read & execute)' and the permission 'Edit build pipeline'"
 SCOPE_ENDPOINTS = "the PAT scope 'Service Connections (Read, query & manage)'"
 SCOPE_AUTHORIZE = "the Administrator role on that resource"
+SCOPE_POLICY = (
+    "the PAT scope 'Code (Read & write)' and the permission 'Edit policies' on the repository"
+)
+MAIN = "refs/heads/main"
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,21 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     environment, outputs["environment"] = ensure_environment(
         task_agent, project_name, request.environment, environment
     )
-    outputs["approval_check"] = ensure_approval(checks_client, project_name, environment, approvers)
+    outputs["approval_check"] = ensure_check(
+        checks_client,
+        project_name,
+        environment,
+        approval_body(environment, approvers),
+        is_plain_approval,
+        approval_state,
+    )
+    outputs["exclusive_lock"] = ensure_check(
+        checks_client,
+        project_name,
+        environment,
+        exclusive_lock_body(environment),
+        is_exclusive_lock,
+    )
     group, outputs["variable_group"], outputs["variables"] = ensure_variable_group(
         task_agent, project, request.variable_group, group, request.variables
     )
@@ -159,8 +183,53 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
         )
         for kind, resource_id, name, users in resources
     }
+    # YAML `pr:` triggers do nothing for Azure Repos: a branch policy runs CI on pull requests.
+    outputs["build_validation"] = ensure_build_validation(
+        clients.get_policy_client(), project_name, repository, pipeline_ids["aiship-ci"]
+    )
     missing = set(AZURE_VARIABLES) - set(group.variables or {}) - set(request.variables)
     return report(outputs, missing)
+
+
+def build_validation_settings(repository, pipeline_id: int) -> dict:
+    return {
+        "buildDefinitionId": pipeline_id,
+        "displayName": "aiship CI",
+        "queueOnSourceUpdateOnly": False,
+        "manualQueueOnly": False,
+        "validDuration": BUILD_VALIDITY,
+        "scope": [{"repositoryId": str(repository.id), "refName": MAIN, "matchKind": "exact"}],
+    }
+
+
+def ensure_build_validation(policy_client, project: str, repository, pipeline_id: int) -> str:
+    """A blocking Build policy on main of the repository that runs the CI pipeline."""
+    from azure.devops.v7_1.policy.models import PolicyConfiguration, PolicyTypeRef
+
+    wanted = build_validation_settings(repository, pipeline_id)
+    configuration = PolicyConfiguration(
+        is_blocking=True,
+        is_enabled=True,
+        settings=wanted,
+        type=PolicyTypeRef(id=BUILD_POLICY_TYPE),
+    )
+    what = f"manage the build validation of {MAIN} in {repository.name}"
+    with azure_devops_errors(what, permission=SCOPE_POLICY):
+        found = policy_client.get_policy_configurations(project, policy_type=BUILD_POLICY_TYPE)
+        ours = [
+            c
+            for c in found or []
+            if (c.settings or {}).get("buildDefinitionId") == pipeline_id
+            and (c.settings or {}).get("scope") == wanted["scope"]
+        ]
+        if not ours:
+            policy_client.create_policy_configuration(configuration, project)
+            return CREATED
+        current = ours[0]
+        if current.is_blocking and current.is_enabled and current.settings == wanted:
+            return UNCHANGED
+        policy_client.update_policy_configuration(configuration, project, current.id)
+        return UPDATED
 
 
 def resolve_approver(identity_client, name: str) -> dict:
@@ -198,17 +267,43 @@ def ensure_environment(task_agent, project: str, name: str, current) -> tuple[An
 def approval_body(environment, approvers: list[dict]) -> dict:
     return {
         "type": APPROVAL_TYPE,
-        "resource": {"type": "environment", "id": str(environment.id), "name": environment.name},
+        "resource": _resource(environment),
         "settings": {
             "approvers": approvers,
             "executionOrder": "anyOrder",
-            "minRequiredApprovers": 0,  # 0: all of them must approve
+            "minRequiredApprovers": 1,  # any one of them, as GitHub's required reviewers
             "instructions": INSTRUCTIONS,
             "blockedApprovers": [],
-            "requesterCannotBeApprover": False,
+            "requesterCannotBeApprover": True,  # whoever queued the run cannot approve it
+            "definitionRef": {**APPROVAL_DEFINITION, "version": "0.0.1"},
         },
         "timeout": APPROVAL_TIMEOUT,
     }
+
+
+def exclusive_lock_body(environment) -> dict:
+    """One release at a time; with `lockBehavior: runLatest` the newest queued run goes next."""
+    return {
+        "type": EXCLUSIVE_LOCK_TYPE,
+        "resource": _resource(environment),
+        "settings": {},
+        "timeout": APPROVAL_TIMEOUT,
+    }
+
+
+def _resource(environment) -> dict:
+    return {"type": "environment", "id": str(environment.id), "name": environment.name}
+
+
+def is_plain_approval(check: Mapping) -> bool:
+    if str(check.get("type", {}).get("id", "")).lower() != APPROVAL_TYPE["id"]:
+        return False
+    definition = (check.get("settings") or {}).get("definitionRef") or {}
+    return not definition or str(definition.get("id", "")).lower() == APPROVAL_DEFINITION["id"]
+
+
+def is_exclusive_lock(check: Mapping) -> bool:
+    return str(check.get("type", {}).get("id", "")).lower() == EXCLUSIVE_LOCK_TYPE["id"]
 
 
 def approval_state(check: Mapping) -> tuple:
@@ -224,9 +319,11 @@ def approval_state(check: Mapping) -> tuple:
     )
 
 
-def ensure_approval(checks_client, project: str, environment, approvers: list[dict]) -> str:
-    wanted = approval_body(environment, approvers)
-    what = f"manage the approval check on environment {environment.name}"
+def ensure_check(
+    checks_client, project: str, environment, wanted: dict, ours, state=lambda check: ()
+) -> str:
+    """The one check on the environment that `ours` recognises, as WANTED (compared by `state`)."""
+    what = f"manage the {wanted['type']['name']} check on environment {environment.name}"
     with azure_devops_errors(what, permission=SCOPE_CHECKS):
         found = send_json(
             checks_client,
@@ -239,16 +336,12 @@ def ensure_approval(checks_client, project: str, environment, approvers: list[di
                 "$expand": "settings",
             },
         )
-        approvals = [
-            c
-            for c in found.get("value", [])
-            if str(c.get("type", {}).get("id", "")).lower() == APPROVAL_TYPE["id"]
-        ]
-        if not approvals:
+        matching = [c for c in found.get("value", []) if ours(c)]
+        if not matching:
             send_json(checks_client, "POST", CHECK_CONFIGURATIONS, {"project": project}, wanted)
             return CREATED
-        current = approvals[0]
-        if approval_state(current) == approval_state(wanted):
+        current = matching[0]
+        if state(current) == state(wanted):
             return UNCHANGED
         send_json(
             checks_client,

@@ -50,6 +50,7 @@ class GitHubSetup:
     wait_timer: int = 0  # minutes
     variables: Mapping[str, str] = field(default_factory=dict)
     environment: str = ENVIRONMENT
+    branch: str = "main"  # the only branch that may deploy to the environment
 
     def __post_init__(self) -> None:
         owner, _, name = self.repo.partition("/")
@@ -153,6 +154,11 @@ class GitHubApi:
                 f"permission '{permission}' on {self.repo}, a classic one the repo scope and "
                 "admin rights"
             )
+        if status == 422:  # e.g. a reviewer who cannot see the repository
+            return ConfigError(
+                f"GitHub refused to {what} (422: {_message(response)}): every reviewer needs "
+                f"access to {self.repo}; check --reviewers"
+            )
         if status >= 500:
             return Unavailable(f"GitHub answered {status} trying to {what}, even after retries")
         return StepError(f"GitHub answered {status} trying to {what}: {_message(response)}")
@@ -176,7 +182,7 @@ def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) 
     current_variables = list_variables(api)
 
     outputs: dict[str, object] = {}
-    wanted_rules = (sorted((r["type"], r["id"]) for r in reviewers), request.wait_timer)
+    wanted_rules = (sorted((r["type"], r["id"]) for r in reviewers), request.wait_timer, True)
     if current is not None and protection_of(current) == wanted_rules:
         outputs["environment"] = UNCHANGED
     else:
@@ -185,9 +191,19 @@ def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) 
             environment_path,
             what=f"create or update environment {request.environment}",
             permission=ADMINISTRATION,
-            json={"wait_timer": request.wait_timer, "reviewers": reviewers},
+            json={
+                "wait_timer": request.wait_timer,
+                "prevent_self_review": True,  # whoever started the run cannot approve it
+                "reviewers": reviewers,
+                # Only the branches named below may deploy to it: main.
+                "deployment_branch_policy": {
+                    "protected_branches": False,
+                    "custom_branch_policies": True,
+                },
+            },
         )
         outputs["environment"] = CREATED if current is None else UPDATED
+    outputs["branch_policy"] = ensure_branch_policy(api, environment_path, request.branch)
 
     states = plan_variables(current_variables, request.variables)
     for name, state in states.items():
@@ -230,16 +246,41 @@ def resolve_reviewer(api: GitHubApi, name: str) -> dict:
     return {"type": kind, "id": found["id"]}
 
 
-def protection_of(environment: Mapping) -> tuple[list[tuple[str, int]], int]:
-    """(sorted reviewers as (type, id), wait timer) of an environment as GitHub reports it."""
+def protection_of(environment: Mapping) -> tuple[list[tuple[str, int]], int, bool]:
+    """(sorted reviewers as (type, id), wait timer, whether it is closed to all but the named
+    branches and to self-review) of an environment as GitHub reports it."""
     reviewers: list[tuple[str, int]] = []
-    wait_timer = 0
+    wait_timer, no_self_review = 0, False
     for rule in environment.get("protection_rules") or []:
         if rule.get("type") == "required_reviewers":
             reviewers += [(r["type"], r["reviewer"]["id"]) for r in rule.get("reviewers", [])]
+            no_self_review = bool(rule.get("prevent_self_review"))
         elif rule.get("type") == "wait_timer":
             wait_timer = rule.get("wait_timer", 0)
-    return sorted(reviewers), wait_timer
+    policy = environment.get("deployment_branch_policy") or {}
+    closed = no_self_review and policy == {
+        "protected_branches": False,
+        "custom_branch_policies": True,
+    }
+    return sorted(reviewers), wait_timer, closed
+
+
+def ensure_branch_policy(api: GitHubApi, environment_path: str, branch: str) -> str:
+    """The environment's one custom deployment branch policy: BRANCH."""
+    path = f"{environment_path}/deployment-branch-policies"
+    what = f"read the deployment branches of {environment_path.rsplit('/', 1)[-1]}"
+    found = api.call("GET", path, what=what, permission=ADMINISTRATION).json()
+    names = {(p.get("name"), p.get("type", "branch")) for p in found.get("branch_policies", [])}
+    if (branch, "branch") in names:
+        return UNCHANGED
+    api.call(
+        "POST",
+        path,
+        what=f"let {branch} deploy to the environment",
+        permission=ADMINISTRATION,
+        json={"name": branch, "type": "branch"},
+    )
+    return CREATED
 
 
 def list_variables(api: GitHubApi) -> dict[str, str]:
@@ -259,9 +300,12 @@ def list_variables(api: GitHubApi) -> dict[str, str]:
 
 
 def _message(response: requests.Response) -> str:
+    """GitHub's message, and the first of its detailed errors when it gives them."""
     try:
-        return str(response.json().get("message", ""))[:200]
-    except ValueError:
+        body = response.json()
+        details = [e.get("message") or e.get("code") for e in body.get("errors") or []]
+        return "; ".join(filter(None, [body.get("message"), *details[:1]]))[:200]
+    except (ValueError, AttributeError):
         return response.text[:200].replace("\n", " ")
 
 

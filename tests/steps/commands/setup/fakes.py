@@ -78,6 +78,7 @@ class FakeGitHub(FakeApi):
         self.environments: dict[str, dict] = {}
         self.variables: dict[str, str] = {}
         self.denied: set[str] = set()  # "administration", "variables": answered 403
+        self.no_access: set[int] = set()  # reviewer ids GitHub refuses (422): no repo access
 
     def routes(self) -> list:
         repo = re.escape(f"/repos/{self.repo}")
@@ -87,6 +88,16 @@ class FakeGitHub(FakeApi):
             ("GET", r"/orgs/([^/]+)/teams/([^/]+)", self.get_team),
             ("GET", repo + r"/environments/([^/]+)", self.get_environment),
             ("PUT", repo + r"/environments/([^/]+)", self.put_environment),
+            (
+                "GET",
+                repo + r"/environments/([^/]+)/deployment-branch-policies",
+                self.list_branch_policies,
+            ),
+            (
+                "POST",
+                repo + r"/environments/([^/]+)/deployment-branch-policies",
+                self.add_branch_policy,
+            ),
             ("GET", repo + r"/actions/variables", self.list_variables),
             ("POST", repo + r"/actions/variables", self.create_variable),
             ("PATCH", repo + r"/actions/variables/([^/]+)", self.update_variable),
@@ -122,11 +133,39 @@ class FakeGitHub(FakeApi):
     def put_environment(self, request, body, name) -> Response:
         if "administration" in self.denied:
             return self.forbidden()
+        if any(r["id"] in self.no_access for r in body.get("reviewers") or []):
+            return answer(
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"message": "Reviewers must have read access to the repository"}],
+                    "status": "422",
+                },
+                422,
+            )
         self.environments[name] = {
             "wait_timer": body.get("wait_timer", 0),
+            "prevent_self_review": body.get("prevent_self_review", False),
             "reviewers": body.get("reviewers", []),
+            "deployment_branch_policy": body.get("deployment_branch_policy"),
+            "branch_policies": self.environments.get(name, {}).get("branch_policies", []),
         }
         return answer(self.environment_json(name))
+
+    def list_branch_policies(self, request, body, name) -> Response:
+        if name not in self.environments:
+            return self.not_found()
+        policies = self.environments[name]["branch_policies"]
+        return answer({"total_count": len(policies), "branch_policies": policies})
+
+    def add_branch_policy(self, request, body, name) -> Response:
+        environment = self.environments.get(name)
+        if not environment or not (environment["deployment_branch_policy"] or {}).get(
+            "custom_branch_policies"
+        ):
+            return self.not_found()  # GitHub: custom branch policies are not enabled
+        policy = {"id": 300 + len(environment["branch_policies"]), "node_id": "P", **body}
+        environment["branch_policies"].append(policy)
+        return answer(policy)
 
     def environment_json(self, name: str) -> dict:
         """As GitHub shows it: protection rules, with each reviewer's object expanded."""
@@ -139,8 +178,20 @@ class FakeGitHub(FakeApi):
                 {"type": r["type"], "reviewer": {"id": r["id"], "node_id": f"N{r['id']}"}}
                 for r in stored["reviewers"]
             ]
-            rules.append({"id": 2, "type": "required_reviewers", "reviewers": reviewers})
-        return {"id": 1, "name": name, "protection_rules": rules, "deployment_branch_policy": None}
+            rules.append(
+                {
+                    "id": 2,
+                    "type": "required_reviewers",
+                    "prevent_self_review": stored["prevent_self_review"],
+                    "reviewers": reviewers,
+                }
+            )
+        return {
+            "id": 1,
+            "name": name,
+            "protection_rules": rules,
+            "deployment_branch_policy": stored["deployment_branch_policy"],
+        }
 
     def list_variables(self, request, body) -> Response:
         if "variables" in self.denied:
@@ -233,6 +284,12 @@ DEVOPS_LOCATIONS = [
         "endpoints",
         "{project}/_apis/{area}/{resource}/{endpointId}",
     ),
+    (
+        "dad91cbe-d183-45f8-9c6e-9c1164472121",
+        "policy",
+        "configurations",
+        "{project}/_apis/{area}/{resource}/{configurationId}",
+    ),
 ]
 
 
@@ -274,6 +331,7 @@ class FakeAzureDevOps(FakeApi):
         self.groups: list[dict] = []
         self.pipelines: list[dict] = []
         self.permits: dict[tuple[str, str], dict[int, bool]] = {}
+        self.policies: list[dict] = []
         self.denied: set[str] = set()  # "environments", "variablegroups": answered 403
 
     def routes(self) -> list:
@@ -302,6 +360,9 @@ class FakeAzureDevOps(FakeApi):
                 self.get_permits,
             ),
             ("PATCH", project + r"/_apis/pipelines/pipelinePermissions/(\w+)/([^/]+)", self.permit),
+            ("GET", project + r"/_apis/policy/configurations", self.list_policies),
+            ("POST", project + r"/_apis/policy/configurations", self.add_policy),
+            ("PUT", project + r"/_apis/policy/configurations/(\d+)", self.update_policy),
         ]
 
     def unauthorized(self) -> Response:
@@ -375,9 +436,11 @@ class FakeAzureDevOps(FakeApi):
 
     def add_check(self, request, body) -> Response:
         check = {**body, "id": len(self.checks) + 1, "createdBy": {"id": "someone"}}
-        check["settings"]["approvers"] = [  # the service expands each approver
-            {**a, "uniqueName": a.get("displayName", "")} for a in check["settings"]["approvers"]
-        ]
+        if "approvers" in check["settings"]:  # the service expands each approver
+            check["settings"]["approvers"] = [
+                {**a, "uniqueName": a.get("displayName", "")}
+                for a in check["settings"]["approvers"]
+            ]
         self.checks.append(check)
         return answer(check)
 
@@ -453,3 +516,17 @@ class FakeAzureDevOps(FakeApi):
         permits = self.permits.setdefault((kind, resource_id), {})
         permits.update({p["id"]: p["authorized"] for p in body["pipelines"]})
         return self.get_permits(request, None, kind, resource_id)
+
+    def list_policies(self, request, body) -> Response:
+        kind = request.args.get("policyType")
+        return collection([p for p in self.policies if kind in (None, p["type"]["id"])])
+
+    def add_policy(self, request, body) -> Response:
+        policy = {**body, "id": len(self.policies) + 1, "revision": 1}
+        self.policies.append(policy)
+        return answer(policy)
+
+    def update_policy(self, request, body, policy_id) -> Response:
+        index = next(i for i, p in enumerate(self.policies) if p["id"] == int(policy_id))
+        self.policies[index] = {**body, "id": int(policy_id), "revision": 2}
+        return answer(self.policies[index])

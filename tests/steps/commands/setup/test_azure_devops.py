@@ -9,7 +9,9 @@ import subprocess
 import pytest
 
 from steps.commands.setup.azure_devops import (
+    APPROVAL_DEFINITION,
     APPROVAL_TYPE,
+    EXCLUSIVE_LOCK_TYPE,
     INSTRUCTIONS,
     PAT_VARIABLE,
     PIPELINE_TOKEN_VARIABLE,
@@ -47,13 +49,43 @@ def approval(approvers: list[dict]) -> dict:
         "settings": {
             "approvers": approvers,
             "executionOrder": "anyOrder",
-            "minRequiredApprovers": 0,
+            "minRequiredApprovers": 1,  # any one approver, as on GitHub
             "instructions": INSTRUCTIONS,
             "blockedApprovers": [],
-            "requesterCannotBeApprover": False,
+            "requesterCannotBeApprover": True,
+            "definitionRef": {**APPROVAL_DEFINITION, "version": "0.0.1"},
         },
         "timeout": 43200,
     }
+
+
+# Azure Repos ignores the YAML's `pr:`: this policy is what runs CI on every pull request to main.
+BUILD_VALIDATION = {
+    "isBlocking": True,
+    "isEnabled": True,
+    "settings": {
+        "buildDefinitionId": 11,
+        "displayName": "aiship CI",
+        "queueOnSourceUpdateOnly": False,
+        "manualQueueOnly": False,
+        "validDuration": 720,
+        "scope": [
+            {
+                "repositoryId": "9f1d2c3b-0000-4000-8000-000000000002",
+                "refName": "refs/heads/main",
+                "matchKind": "exact",
+            }
+        ],
+    },
+    "type": {"id": "0609b952-1397-4640-95ec-e00a01b2c241"},
+}
+
+EXCLUSIVE_LOCK = {
+    "type": EXCLUSIVE_LOCK_TYPE,
+    "resource": {"type": "environment", "id": "1", "name": "production"},
+    "settings": {},
+    "timeout": 43200,
+}
 
 
 def group_body(variables: dict) -> dict:
@@ -103,6 +135,8 @@ def test_first_run_creates_everything(devops, https_server):
     assert outputs == {
         "environment": "created",
         "approval_check": "created",
+        "exclusive_lock": "created",
+        "build_validation": "created",
         "variable_group": "created",
         "variables": {"MODEL_STORE": "created", "ACR_NAME": "created"},
         "pipelines": {"aiship-ci": "created", "aiship-release": "created"},
@@ -132,6 +166,7 @@ def test_first_run_creates_everything(devops, https_server):
             {"description": "Releases wait here for approval", "name": "production"},
         ),
         Seen("POST", f"{project}/pipelines/checks/configurations", {}, approval([ALICE])),
+        Seen("POST", f"{project}/pipelines/checks/configurations", {}, EXCLUSIVE_LOCK),
         Seen("POST", f"/{ORG}/_apis/distributedtask/variablegroups", {}, group_body(plain)),
         Seen(
             "POST",
@@ -148,11 +183,12 @@ def test_first_run_creates_everything(devops, https_server):
         permit("environment", "1", [12]),  # only the release pipeline deploys
         permit("variablegroup", "1", [11, 12]),
         permit("endpoint", ENDPOINT, [11, 12]),
+        Seen("POST", f"{project}/policy/configurations", {}, BUILD_VALIDATION),
     ]
     check = f"{project}/pipelines/checks/configurations"
     assert [r.query for r in devops.requests if r.path == check and r.method == "GET"] == [
         {"resourceType": "environment", "resourceId": "1", "$expand": "settings"}
-    ]
+    ] * 2
 
 
 def test_second_run_writes_nothing(devops, https_server, caplog):
@@ -164,6 +200,7 @@ def test_second_run_writes_nothing(devops, https_server, caplog):
 
     assert outputs["changed"] is False
     assert outputs["environment"] == outputs["approval_check"] == "unchanged"
+    assert outputs["exclusive_lock"] == outputs["build_validation"] == "unchanged"
     assert outputs["variable_group"] == "unchanged"
     assert set(outputs["variables"].values()) == {"unchanged"}
     assert set(outputs["pipelines"].values()) == {"unchanged"}
@@ -314,3 +351,46 @@ def test_the_command_line_fails_in_one_line_without_the_token(devops, https_serv
     ):
         assert DEVOPS_PAT not in text
         assert basic not in text
+
+
+def test_pre_and_post_check_approvals_are_left_alone(devops, https_server):
+    """They share the Approval type: only the plain approval (by its definitionRef) is ours."""
+    for name, definition in (
+        ("preCheckApproval", "0f52a19b-c67e-468f-b8eb-0ae83b532c99"),
+        ("postCheckApproval", "06441319-13fb-4756-b198-c2da116894a4"),
+    ):
+        devops.checks.append(
+            {
+                **approval([BOB]),
+                "id": len(devops.checks) + 1,
+                "resource": {"type": "environment", "id": "1", "name": "production"},
+                "settings": {
+                    **approval([BOB])["settings"],
+                    "definitionRef": {"id": definition, "name": name},
+                },
+            }
+        )
+    devops.environments.append({"id": 1, "name": "production"})
+
+    outputs = run_setup(devops, https_server)
+
+    assert outputs["approval_check"] == "created"
+    plain = [
+        c for c in devops.checks if c["settings"].get("definitionRef", {}).get("name") == "approval"
+    ]
+    assert len(plain) == 1 and [a["id"] for a in plain[0]["settings"]["approvers"]] == [ALICE["id"]]
+    assert len(devops.checks) == 4  # the two others, untouched, and the approval and the lock
+
+
+def test_a_build_validation_turned_off_by_hand_is_turned_on_again(devops, https_server):
+    run_setup(devops, https_server)
+    devops.policies[0]["isEnabled"] = False
+    devops.requests.clear()
+
+    outputs = run_setup(devops, https_server)
+
+    assert outputs["build_validation"] == "updated"
+    assert devops.writes() == [
+        Seen("PUT", f"/{ORG}/{PROJECT}/_apis/policy/configurations/1", {}, BUILD_VALIDATION)
+    ]
+    assert devops.policies[0]["isEnabled"] is True

@@ -31,6 +31,7 @@ def test_first_run_creates_the_environment_and_variables(github, https_server):
     outputs = run_setup(github, https_server)
 
     assert outputs["environment"] == "created"
+    assert outputs["branch_policy"] == "created"
     assert outputs["variables"] == {"MODEL_STORE": "created", "ACR_NAME": "created"}
     assert outputs["changed"] is True
     assert "MODEL_NAME" in outputs["unset"] and "MODEL_STORE" not in outputs["unset"]
@@ -42,8 +43,19 @@ def test_first_run_creates_the_environment_and_variables(github, https_server):
             {},
             {
                 "wait_timer": 15,
+                "prevent_self_review": True,
                 "reviewers": [{"type": "User", "id": 101}, {"type": "Team", "id": 201}],
+                "deployment_branch_policy": {
+                    "protected_branches": False,
+                    "custom_branch_policies": True,
+                },
             },
+        ),
+        Seen(
+            "POST",
+            f"{base}/environments/production/deployment-branch-policies",
+            {},
+            {"name": "main", "type": "branch"},
         ),
         Seen(
             "POST",
@@ -64,6 +76,7 @@ def test_second_run_writes_nothing_and_says_so(github, https_server, caplog):
         outputs = run_setup(github, https_server)
 
     assert outputs["environment"] == "unchanged"
+    assert outputs["branch_policy"] == "unchanged"
     assert outputs["variables"] == {"MODEL_STORE": "unchanged", "ACR_NAME": "unchanged"}
     assert outputs["changed"] is False
     assert github.writes() == []
@@ -92,7 +105,12 @@ def test_a_changed_setting_updates_only_that(github, https_server):
             {},
             {
                 "wait_timer": 15,
+                "prevent_self_review": True,
                 "reviewers": [{"type": "User", "id": 101}, {"type": "User", "id": 102}],
+                "deployment_branch_policy": {
+                    "protected_branches": False,
+                    "custom_branch_policies": True,
+                },
             },
         ),
         Seen(
@@ -128,7 +146,9 @@ def test_server_errors_and_secondary_rate_limits_are_retried(github, https_serve
 
     assert outputs["variables"] == {"MODEL_STORE": "created", "ACR_NAME": "created"}
     assert [r.method for r in github.requests if r.path == f"/repos/{REPO}"] == ["GET"] * 3
-    posts = [r.body["name"] for r in github.requests if r.method == "POST"]
+    posts = [
+        r.body["name"] for r in github.requests if r.method == "POST" and "variables" in r.path
+    ]
     assert posts == ["MODEL_STORE", "MODEL_STORE", "ACR_NAME"]
 
 
@@ -216,3 +236,31 @@ def test_in_github_actions_the_token_is_masked_first(github, https_server, tmp_p
     assert done.stdout.splitlines()[0] == f"::add-mask::{GITHUB_TOKEN}"
     assert GITHUB_TOKEN not in "\n".join(done.stdout.splitlines()[1:]) + done.stderr
     assert "environment=created\n" in outputs.read_text()
+
+
+def test_an_environment_open_to_every_branch_is_closed_again(github, https_server):
+    """One that was edited by hand to let any branch deploy, or to allow self-review, is put
+    back, and its branch policy kept."""
+    run_setup(github, https_server)
+    github.environments["production"]["deployment_branch_policy"] = None
+    github.environments["production"]["prevent_self_review"] = False
+    github.requests.clear()
+
+    outputs = run_setup(github, https_server)
+
+    assert (outputs["environment"], outputs["branch_policy"]) == ("updated", "unchanged")
+    stored = github.environments["production"]
+    assert stored["prevent_self_review"] is True
+    assert stored["deployment_branch_policy"]["custom_branch_policies"] is True
+    assert [p["name"] for p in stored["branch_policies"]] == ["main"]
+
+
+def test_a_reviewer_without_access_is_named_and_nothing_else_is_written(github, https_server):
+    github.no_access = {102}
+    with pytest.raises(ConfigError) as raised:
+        run_setup(github, https_server, reviewers=["alice", "bob"])
+
+    message = str(raised.value)
+    assert "422: Validation Failed; Reviewers must have read access to the repository" in message
+    assert "check --reviewers" in message
+    assert [seen.method for seen in github.writes()] == ["PUT"]
