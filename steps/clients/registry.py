@@ -254,6 +254,16 @@ class RegistryClient:
             raise IntegrityError(f"index {manifest.digest} of {repository} lists no image")
         return configs
 
+    def layer_count(self, repository: str, manifest: Manifest) -> int:
+        """The layers of the image, or of all platforms' images of an index."""
+        if not manifest.is_index:
+            return len(manifest.json().get("layers") or [])
+        return sum(
+            self.layer_count(repository, self.manifest(repository, child["digest"]))
+            for child in manifest.json().get("manifests") or []
+            if (child.get("platform") or {}).get("os") != "unknown"
+        )
+
     def get(self, path: str, repository: str, headers: Mapping[str, str] | None = None):
         """GET with auth: Basic or a Bearer token for `repository:<name>:pull`, as challenged."""
         return self.call("GET", path, repository, "pull", headers)

@@ -1,7 +1,9 @@
 """`push-image`: `docker push`, then the digest the registry now serves for the tag.
 
 Output `image` is REPOSITORY@sha256:..., `digest` the bare sha256:... . Layers the registry has
-already are not sent again. Progress: docker's own on a terminal, one line per layer in CI.
+already are not sent again. Progress: one line per layer, on a terminal as in CI (docker's output
+is always read line by line, never drawn on a terminal, so its shape never changes), and the
+count of layers is the registry's.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
 from dataclasses import dataclass
 
 from ..clients.docker import docker_config, docker_error, docker_path, run_docker
@@ -51,7 +52,6 @@ def push_image(
     image: ImageRef,
     *,
     source: str | None = None,
-    tty: bool = False,
     timeout: float = 1800,
 ) -> PushedImage:
     """Push `image` (tagged from the local `source` first if that differs); resolve its digest."""
@@ -59,32 +59,38 @@ def push_image(
     with docker_config(login) as config:
         if source and source != str(image):
             run_docker(["tag", source, str(image)], login, "tag an image for", timeout=60)
-        output = _push(["--config", str(config), "push", str(image)], login, tty, timeout)
-    counts = {kind: 0 for kind in ("pushed", "present")}
-    for line in output.splitlines():
-        match = LAYER_DONE.match(line.strip())
-        if match:
-            counts["pushed" if match.group(2) == "Pushed" else "present"] += 1
-    digest = RegistryClient(login).manifest(image.repository, image.tag).digest
+        output = _push(["--config", str(config), "push", str(image)], login, timeout)
+    sent = sum(
+        1
+        for line in output.splitlines()
+        if (match := LAYER_DONE.match(line.strip())) and match.group(2) == "Pushed"
+    )
+    client = RegistryClient(login)
+    manifest = client.manifest(image.repository, image.tag)
+    digest = manifest.digest
     said = DIGEST_LINE.search(output)
     if said and said.group(1) != digest:
         raise IntegrityError(
             f"{image} points at {digest} right after docker pushed {said.group(1)}: someone "
             "else pushed the same tag concurrently; push again"
         )
-    log.info("pushed %s@%s", image.name, digest)
-    return PushedImage(image, digest, counts["pushed"], counts["present"])
+    layers = client.layer_count(image.repository, manifest)
+    pushed = min(sent, layers)
+    log.info(
+        "pushed %s@%s (%d of its %d layers sent, %d already there)",
+        image.name,
+        digest,
+        pushed,
+        layers,
+        layers - pushed,
+    )
+    return PushedImage(image, digest, pushed, layers - pushed)
 
 
-def _push(args: list[str], login: RegistryLogin, tty: bool, timeout: float) -> str:
-    """docker push; on a terminal docker draws its own progress, otherwise lines are condensed."""
+def _push(args: list[str], login: RegistryLogin, timeout: float) -> str:
+    """docker push, its output read line by line (docker prints plain lines to a pipe)."""
     returncode, output = stream(
-        [docker_path(), *args],
-        what="docker push",
-        timeout=timeout,
-        on_line=_show,
-        passthrough=tty,
-        hint="retry",
+        [docker_path(), *args], what="docker push", timeout=timeout, on_line=_show, hint="retry"
     )
     if returncode != 0:
         raise docker_error(output, login, "push to")
@@ -122,7 +128,7 @@ def _check(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace) -> PushedImage:
     login, image = registry_login_of(args)
-    return push_image(login, image, source=args.image, tty=sys.stderr.isatty())
+    return push_image(login, image, source=args.image)
 
 
 COMMANDS = (

@@ -227,9 +227,7 @@ def push(context: Context) -> str:
     from ..clients.registry import ImageRef
     from ..commands.push_image import push_image
 
-    pushed = push_image(
-        context.login(), ImageRef.parse(context.values["image"]), tty=sys.stderr.isatty()
-    )
+    pushed = push_image(context.login(), ImageRef.parse(context.values["image"]))
     context.values.update(digest=pushed.digest, pinned=pushed.pinned)
     return f"{pushed.layers_pushed} layers pushed, {pushed.layers_present} already there"
 

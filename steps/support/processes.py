@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,20 +55,13 @@ def stream(
     what: str,
     timeout: float,
     on_line: Callable[[str], None],
-    passthrough: bool = False,
     hint: str = "",
 ) -> tuple[int, str]:
-    """Run `command`, handing each output line to `on_line` as it comes; (exit code, output).
-
-    With `passthrough`, the command's stdout goes to our stderr as it is (a terminal sees the
-    tool's own progress display) and only its stderr is read. Time is bounded as in `run`.
-    """
+    """Run `command`, handing each line of its output (stdout and stderr) to `on_line` as it
+    comes; (exit code, output). Time is bounded as in `run`."""
     _check_installed(command)
     process = subprocess.Popen(
-        list(command),
-        stdout=sys.stderr if passthrough else subprocess.PIPE,  # our stdout is for --json and CI
-        stderr=subprocess.PIPE if passthrough else subprocess.STDOUT,
-        text=True,
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     expired = threading.Event()
 
@@ -81,7 +73,7 @@ def stream(
     timer.start()
     lines: list[str] = []
     try:
-        for line in process.stderr if passthrough else process.stdout:
+        for line in process.stdout:
             lines.append(line)
             on_line(line.rstrip())
         process.wait()

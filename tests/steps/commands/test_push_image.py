@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pty
+import subprocess
+import sys
+
 import pytest
 
 from steps.support.errors import AuthError, IntegrityError, NotFound, Unavailable
 from steps.support.labels import LABEL_MODEL_SHA256, LABEL_REVISION
+from steps.support.paths import REPO_ROOT
 from tests.steps.registries import MODEL_SHA256, PASSWORD, REVISION, USER, run_step
+from tests.stepscli import CI_OUTPUT_VARIABLES
 
 pytestmark = pytest.mark.docker
 
@@ -21,6 +29,7 @@ def test_push_then_verify_then_push_again_moves_no_layers(registry, local_image)
     assert first.outputs["image"] == f"{registry.host}/aiship/app@{digest}"
     assert ": Pushed" in first.stderr
     assert "Preparing" not in first.stderr  # condensed: one line per layer when not a terminal
+    assert "(1 of its 1 layers sent, 0 already there)" in first.stderr
 
     verified = run_step(
         "verify-push",
@@ -34,6 +43,38 @@ def test_push_then_verify_then_push_again_moves_no_layers(registry, local_image)
     assert again.outputs["digest"] == digest
     assert ": Layer already exists" in again.stderr
     assert ": Pushed" not in again.stderr
+    assert "(0 of its 1 layers sent, 1 already there)" in again.stderr
+
+
+def on_a_terminal(*args: str) -> tuple[int, str]:
+    """`python -m steps ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in CI_OUTPUT_VARIABLES}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "steps", *args],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        cwd=REPO_ROOT,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    os.close(secondary)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while chunk := os.read(primary, 4096):
+            chunks.append(chunk)
+    os.close(primary)
+    return process.wait(timeout=120), b"".join(chunks).decode(errors="replace")
+
+
+def test_on_a_terminal_the_layers_are_counted_as_in_ci(registry, local_image):
+    """docker draws its progress on a terminal; the count must not depend on where it runs."""
+    image = local_image(f"{registry.host}/aiship/app:terminal", LABELS)
+
+    code, screen = on_a_terminal("push-image", "--image", image)
+
+    assert code == 0, screen
+    assert "(1 of its 1 layers sent, 0 already there)" in screen
 
 
 def test_verify_catches_a_tag_moved_by_a_later_push(registry, local_image):
