@@ -12,10 +12,15 @@ What is modelled, from each system's own documentation:
   `$(step.name)`; `$[ stageDependencies.S.J.outputs['step.name'] ]` at runtime; AzureCLI@2
   signs az in and exports AZURESUBSCRIPTION_{SERVICE_CONNECTION_ID,CLIENT_ID,TENANT_ID} (its task
   source), not a subscription id.
+Step outputs travel as in the real systems: written by steps.support.outputs, read back the way
+each agent reads them (through_the_bridge), so the bridge and the expressions that read its
+outputs (`steps.X.outputs.Y`, `$[ stageDependencies... ]`) are tested together.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from steps.support.outputs import publish
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import pipeline as azure_pipeline
 
@@ -35,6 +41,7 @@ STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 RUNTIME = re.compile(r"^\$\[\s*stageDependencies\.(\w+)\.(\w+)\.outputs\['(\w+)\.(\w+)'\]\s*\]$")
+SET_OUTPUT = re.compile(r"^##vso\[task\.setvariable variable=([^;\]]+);isOutput=true\](.*)$")
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -78,6 +85,43 @@ def run_script(script: str, env: Mapping[str, str], workdir: Path) -> subprocess
     )
 
 
+def through_the_bridge(values: Mapping[str, object], system: str, workdir: Path) -> dict[str, str]:
+    """The outputs as the CI system's agent reads them from what steps.support.outputs wrote:
+    GitHub's runner reads $GITHUB_OUTPUT (NAME=VALUE, or NAME<<DELIMITER ... DELIMITER); Azure's
+    agent reads `##vso[task.setvariable variable=NAME;isOutput=true]VALUE` lines on stdout."""
+    if system == "github":
+        path = workdir / "github_output"
+        path.unlink(missing_ok=True)
+        publish(values, {"GITHUB_OUTPUT": str(path)})
+        return _github_outputs(path.read_text())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        publish(values, {"TF_BUILD": "True"})
+    return {
+        match.group(1): match.group(2)
+        for line in printed.getvalue().splitlines()
+        if (match := SET_OUTPUT.match(line))
+    }
+
+
+def _github_outputs(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            body = []
+            for inner in lines:
+                if inner == delimiter:
+                    break
+                body.append(inner)
+            values[name] = "\n".join(body)
+        else:
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
 # GitHub Actions
 
 
@@ -114,7 +158,9 @@ class GitHubRun:
                 where = f"{self.workflow}/{job_name}/{step.get('id', index)}"
                 yield StepRun("github", where, found.group(1), *_result(done))
                 if "id" in step:
-                    self.step_outputs[step["id"]] = dict(self.outputs_of(found.group(1)))
+                    self.step_outputs[step["id"]] = through_the_bridge(
+                        self.outputs_of(found.group(1)), "github", self.workdir
+                    )
             self.job_outputs[job_name] = self.evaluated(job.get("outputs") or {})
 
     def runner_env(self) -> dict[str, str]:
@@ -215,7 +261,9 @@ class AzureRun:
             where = f"{self.pipeline}/{stage}/{job}/{step.get('name', index)}"
             yield StepRun("azure", where, found.group(1), *_result(done))
             if "name" in step:
-                outputs[step["name"]] = dict(self.outputs_of(found.group(1)))
+                outputs[step["name"]] = through_the_bridge(
+                    self.outputs_of(found.group(1)), "azure", self.workdir
+                )
                 self.stage_outputs[(stage, job, step["name"])] = outputs[step["name"]]
 
     def predefined(self) -> dict[str, str]:
