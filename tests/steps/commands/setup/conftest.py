@@ -54,14 +54,15 @@ def trust_fake_ca(monkeypatch, ca_pem) -> str:
 
 
 @pytest.fixture
-def github(https_server, trust_fake_ca) -> FakeGitHub:
+def github(https_server, trust_fake_ca) -> Iterator[FakeGitHub]:
     fake = FakeGitHub(GITHUB_TOKEN, REPO, base_url=https_server.url_for("").rstrip("/"))
     https_server.expect_request(re.compile(".*")).respond_with_handler(fake)
-    return fake
+    yield fake
+    assert fake.held.violations == [], "the fake left GitHub's REST description"
 
 
 @pytest.fixture
-def devops(https_server, trust_fake_ca, tmp_path, monkeypatch) -> FakeAzureDevOps:
+def devops(https_server, trust_fake_ca, tmp_path, monkeypatch) -> Iterator[FakeAzureDevOps]:
     from azure.devops import _file_cache, client, connection
 
     # The SDK caches discovered locations on disk under ~/.azure-devops: keep them per test.
@@ -72,4 +73,5 @@ def devops(https_server, trust_fake_ca, tmp_path, monkeypatch) -> FakeAzureDevOp
     basic = base64.b64encode(f":{DEVOPS_PAT}".encode()).decode()
     fake = FakeAzureDevOps(f"Basic {basic}", ORG, PROJECT)
     https_server.expect_request(re.compile(".*")).respond_with_handler(fake)
-    return fake
+    yield fake
+    assert fake.held.violations == [], "the fake left Azure DevOps' REST descriptions"

@@ -14,6 +14,9 @@ from urllib.parse import urlencode
 
 from werkzeug import Request, Response
 
+from tests.contracts.held import Held
+from tests.contracts.validate import examples
+
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -31,8 +34,15 @@ class FakeApi:
     requests: list[Seen] = field(default_factory=list)
     # (method, path regex) -> statuses to answer first, each with headers, before the real answer
     failures: dict[tuple[str, str], list[tuple[int, dict]]] = field(default_factory=dict)
+    held: Held | None = None  # every exchange, held to the service's official description
 
     def __call__(self, request: Request) -> Response:
+        response = self.answer(request)
+        if self.held is not None:
+            self.held.observe(request, response)
+        return response
+
+    def answer(self, request: Request) -> Response:
         body = request.get_json(silent=True) if request.data else None
         record = Seen(request.method, request.path, dict(request.args), copy.deepcopy(body))
         self.requests.append(record)
@@ -65,13 +75,18 @@ def answer(value: object, status: int = 200, headers: dict | None = None) -> Res
     return Response(json.dumps(value), status, headers, content_type="application/json")
 
 
+def described(operation_id: str, **fields: object) -> dict:
+    """GitHub's own example answer of an operation (its REST description's), with FIELDS set."""
+    return {**copy.deepcopy(examples("github", operation_id)[0]["response_body"]), **fields}
+
+
 class FakeGitHub(FakeApi):
     """/repos/{repo}, /users, /orgs/{org}/teams, environments and actions variables."""
 
     PER_PAGE_MAX = 100
 
     def __init__(self, token: str, repo: str, base_url: str) -> None:
-        super().__init__(token_header=f"Bearer {token}")
+        super().__init__(token_header=f"Bearer {token}", held=Held("github"))
         self.repo, self.base_url = repo, base_url
         self.users = {"alice": 101, "bob": 102}
         self.teams = {("acme", "release-managers"): 201}
@@ -113,17 +128,29 @@ class FakeGitHub(FakeApi):
         return answer({"message": "Resource not accessible by personal access token"}, 403)
 
     def get_repo(self, request, body) -> Response:
-        return answer({"full_name": self.repo, "id": 7})
+        # GitHub's example lacks the required `language`, here and in its `source` and `parent`
+        # (tests/contracts: KNOWN_BAD_EXAMPLES).
+        repo = described("repos/get", full_name=self.repo, name=self.repo.split("/")[1], id=7)
+        for part in (repo, repo.get("source"), repo.get("parent")):
+            if part is not None:
+                part.setdefault("language", None)
+        return answer(repo)
 
     def get_user(self, request, body, login) -> Response:
         if login not in self.users:
             return self.not_found()
-        return answer({"login": login, "id": self.users[login], "type": "User"})
+        return answer(described("users/get-by-username", login=login, id=self.users[login]))
 
     def get_team(self, request, body, org, slug) -> Response:
         if (org, slug) not in self.teams:
             return self.not_found()
-        return answer({"slug": slug, "id": self.teams[(org, slug)]})
+        # GitHub's example lacks the required `type`, and its organization `archived_at`
+        # (tests/contracts: KNOWN_BAD_EXAMPLES).
+        team = described(
+            "teams/get-by-name", slug=slug, id=self.teams[(org, slug)], type="organization"
+        )
+        team["organization"].setdefault("archived_at", None)
+        return answer(team)
 
     def get_environment(self, request, body, name) -> Response:
         if name not in self.environments:
@@ -155,7 +182,13 @@ class FakeGitHub(FakeApi):
         if name not in self.environments:
             return self.not_found()
         policies = self.environments[name]["branch_policies"]
-        return answer({"total_count": len(policies), "branch_policies": policies})
+        return answer(
+            described(
+                "repos/list-deployment-branch-policies",
+                total_count=len(policies),
+                branch_policies=policies,
+            )
+        )
 
     def add_branch_policy(self, request, body, name) -> Response:
         environment = self.environments.get(name)
@@ -163,31 +196,40 @@ class FakeGitHub(FakeApi):
             "custom_branch_policies"
         ):
             return self.not_found()  # GitHub: custom branch policies are not enabled
-        policy = {"id": 300 + len(environment["branch_policies"]), "node_id": "P", **body}
+        policy = {
+            "id": 300 + len(environment["branch_policies"]),
+            "node_id": "MDE2OkdhdGVCcmFuY2hQb2xpY3kzNjE0ODg1",
+            "name": body["name"],
+            "type": body.get("type", "branch"),
+        }
         environment["branch_policies"].append(policy)
         return answer(policy)
 
     def environment_json(self, name: str) -> dict:
-        """As GitHub shows it: protection rules, with each reviewer's object expanded."""
+        """As GitHub shows it (its example's shape): protection rules, each reviewer expanded."""
         stored = self.environments[name]
+        example = described("repos/get-environment")
+        kinds = {rule["type"]: rule for rule in example["protection_rules"]}
         rules: list[dict] = []
         if stored["wait_timer"]:
-            rules.append({"id": 1, "type": "wait_timer", "wait_timer": stored["wait_timer"]})
+            rules.append({**kinds["wait_timer"], "wait_timer": stored["wait_timer"]})
         if stored["reviewers"]:
+            shown = {r["type"]: r["reviewer"] for r in kinds["required_reviewers"]["reviewers"]}
             reviewers = [
-                {"type": r["type"], "reviewer": {"id": r["id"], "node_id": f"N{r['id']}"}}
+                {"type": r["type"], "reviewer": {**shown[r["type"]], "id": r["id"]}}
                 for r in stored["reviewers"]
             ]
             rules.append(
                 {
-                    "id": 2,
-                    "type": "required_reviewers",
+                    **kinds["required_reviewers"],
                     "prevent_self_review": stored["prevent_self_review"],
                     "reviewers": reviewers,
                 }
             )
+        if stored["branch_policies"]:
+            rules.append(kinds["branch_policy"])
         return {
-            "id": 1,
+            **example,
             "name": name,
             "protection_rules": rules,
             "deployment_branch_policy": stored["deployment_branch_policy"],
@@ -206,7 +248,8 @@ class FakeGitHub(FakeApi):
             headers["Link"] = (
                 f'<{self.base_url}/repos/{self.repo}/actions/variables?{query}>; rel="next"'
             )
-        variables = [{"name": n, "value": self.variables[n]} for n in chunk]
+        shape = described("actions/list-repo-variables")["variables"][0]
+        variables = [{**shape, "name": n, "value": self.variables[n]} for n in chunk]
         return answer({"total_count": len(names), "variables": variables}, headers=headers)
 
     def create_variable(self, request, body) -> Response:
@@ -317,7 +360,7 @@ class FakeAzureDevOps(FakeApi):
     """One organization with one project and its repository, approvers and service connection."""
 
     def __init__(self, token_header: str, org: str, project: str) -> None:
-        super().__init__(token_header=token_header)
+        super().__init__(token_header=token_header, held=Held("azure-devops"))
         self.org, self.project = org, project
         self.project_id = "6a7c1e2b-0000-4000-8000-000000000001"
         self.repository = {"id": "9f1d2c3b-0000-4000-8000-000000000002", "name": project}
