@@ -24,6 +24,7 @@ from steps.local.base_image import usable_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.server import free_port
 from steps.support.paths import REPO_ROOT
+from tests.contracts.held import Held
 from tests.kubecluster import kube_cluster, kube_namespace  # noqa: F401  (fixtures)
 
 sys.path.insert(0, str(REPO_ROOT / "model"))
@@ -163,10 +164,15 @@ def https_fake_server(tmp_path_factory) -> Iterator[HttpsFake]:
 
 @pytest.fixture
 def https_fake(https_fake_server) -> Iterator[HttpsFake]:
-    """The session's HTTPS fake, with no expectations left over from other tests."""
+    """The session's HTTPS fake of Resource Manager, with no expectations left over from other
+    tests; every exchange a test had with it is held to ARM's official descriptions after it."""
     https_fake_server.server.clear()
     yield https_fake_server
+    held = Held("arm")
+    for request, response in https_fake_server.server.log:
+        held.observe(request, response)
     https_fake_server.server.clear()
+    assert held.violations == [], "the fake left Resource Manager's REST descriptions"
 
 
 # Docker: the engine, the base image and builds of the app image, made by the steps' own functions.

@@ -35,6 +35,7 @@ from steps.clients.docker import docker
 from steps.clients.registry import DOCKER_MANIFEST
 from steps.local.registry_server import LocalRegistry, TokenAuth, write_htpasswd
 from steps.local.server import free_port
+from tests.contracts.held import Held
 from tests.stepscli import run_steps
 
 USER = "ci-pusher"
@@ -388,11 +389,16 @@ class AcrStandIn:
             if self.throttled > 0:
                 self.throttled -= 1
                 error = {"error": {"code": "TooManyRequests", "message": "throttled"}}
-                return Response(json.dumps(error), status=429, headers={"Retry-After": "0"})
+                return Response(
+                    json.dumps(error),
+                    status=429,
+                    headers={"Retry-After": "0"},
+                    content_type="application/json",
+                )
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if self.tokens.audiences.get(token) != self.arm.url:
                 error = {"error": {"code": "InvalidAuthenticationToken", "message": "audience"}}
-                return Response(json.dumps(error), status=401)
+                return Response(json.dumps(error), status=401, content_type="application/json")
             answer = body(request, *args) if args else body()
             return Response(json.dumps(answer), content_type="application/json")
 
@@ -445,6 +451,15 @@ def acr(tmp_path, https_fake) -> Iterator[AcrStandIn]:
             stand_in = AcrStandIn(registry, tokens, https_fake)
             stand_in.serve_resource_manager()
             yield stand_in
+        held = Held("acr")  # the token service, as ACR's data-plane description has it
+        for request, response in token_server.log:
+            # Not /msi/token (Entra ID's side), nor `docker login`'s probe of /oauth2/token
+            # without a scope, which Docker sends and ACR answers though the description
+            # makes `scope` required.
+            login_probe = request.method == "GET" and "scope" not in request.args
+            if request.path.startswith("/oauth2/") and not login_probe:
+                held.observe(request, response)
+        assert held.violations == [], held.violations
     finally:
         token_server.clear()
         token_server.stop()
