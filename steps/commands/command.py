@@ -56,7 +56,8 @@ class Command:
 
 REGISTRY_ENVIRONMENT = (
     "registry login: with --acr, Entra ID (DefaultAzureCredential: workload identity, managed "
-    "identity or az login; AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_MANAGER_URL for other clouds); "
+    "identity or az login; AZURE_SUBSCRIPTION_ID; in other clouds AZURE_RESOURCE_MANAGER_URL and "
+    "AZURE_CONTAINER_REGISTRY_AUDIENCE); "
     "else REGISTRY_USERNAME and REGISTRY_PASSWORD (masked in CI), else anonymous. Registries on "
     "127.0.0.1/localhost are spoken to over http, all others over https."
 )
