@@ -71,7 +71,9 @@ def devops(https_server, trust_fake_ca, tmp_path, monkeypatch) -> Iterator[FakeA
         connection, "RESOURCE_FILE_CACHE", _file_cache.get_cache("r", 0, str(tmp_path))
     )
     basic = base64.b64encode(f":{DEVOPS_PAT}".encode()).decode()
-    fake = FakeAzureDevOps(f"Basic {basic}", ORG, PROJECT)
+    fake = FakeAzureDevOps(
+        f"Basic {basic}", ORG, PROJECT, server_url=https_server.url_for("").rstrip("/")
+    )
     https_server.expect_request(re.compile(".*")).respond_with_handler(fake)
     yield fake
     assert fake.held.violations == [], "the fake left Azure DevOps' REST descriptions"

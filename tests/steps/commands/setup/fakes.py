@@ -336,6 +336,22 @@ DEVOPS_LOCATIONS = [
 ]
 
 
+# The resource areas the SDK's clients look up in {org}/_apis/ResourceAreas (their
+# resource_area_identifier), as the hosted service lists them: each with the URL to call it at.
+# Identities live on another host there (vssps); the fake plays that with `localhost`.
+DEVOPS_AREAS = {
+    "79134c72-4a58-4b42-976c-04e7115f32bf": "core",
+    "8a3d49b8-91f0-46ef-b33d-dda338c25db3": "IMS",
+    "a85b8835-c1a1-4aac-ae97-1c3d0ba72dbd": "distributedtask",
+    "4a933897-0488-45af-bd82-6fd3ad33f46a": "PipelinesChecks",
+    "a81a0441-de52-4000-aa15-ff0e07bfbbaa": "pipelinePermissions",
+    "4e080c62-fa21-4fbc-8fef-2a10a2b38049": "git",
+    "1814ab31-2f4f-4a9f-8761-f4d77dc5a5d7": "serviceendpoint",
+    "fb13a388-40dd-4a04-b530-013a739c72ef": "policy",
+}
+OTHER_HOST_AREAS = ("IMS",)
+
+
 def devops_error(status: int, type_key: str, message: str) -> Response:
     """Azure DevOps' error body (a WrappedException), which the SDK reads the type from."""
     return answer(
@@ -359,9 +375,11 @@ def collection(values: list) -> Response:
 class FakeAzureDevOps(FakeApi):
     """One organization with one project and its repository, approvers and service connection."""
 
-    def __init__(self, token_header: str, org: str, project: str) -> None:
+    def __init__(self, token_header: str, org: str, project: str, server_url: str) -> None:
         super().__init__(token_header=token_header, held=Held("azure-devops"))
         self.org, self.project = org, project
+        self.server_url = server_url  # https://127.0.0.1:PORT
+        self.hosts: list[tuple[str, str]] = []  # (host, path) of every request
         self.project_id = "6a7c1e2b-0000-4000-8000-000000000001"
         self.repository = {"id": "9f1d2c3b-0000-4000-8000-000000000002", "name": project}
         self.identities = {
@@ -381,7 +399,7 @@ class FakeAzureDevOps(FakeApi):
         org, project = re.escape(f"/{self.org}"), re.escape(f"/{self.org}/{self.project}")
         return [
             ("OPTIONS", org + r"/_apis", self.options),
-            ("GET", org + r"/_apis/ResourceAreas", lambda *_: collection([])),
+            ("GET", org + r"/_apis/ResourceAreas", self.resource_areas),
             ("GET", org + r"/_apis/projects/([^/]+)", self.get_project),
             ("GET", org + r"/_apis/Identities", self.identities_search),
             ("GET", project + r"/_apis/distributedtask/environments", self.list_environments),
@@ -407,6 +425,25 @@ class FakeAzureDevOps(FakeApi):
             ("POST", project + r"/_apis/policy/configurations", self.add_policy),
             ("PUT", project + r"/_apis/policy/configurations/(\d+)", self.update_policy),
         ]
+
+    def answer(self, request: Request) -> Response:
+        self.hosts.append((request.host, request.path))
+        return super().answer(request)
+
+    def resource_areas(self, request, body) -> Response:
+        other_host = self.server_url.replace("127.0.0.1", "localhost")
+        return collection(
+            [
+                {
+                    "id": area_id,
+                    "name": name,
+                    "locationUrl": (
+                        f"{other_host if name in OTHER_HOST_AREAS else self.server_url}/{self.org}/"
+                    ),
+                }
+                for area_id, name in DEVOPS_AREAS.items()
+            ]
+        )
 
     def unauthorized(self) -> Response:
         return Response("", 401)

@@ -46,3 +46,17 @@ def test_an_azure_devops_setup_is_judged_call_by_call(devops, https_server):
     discovery = [r for r in devops.requests if r.method == "OPTIONS" or "ResourceAreas" in r.path]
     assert devops.held.checked == len(devops.requests) - len(discovery) >= 15
     assert devops.held.violations == []
+
+
+def test_identities_are_read_where_the_service_says_they_live(devops, https_server):
+    """As on the hosted service, the identity area lives on another host (vssps there): the
+    SDK must follow {org}/_apis/ResourceAreas rather than assume the organization's URL."""
+    request = AzureDevOpsSetup(
+        f"{https_server.url_for('')}{ORG}", PROJECT, ["alice@example.com"], {"MODEL_NAME": "m"}
+    )
+    setup_azure_devops(request, connect(request.org_url, "AZURE_DEVOPS_EXT_PAT", DEVOPS_PAT))
+
+    hosts = {host.split(":")[0] for host, path in devops.hosts if path.endswith("/Identities")}
+    others = {host.split(":")[0] for host, path in devops.hosts if "Identities" not in path}
+    assert hosts == {"localhost"}
+    assert "127.0.0.1" in others
