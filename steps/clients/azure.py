@@ -44,11 +44,6 @@ def resource_manager_url(env: Mapping[str, str] | None = None) -> str:
     return (env.get("AZURE_RESOURCE_MANAGER_URL") or ARM_URL).rstrip("/")
 
 
-def resource_manager_scope(env: Mapping[str, str] | None = None) -> str:
-    """The token scope for that Resource Manager (its own URL is its audience)."""
-    return f"{resource_manager_url(env)}/.default"
-
-
 def container_registry_scope(env: Mapping[str, str] | None = None) -> str:
     """The token scope for ACR's token exchange: AZURE_CONTAINER_REGISTRY_AUDIENCE, else ACR's."""
     env = os.environ if env is None else env
@@ -65,7 +60,7 @@ def management_client(
     **transport: Any,
 ) -> Client:
     """A Resource Manager client of the cloud in use (`base_url` or AZURE_RESOURCE_MANAGER_URL),
-    asking for tokens of that cloud's Resource Manager audience."""
+    asking for tokens of that Resource Manager's audience (its own URL)."""
     url = (base_url or resource_manager_url()).rstrip("/")
     return client_class(
         token_credential or credential(),

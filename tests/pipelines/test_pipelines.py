@@ -17,6 +17,7 @@ import yaml
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import expand, load
 from tests.pipelines.azure_yaml import pipeline as pipeline_document
+from tests.pipelines.ci_systems import needs_order
 
 GITHUB = REPO_ROOT / ".github" / "workflows"
 STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
@@ -81,15 +82,7 @@ def test_the_schema_check_catches_a_misspelt_key():
 def github_commands(workflow: str) -> list[str]:
     """The `python -m steps` commands of a workflow, jobs in `needs` order."""
     jobs = yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
-    ordered: list[str] = []
-    while len(ordered) < len(jobs):
-        ready = [
-            name
-            for name, job in jobs.items()
-            if name not in ordered and set(_as_list(job.get("needs"))) <= set(ordered)
-        ]
-        assert ready, f"{workflow}: jobs wait on each other"
-        ordered.extend(ready)
+    ordered = needs_order(jobs)
     scripts = [step.get("run", "") for name in ordered for step in jobs[name]["steps"]]
     return [m for script in scripts for m in STEP_COMMAND.findall(script)]
 
@@ -109,10 +102,6 @@ def azure_commands(pipeline: str) -> list[str]:
 
     walk(pipeline_document(pipeline)["stages"])
     return [m for script in scripts for m in STEP_COMMAND.findall(script)]
-
-
-def _as_list(value: object) -> list:
-    return value if isinstance(value, list) else [value] if value else []
 
 
 @pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
