@@ -15,12 +15,12 @@ from .support import errors, logs, outputs
 log = logging.getLogger("steps")
 
 
-def build_parser(commands: Iterable[Command] | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m steps",
         description="Pipeline steps for shipping an AI application (code + ONNX model).",
     )
-    _add(parser, all_commands() if commands is None else commands)
+    _add(parser, all_commands())
     return parser
 
 
