@@ -1,6 +1,7 @@
-"""`setup azure-devops`: the `production` environment with an Approval check, the variable group
-`aiship`, and the two pipelines from .azure-pipelines/, through the azure-devops SDK. Idempotent:
-everything is read first, then only what differs is written.
+"""`setup azure-devops`: the `production` environment with an Approval and an Exclusive Lock check,
+the variable group `aiship`, the two pipelines from .azure-pipelines/ with their permits, and a
+build-validation policy on main, through the azure-devops SDK. Idempotent: everything is read
+first, then only what differs is written.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""`setup github`: the `production` environment (required reviewers, wait timer) and the
-repository variables the workflows read, through GitHub's REST API. Idempotent: the current state
-is read first and only what differs is written.
+"""`setup github`: the `production` environment (required reviewers, no self-review, wait timer,
+deployments from main only) and the repository variables the workflows read, through GitHub's
+REST API. Idempotent: the current state is read first and only what differs is written.
 """
 
 from __future__ import annotations
