@@ -122,8 +122,7 @@ class DataPlane:
             raise BadRequest('the request body must be a JSON object {"instances": [[...], ...]}')
         if len(card.inputs) != 1:
             raise BadRequest(f"model {card.name!r} has several inputs: use the V2 infer endpoint")
-        spec = card.inputs[0]
-        tensor = self._checked(_array(request["instances"], spec, "instances"), spec, "instances")
+        tensor = self._instances_tensor(request["instances"], card.inputs[0])
         outputs = list(self._run({card.inputs[0].name: tensor}).values())
         response = {
             "predictions": outputs[0].tolist(),
@@ -151,6 +150,10 @@ class DataPlane:
         if unknown := [n for n in names if n not in known]:
             raise BadRequest(f"outputs {unknown} are not outputs of the model; it has {known}")
         return list(names)
+
+    def _instances_tensor(self, data: object, spec: TensorSpec) -> np.ndarray:
+        """/predict's rows (the batch in the leading dimension), checked against the model."""
+        return self._checked(_array(data, spec, "instances"), spec, "instances")
 
     def _v2_tensor(self, item: RequestInput, spec: TensorSpec) -> np.ndarray:
         """A V2 input's data, reshaped to the shape the client gave, checked against the model."""

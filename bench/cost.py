@@ -50,7 +50,7 @@ def create_variant(without: str = "") -> Flask:
         dataplane.model.predict = lambda tensors, outputs=None: answer
     if "checks" in off:
         tensor = warmup_tensor(dataplane.model.card.inputs[0])
-        dataplane._tensor = lambda *args, **kwargs: tensor
+        dataplane._instances_tensor = lambda *args, **kwargs: tensor
     return app
 
 
