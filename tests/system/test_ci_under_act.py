@@ -131,3 +131,34 @@ def test_every_python_m_steps_step_really_runs_in_the_build_job(ci_run):
         assert command in registered, f"{name} runs `python -m steps {command}`: no such command"
         assert results[name] == "success", f"{name} ({command}) failed:\n{ci_run.log}"
     assert ci_run.jobs["build"] == "success", ci_run.log
+
+
+RUNNER_SHAPE = """\
+name: runner-shape
+on: push
+jobs:
+  shape:
+    runs-on: ubuntu-latest
+    steps:
+      - name: Who runs the job
+        run: |
+          test "$(id -u)" = 1001 && test "$(id -un)" = runner
+          sudo -n true
+          docker version --format '{{.Server.Version}}'
+          touch written-by-the-job
+"""
+
+
+def test_jobs_run_as_a_non_root_user_with_sudo_as_on_hosted_runners(act_image, tmp_path):
+    """Hosted runners run jobs as `runner` (not root), with passwordless sudo and the engine's
+    socket in reach; the act runner image has that shape, so the build job above ran so too."""
+    workdir = tmp_path / "shape"
+    (workdir / ".github" / "workflows").mkdir(parents=True)
+    (workdir / ".github" / "workflows" / "shape.yml").write_text(RUNNER_SHAPE)
+    git = ["git", "-c", "user.name=act", "-c", "user.email=act@localhost"]
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "shape"]):
+        subprocess.run([*git, *command], cwd=workdir, check=True, capture_output=True, timeout=60)
+
+    run = run_act(workdir, workflow=".github/workflows/shape.yml", job="shape", image=act_image)
+
+    assert run.jobs["shape"] == "success", run.log
