@@ -128,11 +128,18 @@ def test_the_release_records_the_revision_and_model_it_resolved(system, tmp_path
     assert f"(revision {RESOLVED_REVISION}, model 1.0.0)" in deploy.plan, deploy.stderr
 
 
-def test_a_queued_digest_never_becomes_a_command(tmp_path):
+@pytest.mark.parametrize("system", ["github", "azure"])
+def test_a_queued_digest_never_becomes_a_command(system, tmp_path):
     """Whatever a person types as the digest of a run reaches the step as data and is refused."""
     marker = tmp_path / "injected"
-    hostile = f'"; touch {marker}; echo "'
-    runs = AzureRun("release.yml", azure_group(), outputs_of, tmp_path, {"digest": hostile}).runs()
+    hostile = f'"; touch {marker}; echo "$(touch {marker})'
+    if system == "github":
+        runs = GitHubRun(
+            "release.yml", github_variables(), outputs_of, tmp_path, {"digest": hostile}
+        )
+    else:
+        runs = AzureRun("release.yml", azure_group(), outputs_of, tmp_path, {"digest": hostile})
+    runs = runs.runs()
 
     resolve = next(runs)
     assert resolve.command == "resolve-image" and resolve.returncode == 2
