@@ -1,4 +1,5 @@
-"""`python -m bench [serving|cost|soak|fuzz|all]`: run benchmarks, print Markdown for the README.
+"""`python -m bench [serving|servers|cost|soak|fuzz|all]`: run benchmarks, print Markdown for the
+README.
 
 Exits 1 when the soak or the fuzz run misses its criteria; the figures are never asserted.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cost, fuzz, serving, soak
+from . import cost, fuzz, servers, serving, soak
 
-BENCHMARKS = ("serving", "cost", "soak", "fuzz")
+BENCHMARKS = ("serving", "servers", "cost", "soak", "fuzz")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## {name}\n", flush=True)
         if name == "serving":
             ok, text = True, serving.run(args.workers, **serving_options)
+        elif name == "servers":
+            ok, text = True, servers.run(args.workers, rounds=args.rounds, **seconds)
         elif name == "cost":
             ok, text = True, cost.run()
         elif name == "soak":
