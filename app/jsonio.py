@@ -18,12 +18,16 @@ def loads(data: bytes | str) -> object:
 
     orjson refuses NaN and Infinity, which the json module reads: the slow parser then gets its
     turn, so that the data plane can name such values precisely, and a body that is not JSON at
-    all gets the json module's error message.
+    all gets the json module's error message. A body nested deeper than the json module can
+    recurse is a ValueError too, never a RecursionError (a 500).
     """
     try:
         return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise ValueError(f"it is nested too deeply ({exc})") from None
 
 
 def dumps(obj: object) -> bytes:

@@ -29,8 +29,9 @@ def dataplane() -> DataPlane:
 
 
 def json_body() -> object:
-    """The request's JSON body; NaN and Infinity parse here and are refused by the data plane."""
-    if not request.is_json:
+    """The request's JSON body; NaN and Infinity parse here and are refused by the data plane.
+    A body without a Content-Type is read as JSON, as V2 clients send it (tritonclient does)."""
+    if request.mimetype and not request.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
         )
