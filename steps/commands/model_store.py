@@ -25,6 +25,7 @@ from app.card import (
     ModelCard,
     check_version,
     file_sha256,
+    read_card,
     verify_model_dir,
     version_key,
 )
@@ -305,8 +306,15 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def check_publish(args: argparse.Namespace) -> str:
+    """The card and the version, read, not the model hashed: publish_model does that once."""
     store = _open(args)
-    card = _publishable(args.model_dir, args.version)
+    try:
+        card = read_card(args.model_dir)
+        card = card.with_version(args.version or card.version)
+    except CardError as exc:
+        raise ConfigError(str(exc)) from None
+    if not (Path(args.model_dir) / MODEL_FILE).is_file():
+        raise ConfigError(f"{Path(args.model_dir) / MODEL_FILE} not found: train or fetch it first")
     return f"publish {card.name} {card.version} (sha256 {card.sha256}) to {store.describe()}"
 
 
