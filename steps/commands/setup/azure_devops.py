@@ -83,6 +83,7 @@ class AzureDevOpsSetup:
     approvers: Sequence[str]  # e-mail addresses or account names
     variables: Mapping[str, str] = field(default_factory=dict)
     service_connection: str | None = None
+    deploy_service_connection: str | None = None  # the release's cluster identity, if its own
     repository: str | None = None  # Azure Repos repository; default: the project's name
     environment: str = ENVIRONMENT
     variable_group: str = VARIABLE_GROUP
@@ -136,10 +137,10 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     repository = find_repository(clients.get_git_client(), project_name, request)
     pipelines_client = clients.get_pipelines_client()
     pipelines = find_pipelines(pipelines_client, project_name, repository)
-    endpoint = (
-        find_service_connection(clients.get_service_endpoint_client(), project_name, request)
-        if request.service_connection
-        else None
+    endpoint_client = clients.get_service_endpoint_client()
+    endpoint, deploy_endpoint = (
+        find_service_connection(endpoint_client, project_name, name) if name else None
+        for name in (request.service_connection, request.deploy_service_connection)
     )
     checks_client = clients.get_pipelines_checks_client()
 
@@ -178,6 +179,10 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     ]
     if endpoint is not None:
         resources.append(("endpoint", str(endpoint.id), endpoint.name, tuple(PIPELINES)))
+    if deploy_endpoint is not None:  # the cluster's identity: for the release pipeline only
+        resources.append(
+            ("endpoint", str(deploy_endpoint.id), deploy_endpoint.name, DEPLOYING_PIPELINES)
+        )
     outputs["permits"] = {
         f"{kind} {name}": authorize(
             permissions, project_name, kind, resource_id, [pipeline_ids[p] for p in users]
@@ -451,8 +456,7 @@ def ensure_pipeline(
     return created["id"], CREATED
 
 
-def find_service_connection(endpoint_client, project: str, request: AzureDevOpsSetup):
-    name = request.service_connection
+def find_service_connection(endpoint_client, project: str, name: str):
     with azure_devops_errors(f"read service connection {name}", permission=SCOPE_ENDPOINTS):
         found = endpoint_client.get_service_endpoints_by_names(project, [name])
     endpoint = next((e for e in found or [] if e.name == name), None)
@@ -523,6 +527,7 @@ def _request(args) -> AzureDevOpsSetup:
         approvers=parse_names(args.approvers, "--approvers"),
         variables=parse_variables(args.var, AZURE_VARIABLES),
         service_connection=args.service_connection,
+        deploy_service_connection=args.deploy_service_connection,
         repository=args.repository,
     )
 
@@ -551,6 +556,10 @@ def flags(parser) -> None:
     )
     parser.add_argument(
         "--service-connection", help="Azure service connection the pipelines may use"
+    )
+    parser.add_argument(
+        "--deploy-service-connection",
+        help="a service connection of its own for the cluster, which only the release may use",
     )
     parser.add_argument(
         "--repository", help="Azure Repos repository holding the YAML (default: the project's)"

@@ -386,7 +386,10 @@ class FakeAzureDevOps(FakeApi):
             "alice@example.com": {"id": "a11ce000-0000-4000-8000-000000000003", "name": "Alice"},
             "bob@example.com": {"id": "b0b00000-0000-4000-8000-000000000004", "name": "Bob"},
         }
-        self.endpoints = {"aiship-azure": "e9d00000-0000-4000-8000-000000000005"}
+        self.endpoints = {
+            "aiship-azure": "e9d00000-0000-4000-8000-000000000005",
+            "aiship-azure-deploy": "e9d00000-0000-4000-8000-000000000006",
+        }
         self.environments: list[dict] = []
         self.checks: list[dict] = []
         self.groups: list[dict] = []

@@ -38,6 +38,7 @@ def run_setup(devops, https_server, token_variable=PAT_VARIABLE, token=DEVOPS_PA
         approvers=kw.pop("approvers", ["alice@example.com"]),
         variables=kw.pop("variables", VARIABLES),
         service_connection=kw.pop("service_connection", "aiship-azure"),
+        deploy_service_connection=kw.pop("deploy_service_connection", None),
     )
     return setup_azure_devops(request, connect(request.org_url, token_variable, token)).outputs()
 
@@ -394,3 +395,13 @@ def test_a_build_validation_turned_off_by_hand_is_turned_on_again(devops, https_
         Seen("PUT", f"/{ORG}/{PROJECT}/_apis/policy/configurations/1", {}, BUILD_VALIDATION)
     ]
     assert devops.policies[0]["isEnabled"] is True
+
+
+def test_a_deploy_connection_of_its_own_is_permitted_to_the_release_only(devops, https_server):
+    """Least privilege: the CI pipeline may not use the identity that reaches the cluster."""
+    outputs = run_setup(devops, https_server, deploy_service_connection="aiship-azure-deploy")
+
+    assert outputs["permits"]["endpoint aiship-azure-deploy"] == "created"
+    deploy = devops.endpoints["aiship-azure-deploy"]
+    assert devops.permits[("endpoint", deploy)] == {12: True}  # aiship-release, not aiship-ci
+    assert devops.permits[("endpoint", devops.endpoints["aiship-azure"])] == {11: True, 12: True}
