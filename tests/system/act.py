@@ -116,9 +116,11 @@ def sudo_package(timeout: float) -> Path:
     if found:
         return found[-1]
     folder.mkdir(parents=True, exist_ok=True)
-    done = run(
-        ["apt-get", "download", "sudo"], what="apt-get download sudo", timeout=timeout, cwd=folder
-    )
+    download = ["apt-get", "download", "sudo"]
+    done = run(download, what="apt-get download sudo", timeout=timeout, cwd=folder)
+    if done.returncode != 0:  # no package lists yet on a new machine
+        run(["apt-get", "update", "-qq"], what="apt-get update", timeout=timeout)
+        done = run(download, what="apt-get download sudo", timeout=timeout, cwd=folder)
     found = sorted(folder.glob("sudo_*.deb"))
     if done.returncode != 0 or not found:
         raise Unavailable(f"apt-get download sudo failed: {last_line(done.stderr)}")
