@@ -30,7 +30,6 @@ from pathlib import Path
 
 from steps.clients.docker import docker
 from steps.clients.wheelhouse import ensure_wheelhouse
-from steps.local.base_image import LOCAL_BASE_IMAGE
 from steps.support.errors import ConfigError, Unavailable
 from steps.support.paths import REPO_ROOT, cache_dir
 from steps.support.processes import last_line, run
@@ -42,8 +41,12 @@ RUNNER_REPOSITORY = "local/aiship-act-runner"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([\w.-]+)", re.MULTILINE)
 LOCAL_CHECKOUT = "actions/checkout"  # act copies the work tree instead of running it
 RUNNER_USER, RUNNER_UID = "runner", 1001  # as on GitHub's hosted runners
-RUNNER_DOCKERFILE = f"""\
-FROM {LOCAL_BASE_IMAGE}
+
+
+def runner_dockerfile(base: str) -> str:
+    """The runner image on BASE: the user, sudo, the venv it owns, pip on the wheelhouse."""
+    return f"""\
+FROM {base}
 COPY wheels /wheels
 COPY sudo.deb /tmp/sudo.deb
 RUN dpkg -i /tmp/sudo.deb && rm /tmp/sudo.deb \\
@@ -55,6 +58,8 @@ USER {RUNNER_USER}
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_DISABLE_PIP_VERSION_CHECK=1
 """
+
+
 STUB_ACTION = """\
 name: stand-in
 description: Replaces a remote action under act; the workflow skips it there (!env.ACT).
@@ -91,11 +96,12 @@ def remote_actions(workflow: Path) -> list[str]:
     return sorted(action for action in found if not action.startswith(LOCAL_CHECKOUT + "@"))
 
 
-def runner_image(timeout: float = 900.0) -> str:
-    """local/aiship-act-runner:<key of base image, lock, sudo and recipe>, built once."""
-    base_id = docker(["image", "inspect", "--format", "{{.Id}}", LOCAL_BASE_IMAGE], timeout=30)
+def runner_image(base: str, timeout: float = 900.0) -> str:
+    """local/aiship-act-runner:<key of BASE, lock, sudo and recipe>, built once."""
+    base_id = docker(["image", "inspect", "--format", "{{.Id}}", base], timeout=30)
     sudo = sudo_package(timeout)
-    recipe = base_id.strip() + RUNNER_LOCK.read_text() + sudo.name + RUNNER_DOCKERFILE
+    dockerfile = runner_dockerfile(base)
+    recipe = base_id.strip() + RUNNER_LOCK.read_text() + sudo.name + dockerfile
     image = f"{RUNNER_REPOSITORY}:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
     if docker(["image", "ls", "--quiet", image], timeout=30).strip():
         return image
@@ -103,7 +109,7 @@ def runner_image(timeout: float = 900.0) -> str:
     with tempfile.TemporaryDirectory(prefix="act-runner-") as context:
         shutil.copytree(wheels, Path(context) / "wheels")
         shutil.copyfile(sudo, Path(context) / "sudo.deb")
-        (Path(context) / "Dockerfile").write_text(RUNNER_DOCKERFILE, encoding="utf-8")
+        (Path(context) / "Dockerfile").write_text(dockerfile, encoding="utf-8")
         log.info("building %s", image)
         docker(["build", "--network", "host", "--tag", image, context], timeout=timeout)
     return image

@@ -13,7 +13,7 @@ import yaml
 
 from steps.clients.wheelhouse import ensure_wheelhouse
 from steps.commands import all_commands
-from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
+from steps.local.base_image import usable_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.registry_server import LocalRegistry
 from steps.support.paths import REPO_ROOT
@@ -27,12 +27,18 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def act_image():
+def base_for_act():
+    """The base the runner image and the build job's image stand on: BASE_IMAGE where CI can
+    pull it (a hosted runner cannot debootstrap, it is not root), else the local one."""
     engine = ensure_engine(timeout=60)
-    ensure_base_image()
-    ensure_wheelhouse()  # the job container borrows it: it cannot download one itself
-    yield runner_image()
+    yield usable_base_image()
     engine.stop()
+
+
+@pytest.fixture(scope="module")
+def act_image(base_for_act):
+    ensure_wheelhouse()  # the job container borrows it: it cannot download one itself
+    return runner_image(base_for_act)
 
 
 def work_tree(dest: Path) -> Path:
@@ -82,7 +88,7 @@ def test_the_stand_in_replaces_every_remote_action_but_checkout():
 
 
 @pytest.fixture(scope="module")
-def ci_run(act_image, tmp_path_factory, trained_model_dir) -> ActRun:
+def ci_run(act_image, base_for_act, tmp_path_factory, trained_model_dir) -> ActRun:
     """One act run of the CI workflow's build job (and the test job it needs)."""
     workdir = work_tree(tmp_path_factory.mktemp("act-work"))
     store = workdir / STORE
@@ -101,7 +107,7 @@ def ci_run(act_image, tmp_path_factory, trained_model_dir) -> ActRun:
                 "MODEL_STORE": STORE,
                 "MODEL_NAME": "digits",
                 "IMAGE_REPOSITORY": f"{registry.host}/aiship",
-                "BASE_IMAGE": LOCAL_BASE_IMAGE,  # nothing can be pulled here
+                "BASE_IMAGE": base_for_act,  # what the engine has: nothing is pulled in the job
                 "ACR_NAME": "",  # no ACR: the local registry, anonymous over http
                 "ACR_RESOURCE_GROUP": "",
                 "AZURE_SUBSCRIPTION_ID": "",
