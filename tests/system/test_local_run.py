@@ -20,6 +20,7 @@ import train
 
 from app.card import MODEL_FILE, file_sha256, write_card
 from steps.clients.docker import docker
+from steps.local.base_image import LOCAL_BASE_IMAGE
 from steps.local.stack import port_taken
 
 DEV_STORAGE = {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
@@ -48,7 +49,7 @@ def test_up_is_idempotent_and_status_shows_every_component(local_stack):
     for name, address in (
         ("engine", "unix://"),
         ("swarm", "127.0.0.1:2377"),
-        ("base_image", "local/python:3.11-slim"),
+        ("base_image", os.environ.get("BASE_IMAGE", "").strip() or LOCAL_BASE_IMAGE),
         ("azurite", f"http://127.0.0.1:{local_stack.azurite_port}/devstoreaccount1/models"),
         ("registry", f"http://127.0.0.1:{local_stack.registry_port}"),
     ):
