@@ -21,6 +21,14 @@ from tests.steps.registries import (
 LABELS = {LABEL_REVISION: REVISION, LABEL_MODEL_SHA256: MODEL_SHA256}
 ACR = ("--acr", ACR_NAME)
 IN_GROUP = (*ACR, "--resource-group", RESOURCE_GROUP)
+UNKNOWN = "sha256:" + "0" * 64
+
+
+def verify(acr, digest: str = UNKNOWN, scope: tuple[str, ...] = IN_GROUP):
+    """`verify-push` of aiship/app:v1 against DIGEST, through the stand-in, with the ACR flags."""
+    return run_step(
+        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *scope, env=acr.env()
+    )
 
 
 def put(acr, tag: str = "v1", content: bytes = b"hello\n") -> str:
@@ -45,18 +53,14 @@ def test_verify_through_the_token_exchange(acr):
 
 def test_without_resource_group_the_registry_is_found_in_the_subscription(acr):
     digest = put(acr)
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *ACR, env=acr.env()
-    )
+    result = verify(acr, digest, ACR)
     assert result.returncode == 0, result.stderr
 
 
 def test_a_moved_tag_is_named(acr):
     pushed = put(acr)
     moved = put(acr, content=b"rebuilt\n")
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", pushed, *IN_GROUP, env=acr.env()
-    )
+    result = verify(acr, pushed)
     assert result.returncode == 6
     assert f"tag {acr.login_server}/aiship/app:v1 points at {moved}" in result.stderr
 
@@ -90,11 +94,7 @@ def test_resource_manager_403_names_the_role(acr):
     acr.arm.server.expect_request(acr.registry_path()).respond_with_json(
         {"error": {"code": "AuthorizationFailed", "message": "no read"}}, status=403
     )
-    result = run_step(
-        "verify-push",
-        *("--image", "aiship/app:v1", "--digest", "sha256:" + "0" * 64, *IN_GROUP),
-        env=acr.env(),
-    )
+    result = verify(acr)
     assert result.returncode == AuthError.exit_code
     assert "needs the role 'Reader'" in result.stderr
 
@@ -102,20 +102,14 @@ def test_resource_manager_403_names_the_role(acr):
 def test_identity_without_acr_pull(acr):
     digest = put(acr)
     acr.tokens.role = None
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *IN_GROUP, env=acr.env()
-    )
+    result = verify(acr, digest)
     assert result.returncode == AuthError.exit_code
     assert f"the login needs the AcrPull role on {ACR_NAME}" in result.stderr
 
 
 def test_exchange_refused(acr):
     acr.tokens.exchange_refused = True
-    result = run_step(
-        "verify-push",
-        *("--image", "aiship/app:v1", "--digest", "sha256:" + "0" * 64, *IN_GROUP),
-        env=acr.env(),
-    )
+    result = verify(acr)
     assert result.returncode == AuthError.exit_code
     assert f"'{ACR_NAME}' refused the Entra ID token (401: the access token is not valid)" in (
         result.stderr
@@ -125,31 +119,21 @@ def test_exchange_refused(acr):
 def test_admin_user_is_warned_about(acr):
     acr.admin_user_enabled = True
     digest = put(acr)
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *IN_GROUP, env=acr.env()
-    )
+    result = verify(acr, digest)
     assert result.returncode == 0, result.stderr
     assert f"warning: {ACR_NAME} has the admin user enabled" in result.stderr
 
 
 def test_registry_still_provisioning(acr):
     acr.provisioning_state = "Creating"
-    result = run_step(
-        "verify-push",
-        *("--image", "aiship/app:v1", "--digest", "sha256:" + "0" * 64, *IN_GROUP),
-        env=acr.env(),
-    )
+    result = verify(acr)
     assert result.returncode == Unavailable.exit_code
     assert "is Creating, not Succeeded" in result.stderr
 
 
 def test_acr_registry_down(acr):
     acr.registry.stop()
-    result = run_step(
-        "verify-push",
-        *("--image", "aiship/app:v1", "--digest", "sha256:" + "0" * 64, *IN_GROUP),
-        env=acr.env(),
-    )
+    result = verify(acr)
     assert result.returncode == Unavailable.exit_code
     assert f"registry {acr.login_server} did not answer" in result.stderr
 
@@ -193,9 +177,7 @@ def test_the_token_asked_for_is_for_the_registry_not_resource_manager(acr):
     """Registries under the built-in policy refuse ARM-audience tokens (the stand-in's default);
     the exchange gets an ACR-audience token, Resource Manager one of its own cloud's audience."""
     digest = put(acr)
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *IN_GROUP, env=acr.env()
-    )
+    result = verify(acr, digest)
     assert result.returncode == 0, result.stderr
     assert set(acr.tokens.audiences.values()) == {
         "https://containerregistry.azure.net",
@@ -205,11 +187,7 @@ def test_the_token_asked_for_is_for_the_registry_not_resource_manager(acr):
 
 def test_a_registry_firewall_is_named_as_such(acr):
     acr.tokens.firewall = True
-    result = run_step(
-        "verify-push",
-        *("--image", "aiship/app:v1", "--digest", "sha256:" + "0" * 64, *IN_GROUP),
-        env=acr.env(),
-    )
+    result = verify(acr)
     assert result.returncode == AuthError.exit_code
     assert "refuses this machine's network address (client with IP '203.0.113.7' is not " in (
         result.stderr
@@ -220,17 +198,13 @@ def test_a_registry_firewall_is_named_as_such(acr):
 def test_the_registry_is_found_on_a_later_page_of_the_subscription(acr):
     acr.pages = 3
     digest = put(acr)
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *ACR, env=acr.env()
-    )
+    result = verify(acr, digest, ACR)
     assert result.returncode == 0, result.stderr
 
 
 def test_resource_manager_throttling_is_retried(acr):
     acr.throttled = 2
     digest = put(acr)
-    result = run_step(
-        "verify-push", "--image", "aiship/app:v1", "--digest", digest, *IN_GROUP, env=acr.env()
-    )
+    result = verify(acr, digest)
     assert result.returncode == 0, result.stderr
     assert acr.throttled == 0
