@@ -2,7 +2,8 @@
 
 `local up|down|status|run`: Azurite, docker-registry, the Docker engine in swarm mode, and the
 main job end to end (steps/local/stack.py, steps/local/pipeline.py).
-`local cluster up|down|status|build`: the local Kubernetes control plane (steps/local/kube_*.py).
+`local cluster up|down|status|build`: the local Kubernetes cluster, a control plane and one real
+node (steps/local/kube_*.py).
 """
 
 from __future__ import annotations
@@ -124,9 +125,15 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
 
 def _cluster_up_flags(parser: argparse.ArgumentParser) -> None:
     _cluster_flags(parser)
-    parser.add_argument("--nodes", type=int, default=1, help="how many kwok nodes (default: 1)")
     parser.add_argument(
-        "--timeout", type=float, default=180.0, help="seconds to wait for Ready nodes"
+        "--registry-port",
+        type=int,
+        action="append",
+        help="a registry on 127.0.0.1:PORT the node pulls from; repeatable "
+        "(default: the local stack's, 5000 unless local up chose another)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for the node to be Ready"
     )
 
 
@@ -139,16 +146,32 @@ def _says(plan: str):
     return check
 
 
+def _registry_ports(args: argparse.Namespace) -> tuple[int, ...]:
+    if args.registry_port:
+        return tuple(args.registry_port)
+    from ..local.stack import Stack
+
+    return (Stack.load().registry_port,)
+
+
 def check_cluster_up(args: argparse.Namespace) -> str:
-    if args.nodes < 1 or args.timeout <= 0:
-        raise ConfigError("--nodes must be at least 1 and --timeout above 0")
-    return f"start the control plane with {args.nodes} node(s) and wait for them to be Ready"
+    if args.timeout <= 0:
+        raise ConfigError("--timeout must be above 0")
+    if any(not 0 < port < 65536 for port in args.registry_port or ()):
+        raise ConfigError("--registry-port must be a TCP port (1-65535)")
+    from ..local.kube_node import check_prerequisites
+
+    check_prerequisites()
+    ports = ", ".join(f"127.0.0.1:{port}" for port in _registry_ports(args))
+    return f"start the control plane and one real node pulling from {ports}; wait for it Ready"
 
 
 def cluster_up(args: argparse.Namespace):
     from ..local.kube_cluster import up
 
-    return up(args.state_dir, args.kubeconfig, nodes=args.nodes, timeout=args.timeout)
+    return up(
+        args.state_dir, args.kubeconfig, timeout=args.timeout, registry_ports=_registry_ports(args)
+    )
 
 
 def cluster_down(args: argparse.Namespace):
@@ -178,27 +201,27 @@ def cluster_build(args: argparse.Namespace):
 
 CLUSTER = Command(
     "cluster",
-    help="a Kubernetes control plane on 127.0.0.1 (etcd, kube-*, kwok nodes)",
+    help="a Kubernetes cluster on this machine (control plane on 127.0.0.1, one real node)",
     subcommands=(
         Command(
             "up",
-            help="build or reuse the binaries, start, wait for Ready nodes",
+            help="build or reuse the binaries, start, wait for the node to be Ready",
             flags=_cluster_up_flags,
             check=check_cluster_up,
             run=cluster_up,
         ),
         Command(
             "down",
-            help="stop every process of the cluster and remove its state",
+            help="stop the node and the control plane and remove everything they made",
             flags=_cluster_flags,
-            check=_says("stop every process of the local control plane and remove its state"),
+            check=_says("stop the local node and control plane and remove all they made"),
             run=cluster_down,
         ),
         Command(
             "status",
             help="which components run, and where the API server answers",
             flags=_cluster_flags,
-            check=_says("show which components of the local control plane run"),
+            check=_says("show which components of the local cluster run"),
             run=cluster_status,
         ),
         Command(

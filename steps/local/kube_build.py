@@ -1,16 +1,17 @@
-"""Build the local Kubernetes control plane from the Go modules pinned under tools/kube/.
+"""Build the local Kubernetes cluster from the Go modules pinned under tools/kube/.
 
-kube-apiserver, kube-controller-manager and kube-scheduler (k8s.io/kubernetes), etcd
+kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (k8s.io/kubernetes), etcd
 (go.etcd.io/etcd/server/v3), kwok and kwokctl (sigs.k8s.io/kwok): each Go module under tools/kube/
-pins one project. The binaries land in CACHE/kube-<versions>-<digest>/bin, keyed by the pinned
-versions and a digest of the pin files and build flags, so a second run costs nothing. Every
-`go build` runs under `nice -n 19`: the build only takes CPU nobody else wants.
+pins one project. tools/kube/node holds our own small programs for the node (the pod
+sandbox's `pause`), with no dependencies. The binaries land in CACHE/kube-<versions>-<digest>/bin,
+keyed by the pinned versions and a digest of the pin files and build flags, so a second run costs
+nothing. Every `go build` runs under `nice -n 19`: the build only takes CPU nobody else wants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
@@ -28,10 +29,9 @@ log = logging.getLogger(__name__)
 
 KUBERNETES, ETCD, KWOK = "k8s.io/kubernetes", "go.etcd.io/etcd/server/v3", "sigs.k8s.io/kwok"
 FOLDERS = {KUBERNETES: "kubernetes", ETCD: "etcd", KWOK: "kwok"}  # pin -> its module folder
+NODE = "node"  # the module folder of our own programs
 BUILD_FLAGS = ("-trimpath", "-p", "2")
 BUILD_TIMEOUT = 3600.0  # per binary; a cold kube-apiserver is the longest
-# kwok's own default stages (the ones kwokctl uses when given none), copied from the pinned module.
-KWOK_STAGES = ("node/fast", "node/heartbeat-with-lease", "pod/fast")
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,12 @@ class Binary:
     name: str
     package: str
     stamps: tuple[str, ...] = ()
+    static: bool = False  # no cgo: it runs inside an image with no libc
 
 
 @dataclass(frozen=True)
 class KubeBinaries:
-    """The built binaries and kwok's default stages, and which versions they are."""
+    """The built binaries, and which versions they are."""
 
     root: Path
     versions: Mapping[str, str]
@@ -53,10 +54,6 @@ class KubeBinaries:
     @property
     def bin_dir(self) -> Path:
         return self.root / "bin"
-
-    @property
-    def stages_dir(self) -> Path:
-        return self.root / "stages"
 
     def path(self, name: str) -> Path:
         return self.bin_dir / name
@@ -79,17 +76,18 @@ def kubernetes_stamps(version: str) -> tuple[str, ...]:
 
 
 def binaries(versions: Mapping[str, str]) -> dict[str, tuple[Binary, ...]]:
-    """The binaries each pinned module builds; `versions` gives the version stamps."""
+    """Module folder -> the binaries it builds; `versions` gives the version stamps."""
     kube = kubernetes_stamps(versions[KUBERNETES])
     kwok = (
         f"sigs.k8s.io/kwok/pkg/consts.Version={versions[KWOK]}",
         f"sigs.k8s.io/kwok/pkg/consts.KubeVersion={versions[KUBERNETES].removeprefix('v')}",
     )
-    components = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    components = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
     return {
-        KUBERNETES: tuple(Binary(n, f"k8s.io/kubernetes/cmd/{n}", kube) for n in components),
-        ETCD: (Binary("etcd", ETCD),),
-        KWOK: tuple(Binary(n, f"sigs.k8s.io/kwok/cmd/{n}", kwok) for n in ("kwok", "kwokctl")),
+        "kubernetes": tuple(Binary(n, f"k8s.io/kubernetes/cmd/{n}", kube) for n in components),
+        "etcd": (Binary("etcd", ETCD),),
+        "kwok": tuple(Binary(n, f"sigs.k8s.io/kwok/cmd/{n}", kwok) for n in ("kwok", "kwokctl")),
+        NODE: (Binary("pause", "./pause", static=True),),
     }
 
 
@@ -112,9 +110,10 @@ def pinned_versions(tools_dir: Path = KUBE_TOOLS) -> dict[str, str]:
 def cache_key(versions: Mapping[str, str], tools_dir: Path = KUBE_TOOLS) -> str:
     """kube-<k8s>-etcd-<etcd>-kwok-<kwok>-<digest of the pin files and build flags>."""
     digest = hashlib.sha256()
-    for pin, builds in binaries(versions).items():
+    for folder, builds in binaries(versions).items():
         for name in ("go.mod", "go.sum"):
-            digest.update((tools_dir / FOLDERS[pin] / name).read_bytes())
+            with contextlib.suppress(FileNotFoundError):  # a module with no dependencies has none
+                digest.update((tools_dir / folder / name).read_bytes())
         for binary in builds:
             digest.update(repr((binary, BUILD_FLAGS)).encode())
     return (
@@ -129,7 +128,7 @@ def ensure_binaries(cache: Path | None = None, tools_dir: Path = KUBE_TOOLS) -> 
     built = KubeBinaries((cache or cache_dir()) / cache_key(versions, tools_dir), versions)
     wanted = binaries(versions)
     names = [binary.name for builds in wanted.values() for binary in builds]
-    if all(os.access(built.path(name), os.X_OK) for name in names) and built.stages_dir.is_dir():
+    if all(os.access(built.path(name), os.X_OK) for name in names):
         return built
     go = go_path()
     built.root.mkdir(parents=True, exist_ok=True)
@@ -138,16 +137,12 @@ def ensure_binaries(cache: Path | None = None, tools_dir: Path = KUBE_TOOLS) -> 
             shutil.rmtree(stale, ignore_errors=True)
     work = built.root / f".work-{os.getpid()}"
     try:
-        if not all(os.access(built.path(name), os.X_OK) for name in names):
-            started = time.monotonic()
-            for pin, builds in wanted.items():
-                for binary in builds:
-                    build(go, tools_dir / FOLDERS[pin], binary, work / "bin")
-            log.info("built %s in %.0f s", ", ".join(names), time.monotonic() - started)
-            _publish(work / "bin", built.bin_dir)
-        if not built.stages_dir.is_dir():
-            copy_kwok_stages(go, tools_dir / FOLDERS[KWOK], versions[KWOK], work / "stages")
-            _publish(work / "stages", built.stages_dir)
+        started = time.monotonic()
+        for folder, builds in wanted.items():
+            for binary in builds:
+                build(go, tools_dir / folder, binary, work / "bin")
+        log.info("built %s in %.0f s", ", ".join(names), time.monotonic() - started)
+        _publish(work / "bin", built.bin_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return built
@@ -166,29 +161,20 @@ def build(go: str, module_dir: Path, binary: Binary, out_dir: Path) -> Path:
     ldflags = " ".join(["-s", "-w", *(f"-X {stamp}" for stamp in binary.stamps)])
     command = ["nice", "-n", "19", go, "build", *BUILD_FLAGS, "-ldflags", ldflags, "-o", str(out)]
     log.info("go build %s (niced; a cold build takes a while)", binary.package)
-    _go([*command, binary.package], module_dir, what=f"go build {binary.name}")
+    env = {**os.environ, "CGO_ENABLED": "0"} if binary.static else None
+    _go([*command, binary.package], module_dir, what=f"go build {binary.name}", env=env)
     return out
 
 
-def copy_kwok_stages(go: str, module_dir: Path, version: str, out_dir: Path) -> Path:
-    """kwok's default node and pod stages from the pinned module's source, one file each."""
-    command = [go, "mod", "download", "-json", f"{KWOK}@{version}"]
-    found = _go(command, module_dir, what="go mod download")
-    source = Path(json.loads(found)["Dir"]) / "kustomize" / "stage"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for folder in KWOK_STAGES:
-        for stage in sorted((source / folder).glob("*.yaml")):
-            if stage.name != "kustomization.yaml":
-                shutil.copyfile(stage, out_dir / stage.name)
-    return out_dir
-
-
-def _go(command: list[str], module_dir: Path, what: str) -> str:
+def _go(
+    command: list[str], module_dir: Path, what: str, env: Mapping[str, str] | None = None
+) -> str:
     done = run(
         command,
         what=what,
         timeout=BUILD_TIMEOUT,
         cwd=module_dir,
+        env=env,
         hint="retry when the machine is less busy (Go's build cache keeps the work done)",
     )
     if done.returncode != 0:

@@ -1,10 +1,9 @@
-"""A local Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok's simulated nodes, run by kwokctl from the binaries kube_build.py built.
+"""A local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager and kube-scheduler on
+127.0.0.1, run by kwokctl from the binaries kube_build.py built, and one real node (kube_node.py)
+whose kubelet runs the pods' containers for real.
 
 State lives under STATE_DIR (default: the repo's git-ignored .local/cluster): kwokctl's work folder,
-its log, and the kubeconfig unless another is given. kwok makes pods Ready as a kubelet would once
-their readiness probe passes, except pods whose image reference contains `never-ready`: those run
-but never become Ready (tools/kube/README.md).
+its log, the node's folder, and the kubeconfig unless another is given.
 """
 
 from __future__ import annotations
@@ -22,19 +21,21 @@ from pathlib import Path
 import yaml
 
 from ..clients.kubectl import Kubectl, kubectl_path
-from ..support.errors import ConfigError, StepError, Unavailable
-from ..support.paths import KUBE_TOOLS, local_state_dir
+from ..support.errors import StepError, Unavailable
+from ..support.paths import local_state_dir
 from ..support.processes import gone, last_line, run, stop
 from ..support.waiting import wait_for
+from . import kube_node
 from .kube_build import ETCD, KUBERNETES, KubeBinaries, ensure_binaries
+from .kube_node import NODE_NAME
 from .server import HOST, free_port
 
 log = logging.getLogger(__name__)
 
 NAME = "aiship"
-NEVER_READY_MARKER = "never-ready"
-NEVER_READY = f"self.spec.containers.exists(c, c.image.contains('{NEVER_READY_MARKER}'))"
-NEVER_READY_STAGE = KUBE_TOOLS / "pod-never-ready.yaml"
+# kwokctl always runs kwok's controller, which would take over every node: it is given only the
+# nodes carrying this annotation, and none does.
+FAKE_NODES = "kwok.x-k8s.io/node=fake"
 PORTS = (  # every port a component listens on
     "etcdPort",
     "etcdPeerPort",
@@ -109,6 +110,10 @@ class LocalCluster:
     def log_path(self) -> Path:
         return self.state_dir / "kwokctl.log"
 
+    @property
+    def node_dir(self) -> Path:
+        return self.state_dir / "node"
+
     def pids(self) -> dict[str, int]:
         """Component name -> pid, from the pid files kwokctl wrote."""
         pids = {}
@@ -127,29 +132,37 @@ class LocalCluster:
 def up(
     state_dir: Path | None = None,
     kubeconfig: Path | None = None,
-    nodes: int = 1,
     timeout: float = 180.0,
     binaries: KubeBinaries | None = None,
+    registry_ports: tuple[int, ...] = (),
 ) -> ClusterStatus:
-    """Start the cluster (or keep the one running) and return once `nodes` nodes are Ready."""
+    """Start the cluster (or keep the one running) and return once its node is Ready; the node
+    pulls from the registries on 127.0.0.1:REGISTRY_PORTS."""
     cluster = LocalCluster.at(state_dir, kubeconfig)
     binaries = binaries or ensure_binaries()
     kubectl_path()
     if cluster.pids() and _all_up(cluster):
         log.info("local cluster already runs (state: %s)", cluster.state_dir)
     else:
-        if cluster.pids():  # a half-stopped cluster from an earlier run
+        if cluster.pids() or kube_node.NodeLayout.load(cluster.node_dir):  # from an earlier run
             down(cluster.state_dir, cluster.kubeconfig)
+        kube_node.check_prerequisites()
         _create(cluster, binaries, timeout)
     try:
-        _kwokctl(cluster, binaries.path("kwokctl"), ["scale", "node", f"--replicas={nodes}"], 60)
+        if "kubelet" not in kube_node.running(cluster.node_dir):
+            kube_node.stop(cluster.node_dir, kubeconfig=None)  # what a half-started one left
+            api_port = int(str(_server(cluster.kubeconfig)).rsplit(":", 1)[1])
+            kube_node.start(cluster.node_dir, cluster.kubeconfig, binaries, (api_port,))
+        for port in registry_ports:
+            kube_node.forward(cluster.node_dir, port)
         wait_for(
-            lambda: _ready_nodes(cluster, nodes) if _answers(cluster) else None,
+            lambda: _node_ready(cluster) if _answers(cluster) else None,
             timeout=timeout,
-            what=f"no ready API server with {nodes} Ready node(s) (log: {cluster.log_path})",
+            what=f"no ready API server with node {NODE_NAME} Ready "
+            f"(logs: {cluster.log_path}, {cluster.node_dir / 'logs'})",
             interval=0.5,
         )
-    except StepError:
+    except BaseException:
         down(cluster.state_dir, cluster.kubeconfig)
         raise
     return status(cluster.state_dir, cluster.kubeconfig)
@@ -158,7 +171,7 @@ def up(
 def _create(cluster: LocalCluster, binaries: KubeBinaries, timeout: float) -> None:
     cluster.state_dir.mkdir(parents=True, exist_ok=True)
     config = cluster.config_path
-    config.write_text(yaml.safe_dump_all(kwokctl_config(binaries)), encoding="utf-8")
+    config.write_text(yaml.safe_dump(kwokctl_config(binaries)), encoding="utf-8")
     log.info("starting the local cluster (state: %s)", cluster.state_dir)
     try:
         _kwokctl(
@@ -172,8 +185,8 @@ def _create(cluster: LocalCluster, binaries: KubeBinaries, timeout: float) -> No
         raise
 
 
-def kwokctl_config(binaries: KubeBinaries) -> list[dict]:
-    """kwokctl's configuration: our binaries, every port on 127.0.0.1, and the stages."""
+def kwokctl_config(binaries: KubeBinaries) -> dict:
+    """kwokctl's configuration: our binaries, every port on 127.0.0.1, room for a real kubelet."""
     options = {
         "runtime": "binary",
         "bindAddress": HOST,
@@ -187,12 +200,24 @@ def kwokctl_config(binaries: KubeBinaries) -> list[dict]:
         # Ports of our choosing, so kwokctl never probes for free ones (it would bind 0.0.0.0).
         **dict(zip(PORTS, free_ports(len(PORTS)), strict=True)),
     }
-    configuration = {
+    return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": options,
+        "componentsPatches": [
+            {  # the node's name resolves nowhere: reach its kubelet at its address
+                "name": "kube-apiserver",
+                "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "InternalIP"}],
+            },
+            {
+                "name": "kwok-controller",
+                "extraArgs": [
+                    {"key": "manage-all-nodes", "value": "false"},
+                    {"key": "manage-nodes-with-annotation-selector", "value": FAKE_NODES},
+                ],
+            },
+        ],
     }
-    return [configuration, *stages(binaries.stages_dir)]
 
 
 def free_ports(count: int) -> list[int]:
@@ -205,26 +230,13 @@ def free_ports(count: int) -> list[int]:
     raise Unavailable(f"could not find {count} free ports on {HOST}: free some, then retry")
 
 
-def stages(kwok_stages: Path) -> list[dict]:
-    """kwok's default stages, with pod-ready skipping never-ready pods, plus pod-never-ready."""
-    found = [yaml.safe_load(path.read_text()) for path in sorted(kwok_stages.glob("*.yaml"))]
-    never_ready = yaml.safe_load(NEVER_READY_STAGE.read_text())
-    never_ready["spec"]["selector"]["matchExpressions"].append({"cel": {"expression": NEVER_READY}})
-    for stage in found:
-        if stage["metadata"]["name"] == "pod-ready":
-            expressions = stage["spec"]["selector"]["matchExpressions"]
-            expressions.append({"cel": {"expression": f"!({NEVER_READY})"}})
-            break
-    else:
-        raise ConfigError(f"no pod-ready stage in {kwok_stages}: remove that folder to rebuild it")
-    return [*found, never_ready]
-
-
 def down(
     state_dir: Path | None = None, kubeconfig: Path | None = None, timeout: float = 60.0
 ) -> ClusterStopped:
-    """Stop every process of the cluster and remove its state; the kubeconfig loses its context."""
+    """Stop the node and every process of the control plane, and remove their state; the
+    kubeconfig loses its context."""
     cluster = LocalCluster.at(state_dir, kubeconfig)
+    node = kube_node.stop(cluster.node_dir, cluster.kubeconfig if _answers(cluster) else None)
     pids = cluster.pids()
     kwokctl = cluster.kwokctl_used()
     if kwokctl and cluster.cluster_dir.is_dir():
@@ -234,10 +246,11 @@ def down(
         if not gone(pid):
             log.info("stopping %s (pid %d)", name, pid)
             stop(pid, name, timeout=15, group=True)
-    shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
+    shutil.rmtree(cluster.workdir, ignore_errors=True)  # the log stays: it tells what happened
+    cluster.config_path.unlink(missing_ok=True)
     if cluster.kubeconfig == cluster.state_dir / "kubeconfig":
         cluster.kubeconfig.unlink(missing_ok=True)
-    return ClusterStopped(tuple(sorted(pids)), str(cluster.state_dir))
+    return ClusterStopped(tuple(sorted([*pids, *node])), str(cluster.state_dir))
 
 
 def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> ClusterStatus:
@@ -245,10 +258,11 @@ def status(state_dir: Path | None = None, kubeconfig: Path | None = None) -> Clu
     cluster = LocalCluster.at(state_dir, kubeconfig)
     pids = cluster.pids()
     running = cluster.running()
+    node = kube_node.running(cluster.node_dir)
     answers = bool(running) and _answers(cluster)
     return ClusterStatus(
-        running=bool(pids) and running == pids and answers,
-        components=running,
+        running=bool(pids) and running == pids and answers and "kubelet" in node,
+        components={**running, **node},
         stopped=tuple(sorted(set(pids) - set(running))),
         server=_server(cluster.kubeconfig) if answers else None,
         kubeconfig=str(cluster.kubeconfig),
@@ -265,19 +279,12 @@ def _answers(cluster: LocalCluster) -> bool:
     return cluster.kubectl("get", "--raw", "/readyz", timeout=15).stdout.strip() == "ok"
 
 
-def _ready_nodes(cluster: LocalCluster, wanted: int) -> int | None:
-    done = cluster.kubectl("get", "nodes", "-o", "json", timeout=15)
+def _node_ready(cluster: LocalCluster) -> bool | None:
+    done = cluster.kubectl("get", "node", NODE_NAME, "-o", "json", timeout=15)
     if done.returncode != 0:
         return None
-    ready = [
-        node["metadata"]["name"]
-        for node in json.loads(done.stdout)["items"]
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in node.get("status", {}).get("conditions", [])
-        )
-    ]
-    return len(ready) if len(ready) >= wanted else None
+    conditions = json.loads(done.stdout).get("status", {}).get("conditions", [])
+    return True if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
 
 
 def _server(kubeconfig: Path) -> str | None:

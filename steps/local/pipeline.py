@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.card import verify_model_dir
@@ -23,6 +23,8 @@ from ..support.errors import ConfigError, StepError
 from ..support.git import git_branch, git_revision
 from ..support.labels import default_tags
 from ..support.paths import REPO_ROOT
+from ..support.processes import spawn, stop
+from .server import HOST
 from .stack import DEV_STORAGE, Stack, locked, record_service, start_missing
 
 log = logging.getLogger(__name__)
@@ -290,18 +292,20 @@ def cluster_up(context: Context) -> str:
     from .kube_cluster import status, up
 
     cluster_dir = context.stack.state_dir / "cluster"
+    registry = (context.stack.registry_port,)
     if not status(cluster_dir).running:
         try:
-            up(cluster_dir)
+            up(cluster_dir, registry_ports=registry)
         except StepError as exc:
             raise StepError(
-                f"the local Kubernetes control plane did not start ({exc}); nothing was "
-                "deployed: release with --target swarm, or fix `python -m steps local cluster up`"
+                f"the local Kubernetes cluster did not start ({exc}); nothing was deployed: "
+                "release with --target swarm, or fix `python -m steps local cluster up`"
             ) from None
         context.stack.record["cluster"] = {"started": True, "state_dir": str(cluster_dir)}
         context.stack.save()
-        return f"started the local control plane ({cluster_dir})"
-    return "the local control plane runs"
+        return f"started the local cluster and its node ({cluster_dir})"
+    up(cluster_dir, registry_ports=registry)  # a no-op, but for a registry on a new port
+    return "the local cluster runs"
 
 
 def deploy(context: Context) -> str:
@@ -312,14 +316,17 @@ def deploy(context: Context) -> str:
     if options.target == "kubernetes":
         from ..commands.deploy.kubernetes import deploy_kubernetes
 
-        # kwok simulates the pods: the rollout is real, but no container answers a smoke test.
+        kubeconfig = context.stack.state_dir / "cluster" / "kubeconfig"
         result = deploy_kubernetes(
             release,
-            kubeconfig=context.stack.state_dir / "cluster" / "kubeconfig",
+            kubeconfig=kubeconfig,
             namespace=K8S_NAMESPACE,
             overlay=K8S_OVERLAY,
             timeout=options.timeout,
+            smoke_test=True,
         )
+        url = serve_on_loopback(context, kubeconfig, options.service, options.port)
+        result = replace(result, url=url)
     else:
         from ..commands.deploy.swarm import deploy_swarm
 
@@ -333,6 +340,35 @@ def deploy(context: Context) -> str:
         record_service(context.stack, options.service, options.port, result.url)
     context.values["deploy"] = result
     return f"{result.result} ({release.image.rsplit('@', 1)[1][:19]})"
+
+
+def serve_on_loopback(context: Context, kubeconfig: Path, service: str, port: int) -> str:
+    """`kubectl port-forward` of the cluster's Service to 127.0.0.1:PORT, in the background until
+    `local down` (as a load balancer would serve it); restarted by each run, since it holds on
+    to one pod and a rollout replaces them."""
+    from ..clients.kubectl import Kubectl
+    from ..commands.deploy.kubernetes import APP
+    from ..commands.smoke_test import smoke_test
+    from .stack import process_is
+
+    state = context.stack.state_dir
+    previous = context.stack.record.get("services", {}).get(service, {}).get("pid")
+    if previous and process_is(previous, "port-forward"):
+        stop(previous, "the previous port-forward", timeout=10)
+    kubectl = Kubectl(kubeconfig, K8S_NAMESPACE)
+    command = kubectl.command("port-forward", f"service/{APP}", f"{port}:80", "--address", HOST)
+    log_path = state / "logs" / f"port-forward-{service}.log"
+    process = spawn(command, log_path=log_path, pid_path=state / f"port-forward-{service}.pid")
+    url = f"http://{HOST}:{port}"
+    try:
+        smoke_test(url, timeout=30)
+    except StepError as exc:
+        stop(process.pid, "the port-forward", timeout=10)
+        raise StepError(
+            f"the port-forward to service/{APP} did not serve ({exc}); log: {log_path}"
+        ) from None
+    record_service(context.stack, service, port, url, pid=process.pid)
+    return url
 
 
 @dataclass(frozen=True)
@@ -355,7 +391,7 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         """What to print at the end: where it runs, what runs there, how to ask it something."""
-        url = self.url or f"deployment/aiship in namespace {K8S_NAMESPACE} (simulated pods)"
+        url = self.url
         lines = [
             "up to date: nothing changed since the last release"
             if self.result == "unchanged"

@@ -243,7 +243,10 @@ def down(state_dir: Path | None = None) -> StackStopped:
         stack = Stack.load(stack.state_dir)
         record, stopped = stack.record, []
         for service, where in record.get("services", {}).items():
-            if docker_answers() and swarm_state() == "active":
+            if where.get("pid"):  # a port-forward to the service on the local cluster
+                if process_is(where["pid"], "port-forward"):
+                    stop(where["pid"], f"the port-forward to {service}", timeout=10)
+            elif docker_answers() and swarm_state() == "active":
                 log.info("removing swarm service %s", service)
                 docker(["service", "rm", service], timeout=60, check=False)
                 wait_for(  # the task drains its requests first (stop grace period: 25 s)
@@ -329,9 +332,10 @@ def status(state_dir: Path | None = None) -> StackStatus:
     return StackStatus(components, stack.store_url, stack.registry_host, str(stack.state_dir))
 
 
-def record_service(stack: Stack, name: str, port: int, url: str) -> None:
-    """Remember a swarm service `local run` deployed, so that `local down` removes it."""
-    stack.record.setdefault("services", {})[name] = {"port": port, "url": url}
+def record_service(stack: Stack, name: str, port: int, url: str, pid: int | None = None) -> None:
+    """Remember a service `local run` deployed, so that `local down` removes it: a swarm
+    service, or (with PID) the port-forward that serves a cluster's service on this machine."""
+    stack.record.setdefault("services", {})[name] = {"port": port, "url": url, "pid": pid}
     stack.save()
 
 

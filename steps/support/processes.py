@@ -2,8 +2,8 @@
 
 Every command the steps run to completion goes through `run` (or `stream`, to see its lines as
 they come): a tool that is not installed or outlives its time becomes the one-line step error.
-Long-lived servers (dockerd, Azurite, a port-forward) are started with Popen by their owners and
-stopped with `stop`.
+Long-lived servers (dockerd, Azurite, a port-forward) are started with Popen by their owners, or
+with `spawn` when another process must find them again by a pid file, and stopped with `stop`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,48 @@ def last_line(text: str) -> str:
     """The last non-blank line of a command's output: usually the one that says what went wrong."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    log_path: Path,
+    pid_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen:
+    """Start a long-lived `command` in a session of its own (a Ctrl-C meant for us does not reach
+    it), its output appended to `log_path`, its pid written to `pid_path`."""
+    _check_installed(command)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+    pid_path.write_text(f"{process.pid}\n", encoding="utf-8")
+    return process
+
+
+def read_pid(pid_path: Path) -> int | None:
+    """The pid in `pid_path` when that process still runs, else None."""
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return None if gone(pid) else pid
+
+
+def stop_pid_file(pid_path: Path, name: str, timeout: float) -> None:
+    """Stop the process `pid_path` names (SIGTERM, then SIGKILL), then remove the file."""
+    pid = read_pid(pid_path)
+    if pid is not None:
+        stop(pid, name, timeout=timeout)
+    pid_path.unlink(missing_ok=True)
 
 
 def gone(pid: int) -> bool:

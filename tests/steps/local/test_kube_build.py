@@ -72,13 +72,16 @@ def test_binaries_carry_their_version_stamps():
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
+        "kubelet",
         "etcd",
         "kwok",
         "kwokctl",
+        "pause",
     }
+    assert [b.name for builds in built.values() for b in builds if b.static] == ["pause"]
     assert "k8s.io/component-base/version.gitVersion=v1.37.2" in kubernetes_stamps("v1.37.2")
     assert "k8s.io/component-base/version.gitMinor=37" in kubernetes_stamps("v1.37.2")
-    kwokctl = next(b for b in built[kube_build.KWOK] if b.name == "kwokctl")
+    kwokctl = next(b for b in built["kwok"] if b.name == "kwokctl")
     assert f"sigs.k8s.io/kwok/pkg/consts.Version={versions[kube_build.KWOK]}" in kwokctl.stamps
 
 
