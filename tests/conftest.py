@@ -25,7 +25,12 @@ from steps.local.docker_engine import ensure_engine
 from steps.local.server import free_port
 from steps.support.paths import REPO_ROOT
 from tests.contracts.held import Held
-from tests.kubecluster import kube_cluster, kube_namespace  # noqa: F401  (fixtures)
+from tests.kubecluster import (  # noqa: F401  (fixtures)
+    kube_cluster,
+    kube_namespace,
+    node_registry,
+    release_images,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "model"))
 

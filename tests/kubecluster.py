@@ -1,74 +1,214 @@
-"""The `kube_cluster` fixture: a Kubernetes cluster for tests that drive kubectl.
+"""The `kube_cluster` fixture: the local cluster with its real node, and the images it runs.
 
-By default the local control plane (steps/local/kube_cluster.py, the code behind
-`python -m steps local cluster up`), started once per session and stopped at its end. When
-KUBECONFIG is set, its cluster (kind, minikube, AKS) is used instead; tests then work in namespaces
-of their own. Use them from a conftest:
-`from tests.kubecluster import kube_cluster, kube_namespace  # noqa: F401`.
+The cluster is the code behind `python -m steps local cluster up` (a control plane and one real
+kubelet node), started once per session and stopped at its end. Its node pulls from a registry of
+the session's own, into which `release_images` pushes the app's image and variants that fail in
+the ways a release really fails: a model that does not verify, a pod that never gets ready, a
+process that crashes after start. Use them from a conftest:
+`from tests.kubecluster import kube_cluster, kube_namespace, release_images  # noqa: F401`.
 """
 
 from __future__ import annotations
 
-import os
+import gzip
+import hashlib
+import io
+import json
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 
 from steps.clients.kubectl import kubectl_path
-from steps.local.kube_cluster import NEVER_READY_MARKER, down, up
+from steps.clients.registry import ImageRef, RegistryClient, RegistryLogin
+from steps.commands.deploy.release import Release
+from steps.commands.push_image import push_image
+from steps.local.kube_cluster import down, up
+from steps.local.registry_server import LocalRegistry
 from steps.support.processes import last_line
+from tests.traffic import Traffic
 
-# Where test images "live". The local cluster never pulls them (kwok simulates the kubelet); on an
-# existing cluster, push the app's image there as :v1 and :v2 (the never-ready tag is never pushed,
-# so it cannot be pulled and never becomes ready either).
-IMAGE_REPOSITORY = os.environ.get("AISHIP_TEST_IMAGE_REPOSITORY", "127.0.0.1:5000/aiship")
+REPOSITORY = "aiship"
 
 
 @dataclass(frozen=True)
 class KubeCluster:
-    """A cluster reachable through `kubeconfig`; `local` when this session started it."""
+    """The session's cluster (its kubeconfig and state) and the registry its node pulls from."""
 
     kubeconfig: Path
-    local: bool
+    state_dir: Path
+    registry: str  # HOST:PORT
 
     def kubectl(
-        self, *args: str, timeout: float = 60.0, check: bool = True
+        self, *args: str, timeout: float = 60.0, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess:
         command = [str(kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            command, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and done.returncode != 0:
             pytest.fail(f"`kubectl {' '.join(args)}` failed: {last_line(done.stderr)}")
         return done
 
-    def image(self, tag: str) -> str:
-        return f"{IMAGE_REPOSITORY}:{tag}"
-
-    def never_ready_image(self) -> str:
-        """An image reference whose pods run but never become Ready (tools/kube/README.md)."""
-        return f"{IMAGE_REPOSITORY}:{NEVER_READY_MARKER}"
+    def service_traffic(self, namespace: str, service: str = REPOSITORY, **limits) -> Traffic:
+        """Predictions through the API server's proxy of the Service, which sends each request
+        to one of the Service's ready endpoints, as a load balancer in front of it would."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+        url = (
+            f"{cluster['server']}/api/v1/namespaces/{namespace}/services/{service}:http/proxy"
+            "/v2/models/digits/infer"
+        )
+        cert = (user["client-certificate"], user["client-key"])
+        return Traffic(url, cert=cert, verify=cluster["certificate-authority"], **limits)
 
 
 @pytest.fixture(scope="session")
-def kube_cluster(request, tmp_path_factory) -> KubeCluster:
-    existing = os.environ.get("KUBECONFIG")
-    if existing:
-        cluster = KubeCluster(Path(existing), local=False)
-        cluster.kubectl("get", "nodes", timeout=30)  # fails the session early when unreachable
-        return cluster
+def node_registry(tmp_path_factory) -> Iterator[LocalRegistry]:
+    with LocalRegistry(tmp_path_factory.mktemp("node-registry")) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(request, tmp_path_factory, node_registry) -> KubeCluster:
     state_dir = tmp_path_factory.mktemp("kube-cluster")
     request.addfinalizer(lambda: down(state_dir))  # before up: a half-started one is stopped too
-    result = up(state_dir, nodes=2)
-    return KubeCluster(Path(result.kubeconfig), local=True)
+    result = up(state_dir, registry_ports=(node_registry.port,))
+    return KubeCluster(Path(result.kubeconfig), state_dir, node_registry.host)
 
 
 @pytest.fixture
 def kube_namespace(kube_cluster) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+    """A fresh namespace for one test, deleted afterwards; its pods at once, so that the one
+    node's CPU is free for the next test."""
     name = f"aiship-test-{uuid.uuid4().hex[:8]}"
     kube_cluster.kubectl("create", "namespace", name)
     yield name
+    kube_cluster.kubectl(
+        "-n",
+        name,
+        "delete",
+        "deployments,replicasets,pods",
+        "--all",
+        "--grace-period=0",
+        "--force",
+        timeout=90,
+        check=False,
+    )
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@dataclass(frozen=True)
+class ReleaseImages:
+    """Releases of the app in the node's registry, each pinned by digest."""
+
+    v1: Release  # model digits 1.0.0
+    v2: Release  # model digits 2.0.0, another code revision
+    bad_model: Release  # its model.onnx does not match model.json: the app refuses to start
+    never_ready: Release  # serves on another port than the probes ask: never ready
+    crashing: Release  # starts, then exits a few seconds later, again and again
+
+
+@pytest.fixture(scope="session")
+def release_images(
+    node_registry, image_builder, trained_model_dir, tmp_path_factory
+) -> ReleaseImages:
+    import train
+
+    login = RegistryLogin(node_registry.host)
+
+    def pushed(model_dir: Path, revision: str) -> Release:
+        card = json.loads((model_dir / "model.json").read_text())
+        built = image_builder(model_dir, revision=revision)
+        target = ImageRef.parse(f"{node_registry.host}/{REPOSITORY}:{revision[:12]}")
+        digest = push_image(login, target, source=built.tags[0]).digest
+        return Release(f"{target.name}@{digest}", revision, card["version"], card["sha256"])
+
+    model_v2 = tmp_path_factory.mktemp("model-v2")
+    train.write_model(model_v2, name="digits", version="2.0.0")
+    v1, v2 = pushed(trained_model_dir, "1" * 40), pushed(model_v2, "2" * 40)
+    junk = hashlib.sha256(b"not the model").digest() * 8
+    return ReleaseImages(
+        v1=v1,
+        v2=v2,
+        bad_model=derived(login, v1, "bad-model", files={"model/model.onnx": junk}),
+        never_ready=derived(login, v1, "never-ready", env={"PORT": "8081"}),
+        crashing=derived(
+            login,
+            v1,
+            "crashing",
+            cmd=["python", "-c", "import time; time.sleep(3); raise SystemExit('crashed')"],
+        ),
+    )
+
+
+def derived(
+    login: RegistryLogin,
+    base: Release,
+    tag: str,
+    *,
+    env: dict[str, str] | None = None,
+    cmd: list[str] | None = None,
+    files: dict[str, bytes] | None = None,
+) -> Release:
+    """BASE with other environment variables, another command or files laid over it: a new
+    config (and layer), the base's layers reused, pushed as REPOSITORY:TAG; pinned by digest."""
+    client = RegistryClient(login)
+    base_ref = ImageRef.parse(base.image)
+    manifest = client.manifest(base_ref.repository, base_ref.digest).json()
+    config = json.loads(client.blob(base_ref.repository, manifest["config"]["digest"]))
+    if env:
+        kept = [e for e in config["config"]["Env"] if e.split("=", 1)[0] not in env]
+        config["config"]["Env"] = kept + [f"{k}={v}" for k, v in env.items()]
+    if cmd:
+        config["config"]["Cmd"] = cmd
+    if files:
+        layer_tar = _tar(files)
+        layer = gzip.compress(layer_tar, mtime=0)
+        config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(layer_tar).hexdigest())
+        digest = _upload(login, base_ref.repository, layer)
+        manifest["layers"].append({**manifest["layers"][-1], "digest": digest, "size": len(layer)})
+    config_bytes = json.dumps(config).encode()
+    manifest["config"]["digest"] = _upload(login, base_ref.repository, config_bytes)
+    manifest["config"]["size"] = len(config_bytes)
+    body = json.dumps(manifest).encode()
+    response = requests.put(
+        f"{login.url}/v2/{base_ref.repository}/manifests/{tag}",
+        data=body,
+        headers={"Content-Type": manifest["mediaType"]},
+        timeout=30,
+    )
+    response.raise_for_status()
+    digest = response.headers["Docker-Content-Digest"]
+    return Release(
+        f"{base_ref.name}@{digest}", base.revision, base.model_version, base.model_sha256
+    )
+
+
+def _upload(login: RegistryLogin, repository: str, blob: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    started = requests.post(f"{login.url}/v2/{repository}/blobs/uploads/", timeout=30)
+    started.raise_for_status()
+    location = started.headers["Location"]
+    if location.startswith("/"):
+        location = login.url + location
+    separator = "&" if "?" in location else "?"
+    done = requests.put(f"{location}{separator}digest={digest}", data=blob, timeout=60)
+    done.raise_for_status()
+    return digest
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
-from ..support.labels import LABEL_MODEL_VERSION, LABEL_REVISION, tag_for
+from ..support.labels import LABEL_MODEL_SHA256, LABEL_MODEL_VERSION, LABEL_REVISION, tag_for
 from .command import (
     REGISTRY_ENVIRONMENT,
     Command,
@@ -32,6 +32,7 @@ class ResolvedImage:
     digest: str
     revision: str
     model_version: str
+    model_sha256: str
 
     def outputs(self) -> dict[str, str]:
         return {
@@ -39,6 +40,7 @@ class ResolvedImage:
             "digest": self.digest,
             "revision": self.revision,
             "model_version": self.model_version,
+            "model_sha256": self.model_sha256,
         }
 
 
@@ -66,6 +68,7 @@ def resolve_image(
         digest=manifest.digest,
         revision=labels.get(LABEL_REVISION, ""),
         model_version=labels.get(LABEL_MODEL_VERSION, ""),
+        model_sha256=labels.get(LABEL_MODEL_SHA256, ""),
     )
     log.info(
         "%s is %s (revision %s, model %s)",

@@ -312,7 +312,9 @@ def deploy(context: Context) -> str:
     from ..commands.deploy.release import Release
 
     resolved, options = context.values["release"], context.options
-    release = Release(resolved.image, resolved.revision, resolved.model_version)
+    release = Release(
+        resolved.image, resolved.revision, resolved.model_version, resolved.model_sha256
+    )
     if options.target == "kubernetes":
         from ..commands.deploy.kubernetes import deploy_kubernetes
 

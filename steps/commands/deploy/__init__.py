@@ -26,6 +26,11 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model-version", default="unknown", help="model version to record")
     parser.add_argument(
+        "--model-sha256",
+        default="",
+        help="the model's sha256 (resolve-image's model_sha256): the smoke test expects it",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=300,
@@ -59,7 +64,7 @@ def _kubeconfig(args: argparse.Namespace) -> Path:
 
 
 def _check(args: argparse.Namespace) -> str:
-    release = Release(args.image, args.revision, args.model_version)
+    release = Release(args.image, args.revision, args.model_version, args.model_sha256)
     if args.target == "kubernetes":
         from .kubernetes import overlay_folder
 
@@ -74,7 +79,7 @@ def _check(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> DeployResult:
-    release = Release(args.image, args.revision, args.model_version)
+    release = Release(args.image, args.revision, args.model_version, args.model_sha256)
     if args.target == "kubernetes":
         from .kubernetes import deploy_kubernetes
 

@@ -20,6 +20,7 @@ class Release:
     image: str  # REPOSITORY@sha256:...
     revision: str = "unknown"  # git revision of the code
     model_version: str = "unknown"
+    model_sha256: str = ""  # what the smoke test expects the service to load
 
     def __post_init__(self) -> None:
         if not DIGEST_REFERENCE.match(self.image):
@@ -31,6 +32,10 @@ class Release:
     @property
     def change_cause(self) -> str:
         return f"deploy {self.image} (revision {self.revision}, model {self.model_version})"
+
+    @property
+    def expected_revision(self) -> str | None:
+        return None if self.revision in ("", "unknown") else self.revision
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,16 @@ class DeployResult:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def smoke_failure(url: str) -> str | None:
-    """Why the smoke test of `url` failed, or None when it passed."""
+def smoke_failure(url: str, release: Release | None = None) -> str | None:
+    """Why the smoke test of `url` failed, or None when it passed; with a release, the service
+    must also run its revision and its model."""
     try:
-        smoke_test(url, timeout=SMOKE_READY_TIMEOUT)
+        smoke_test(
+            url,
+            timeout=SMOKE_READY_TIMEOUT,
+            expect_revision=release.expected_revision if release else None,
+            expect_model_sha256=(release.model_sha256 or None) if release else None,
+        )
     except StepError as exc:
         return f"smoke test: {exc}"
     return None

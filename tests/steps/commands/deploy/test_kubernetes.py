@@ -1,29 +1,34 @@
-"""deploy --target kubernetes on a real control plane: kubectl apply by digest, rollout status,
-a rollout that never gets ready undone by itself, and clear errors for a wrong scope."""
+"""deploy --target kubernetes on real pods (the local cluster's kubelet node): apply by digest, a
+watched rollout, the smoke test of the new pods through a port-forward, and rollouts that fail for
+real reasons, each diagnosed and undone while the previous version keeps serving."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import re
+import shutil
 
 import pytest
 
-from steps.commands.deploy.kubernetes import deploy_kubernetes
+from steps.clients.kubectl import Kubectl
+from steps.commands.deploy import kubernetes
+from steps.commands.deploy.kubernetes import deploy_kubernetes, version_skew
 from steps.commands.deploy.release import Release
-from steps.local.kube_cluster import NEVER_READY_MARKER
 from steps.support.errors import ConfigError, RolledBack
+from steps.support.paths import MANIFESTS
+from tests.traffic import Traffic
 
-REPOSITORY = "127.0.0.1:5000/aiship"  # kwok plays the kubelet: nothing is ever pulled
-
-
-def image(name: str, repository: str = REPOSITORY) -> str:
-    return f"{repository}@sha256:{hashlib.sha256(name.encode()).hexdigest()}"
+pytestmark = pytest.mark.docker
 
 
 def deployment(cluster, namespace: str) -> dict:
     done = cluster.kubectl("-n", namespace, "get", "deployment", "aiship", "-o", "json")
     return json.loads(done.stdout)
+
+
+def get(cluster, namespace: str, *what: str) -> dict:
+    return json.loads(cluster.kubectl("-n", namespace, "get", *what, "-o", "json").stdout)
 
 
 def running_image(cluster, namespace: str) -> str:
@@ -36,53 +41,186 @@ def deploy(cluster, namespace: str, release: Release, **options):
         release,
         kubeconfig=cluster.kubeconfig,
         namespace=namespace,
-        overlay="staging",
-        **{"timeout": 90, **options},
+        **{"overlay": "staging", "timeout": 120, "smoke_test": True, **options},
     )
 
 
-def test_first_deploy_update_and_no_op(kube_cluster, kube_namespace):
-    v1, v2 = image("v1"), image("v2")
-    first = deploy(kube_cluster, kube_namespace, Release(v1, "rev-1", "1.0.0"))
+def test_deploy_smoke_tests_the_new_pods_then_updates_and_knows_when_nothing_changed(
+    kube_cluster, kube_namespace, release_images, caplog
+):
+    v1, v2 = release_images.v1, release_images.v2
+    with caplog.at_level(logging.INFO):
+        first = deploy(kube_cluster, kube_namespace, v1)
     assert (first.result, first.previous_image) == ("deployed", None)
-    assert running_image(kube_cluster, kube_namespace) == v1
+    assert running_image(kube_cluster, kube_namespace) == v1.image
+    # The smoke test reached a pod of this release: /version named its revision and model.
+    assert f"serves digits 1.0.0 (revision {v1.revision})" in caplog.text
     annotations = deployment(kube_cluster, kube_namespace)["metadata"]["annotations"]
-    assert annotations["kubernetes.io/change-cause"] == f"deploy {v1} (revision rev-1, model 1.0.0)"
+    assert annotations["kubernetes.io/change-cause"] == v1.change_cause
 
-    assert deploy(kube_cluster, kube_namespace, Release(v1)).result == "unchanged"
+    assert deploy(kube_cluster, kube_namespace, v1).result == "unchanged"
 
-    update = deploy(kube_cluster, kube_namespace, Release(v2, "rev-2", "2.0.0"))
-    assert (update.result, update.previous_image) == ("deployed", v1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        update = deploy(kube_cluster, kube_namespace, v2)
+    assert (update.result, update.previous_image) == ("deployed", v1.image)
+    assert f"serves digits 2.0.0 (revision {v2.revision})" in caplog.text
     template = deployment(kube_cluster, kube_namespace)["spec"]["template"]
-    assert template["metadata"]["annotations"]["aiship.io/model-version"] == "2.0.0"
-    history = kube_cluster.kubectl(
-        "-n", kube_namespace, "rollout", "history", "deployment/aiship"
-    ).stdout
-    assert "revision rev-1" in history and "revision rev-2" in history
+    assert template["metadata"]["annotations"]["aiship.io/model-sha256"] == v2.model_sha256
 
 
-def test_a_never_ready_image_is_undone_and_diagnosed(kube_cluster, kube_namespace, caplog):
-    good, broken = image("good"), image("bad", f"{REPOSITORY}-{NEVER_READY_MARKER}")
-    deploy(kube_cluster, kube_namespace, Release(good))
-    with caplog.at_level(logging.ERROR), pytest.raises(RolledBack) as info:
-        deploy(kube_cluster, kube_namespace, Release(broken), timeout=20)
-    assert f"rolled back to {good}, which serves again" in str(info.value)
-    assert running_image(kube_cluster, kube_namespace) == good
-    status = deployment(kube_cluster, kube_namespace)["status"]
-    assert status.get("readyReplicas") == status.get("replicas") == 1
-    assert "not ready" in caplog.text  # the diagnosis names the pod that never got ready
+def test_a_smoke_test_that_expects_another_build_fails_and_rolls_back(
+    kube_cluster, kube_namespace, release_images
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    claims_v1 = Release(v2.image, v1.revision, v2.model_version, v2.model_sha256)
+    with pytest.raises(RolledBack, match=f"runs code revision {v2.revision}, expected"):
+        deploy(kube_cluster, kube_namespace, claims_v1)
+    assert running_image(kube_cluster, kube_namespace) == v1.image
 
 
-def test_a_first_deploy_that_fails_leaves_nothing(kube_cluster, kube_namespace):
-    broken = image("bad", f"{REPOSITORY}-{NEVER_READY_MARKER}")
+def test_the_same_digest_with_another_overlay_is_applied(
+    kube_cluster, kube_namespace, release_images
+):
+    v1 = release_images.v1
+    deploy(kube_cluster, kube_namespace, v1, overlay="staging")
+    result = deploy(kube_cluster, kube_namespace, v1, overlay="production")
+    assert result.result == "deployed"
+    assert deployment(kube_cluster, kube_namespace)["spec"]["replicas"] == 3
+    assert get(kube_cluster, kube_namespace, "hpa", "aiship")["spec"]["minReplicas"] == 3
+    assert get(kube_cluster, kube_namespace, "service", "aiship")["spec"]["type"] == "LoadBalancer"
+
+
+def test_a_release_keeps_the_replica_count_the_autoscaler_chose(
+    kube_cluster, kube_namespace, release_images
+):
+    deploy(kube_cluster, kube_namespace, release_images.v1)  # staging: the autoscaler's one
+    kube_cluster.kubectl("-n", kube_namespace, "scale", "deployment/aiship", "--replicas=2")
+    deploy(kube_cluster, kube_namespace, release_images.v2)
+    assert deployment(kube_cluster, kube_namespace)["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    ("broken", "cause", "log_line"),
+    [
+        # the app verifies model.onnx against model.json's sha256 and refuses to start
+        ("bad_model", r"CrashLoopBackOff|restarted", "sha256"),
+        ("crashing", r"CrashLoopBackOff|restarted", "crashed"),
+    ],
+)
+def test_a_crashing_release_fails_fast_is_diagnosed_and_undone_while_v1_serves(
+    kube_cluster, kube_namespace, release_images, caplog, broken, cause, log_line
+):
+    v1 = release_images.v1
+    deploy(kube_cluster, kube_namespace, v1)
+    kubectl = Kubectl(kube_cluster.kubeconfig, kube_namespace)
+    with (
+        kubectl.port_forward("service/aiship", 80) as url,
+        Traffic(f"{url}/v2/models/digits/infer") as traffic,
+        caplog.at_level(logging.ERROR),
+        pytest.raises(RolledBack) as info,
+    ):
+        # A long timeout: only a fast diagnosis of the crash can end this before it.
+        deploy(kube_cluster, kube_namespace, getattr(release_images, broken), timeout=600)
+    message = str(info.value)
+    assert "new pods ready after" not in message  # not the timeout
+    assert f"rolled back to {v1.image}, which serves again (smoke-tested)" in message
+    assert running_image(kube_cluster, kube_namespace) == v1.image
+    assert traffic.failures == [] and traffic.ok > 0  # v1 served every request throughout
+    assert re.search(cause, message)
+    assert "log: " in caplog.text and log_line in caplog.text  # the failing pod's last words
+
+
+def test_a_release_that_never_gets_ready_is_undone_at_the_timeout_while_v1_serves(
+    kube_cluster, kube_namespace, release_images, caplog
+):
+    v1 = release_images.v1
+    deploy(kube_cluster, kube_namespace, v1)
+    with (
+        kube_cluster.service_traffic(kube_namespace) as traffic,
+        caplog.at_level(logging.ERROR),
+        pytest.raises(RolledBack, match="0 of 1 new pods ready after 25 s") as info,
+    ):
+        deploy(kube_cluster, kube_namespace, release_images.never_ready, timeout=25)
+    assert "which serves again (smoke-tested)" in str(info.value)
+    assert running_image(kube_cluster, kube_namespace) == v1.image
+    assert traffic.failures == [] and traffic.ok > 0
+    # The cause, from the new pod's own events: its probes find nothing on the port.
+    assert "Unhealthy" in caplog.text and "connection refused" in caplog.text
+
+
+def test_a_first_deploy_that_fails_leaves_nothing(kube_cluster, kube_namespace, release_images):
     with pytest.raises(RolledBack, match="first deployment"):
-        deploy(kube_cluster, kube_namespace, Release(broken), timeout=15)
-    done = kube_cluster.kubectl("-n", kube_namespace, "get", "deployment", "aiship", check=False)
-    assert done.returncode != 0 and "NotFound" in done.stderr
+        deploy(kube_cluster, kube_namespace, release_images.bad_model, timeout=300)
+    for kind in ("deployment", "service", "hpa", "pdb"):
+        done = kube_cluster.kubectl("-n", kube_namespace, "get", kind, "aiship", check=False)
+        assert done.returncode != 0 and "NotFound" in done.stderr
 
 
-def test_a_wrong_namespace_or_context_is_named(kube_cluster):
+def test_an_unschedulable_release_is_diagnosed_by_the_scheduler_event(
+    kube_cluster, kube_namespace, release_images, caplog, tmp_path, monkeypatch
+):
+    manifests = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, manifests)
+    huge = manifests / "overlays" / "huge"
+    huge.mkdir()
+    (huge / "kustomization.yaml").write_text(
+        "resources: [../staging]\npatches:\n  - target: {kind: Deployment, name: aiship}\n"
+        "    patch: |-\n      - op: replace\n"
+        "        path: /spec/template/spec/containers/0/resources/requests/cpu\n"
+        '        value: "64"\n'
+    )
+    monkeypatch.setattr(kubernetes, "MANIFESTS", manifests)
+    deploy(kube_cluster, kube_namespace, release_images.v1)
+    with caplog.at_level(logging.ERROR), pytest.raises(RolledBack):
+        deploy(kube_cluster, kube_namespace, release_images.v2, overlay="huge", timeout=15)
+    assert "FailedScheduling" in caplog.text and "Insufficient cpu" in caplog.text
+
+
+def test_a_rolling_update_loses_no_request_and_the_budget_allows_one_eviction(
+    kube_cluster, kube_namespace, release_images
+):
+    deploy(kube_cluster, kube_namespace, release_images.v1, overlay="production")
+    with kube_cluster.service_traffic(kube_namespace) as traffic:
+        deploy(kube_cluster, kube_namespace, release_images.v2, overlay="production")
+    # readiness gates new pods in; preStop keeps old ones serving until they left the endpoints
+    assert traffic.failures == [] and traffic.ok > 0
+
+    pods = get(kube_cluster, kube_namespace, "pods", "-l", "app.kubernetes.io/name=aiship")
+    names = [
+        p["metadata"]["name"] for p in pods["items"] if "deletionTimestamp" not in p["metadata"]
+    ]
+    assert len(names) == 3
+    first, second = (evict(kube_cluster, kube_namespace, name) for name in names[:2])
+    assert first.returncode == 0, first.stderr
+    assert second.returncode != 0 and "disruption budget" in second.stderr
+
+
+def evict(cluster, namespace: str, pod: str):
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": namespace},
+    }
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction"
+    return cluster.kubectl(
+        "create", "--raw", path, "-f", "-", check=False, input=json.dumps(eviction)
+    )
+
+
+def test_kubectl_outside_the_supported_skew_is_named(kube_cluster):
+    real = json.loads(kube_cluster.kubectl("version", "-o", "json").stdout)
+    assert version_skew(json.dumps(real)) is None  # the pinned kubectl and the local cluster
+    server_minor = int(real["serverVersion"]["minor"])
+    real["clientVersion"].update(minor=str(server_minor - 2), gitVersion="v1.old")
+    said = version_skew(json.dumps(real))
+    assert said.startswith("kubectl v1.old is outside the supported skew")
+    assert f"use kubectl 1.{server_minor}" in said
+
+
+def test_a_wrong_namespace_or_context_is_named(kube_cluster, release_images):
     with pytest.raises(ConfigError, match="namespace 'nowhere' does not exist"):
-        deploy(kube_cluster, "nowhere", Release(image("v1")))
+        deploy(kube_cluster, "nowhere", release_images.v1)
     with pytest.raises(ConfigError, match="context 'elsewhere' is not in"):
-        deploy(kube_cluster, "default", Release(image("v1")), context="elsewhere")
+        deploy(kube_cluster, "default", release_images.v1, context="elsewhere")

@@ -41,7 +41,7 @@ def running_image(name: str) -> str:
 def test_deploy_update_no_op_and_automatic_rollback(service, release_images):
     name, port = service
     first = deploy_swarm(
-        Release(release_images.v1, "rev-1", "1.0.0"),
+        release_images.v1,
         service=name,
         port=port,
         smoke_test=True,
@@ -50,45 +50,45 @@ def test_deploy_update_no_op_and_automatic_rollback(service, release_images):
     assert (first.result, first.previous_image) == ("deployed", None)
     assert serving(port)["model"]["version"] == "1.0.0"
 
-    again = deploy_swarm(Release(release_images.v1), service=name, port=port, timeout=120)
+    again = deploy_swarm(release_images.v1, service=name, port=port, timeout=120)
     assert again.result == "unchanged"
 
     update = deploy_swarm(
-        Release(release_images.v2, "rev-1", "2.0.0"),
+        release_images.v2,
         service=name,
         port=port,
         smoke_test=True,
         timeout=120,
     )
-    assert (update.result, update.previous_image) == ("deployed", release_images.v1)
+    assert (update.result, update.previous_image) == ("deployed", release_images.v1.image)
     assert serving(port)["model"]["version"] == "2.0.0"
 
     with pytest.raises(RolledBack, match=r"rolled back to \S+, which serves again"):
-        deploy_swarm(Release(release_images.broken), service=name, port=port, timeout=120)
-    assert running_image(name) == release_images.v2
+        deploy_swarm(release_images.bad_model, service=name, port=port, timeout=120)
+    assert running_image(name) == release_images.v2.image
     assert serving(port)["model"]["version"] == "2.0.0"
 
 
 def test_a_failed_smoke_test_rolls_back(service, release_images, closed_port):
     name, port = service
-    deploy_swarm(Release(release_images.v1), service=name, port=port, timeout=120)
+    deploy_swarm(release_images.v1, service=name, port=port, timeout=120)
     with pytest.raises(RolledBack, match="smoke test"):
         deploy_swarm(
-            Release(release_images.v2),
+            release_images.v2,
             service=name,
             port=port,
             timeout=120,
             smoke_url=f"http://127.0.0.1:{closed_port + 1}",
             smoke_test=True,
         )
-    assert running_image(name) == release_images.v1
+    assert running_image(name) == release_images.v1.image
     assert serving(port)["model"]["version"] == "1.0.0"
 
 
 def test_a_first_deploy_that_fails_leaves_nothing(service, release_images):
     name, port = service
     with pytest.raises(RolledBack, match="first deployment"):
-        deploy_swarm(Release(release_images.broken), service=name, port=port, timeout=45)
+        deploy_swarm(release_images.bad_model, service=name, port=port, timeout=45)
     assert inspect_service(name) is None
 
 
