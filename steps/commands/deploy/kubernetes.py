@@ -68,8 +68,10 @@ def deploy_kubernetes(
         return DeployResult("kubernetes", release.image, "unchanged", previous_image, smoke_url)
 
     record(documents, applied, current)
+    manifests = yaml.safe_dump_all(documents)
+    check_with_server(kubectl, manifests, overlay)
     log.info("applying %s to %s (overlay %s)", release.image, namespace, overlay)
-    kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    kubectl.run("apply", "-f", "-", stdin=manifests)
     failure = wait_rollout(kubectl, timeout)
     if failure is None and smoke_test:
         failure = smoke_pods(kubectl, kubectl.get("deployment", APP), release, smoke_url)
@@ -156,6 +158,17 @@ def render(overlay: str, release: Release) -> list[dict]:
         dict(zip(RELEASE_ANNOTATIONS, values, strict=True))
     )
     return documents
+
+
+def check_with_server(kubectl: Kubectl, manifests: str, overlay: str) -> None:
+    """The API server validates every object (a server-side dry run) before any is applied: a
+    manifest it refuses changes nothing, where a plain apply would stop half-way."""
+    done = kubectl.run("apply", "--dry-run=server", "-f", "-", stdin=manifests, check=False)
+    if done.returncode != 0:
+        raise ConfigError(
+            f"the API server refuses overlay {overlay!r}, so nothing was applied: "
+            f"{last_line(done.stderr)}; fix manifests/"
+        )
 
 
 def the_deployment(documents: list[dict]) -> dict:

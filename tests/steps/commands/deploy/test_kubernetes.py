@@ -158,24 +158,38 @@ def test_a_first_deploy_that_fails_leaves_nothing(kube_cluster, kube_namespace, 
         assert done.returncode != 0 and "NotFound" in done.stderr
 
 
-def test_an_unschedulable_release_is_diagnosed_by_the_scheduler_event(
+def overlay_asking_for_cpu(manifests, cpu: str) -> str:
+    """An overlay of staging whose pods request CPU cores; its name."""
+    name = f"cpu-{cpu}"
+    (manifests / "overlays" / name).mkdir()
+    (manifests / "overlays" / name / "kustomization.yaml").write_text(
+        "resources: [../staging]\npatches:\n  - target: {kind: Deployment, name: aiship}\n"
+        "    patch: |-\n      - op: replace\n"
+        "        path: /spec/template/spec/containers/0/resources/requests/cpu\n"
+        f'        value: "{cpu}"\n'
+    )
+    return name
+
+
+def test_a_manifest_the_server_refuses_changes_nothing_and_the_scheduler_is_heard(
     kube_cluster, kube_namespace, release_images, caplog, tmp_path, monkeypatch
 ):
     manifests = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, manifests)
-    huge = manifests / "overlays" / "huge"
-    huge.mkdir()
-    (huge / "kustomization.yaml").write_text(
-        "resources: [../staging]\npatches:\n  - target: {kind: Deployment, name: aiship}\n"
-        "    patch: |-\n      - op: replace\n"
-        "        path: /spec/template/spec/containers/0/resources/requests/cpu\n"
-        '        value: "64"\n'
-    )
     monkeypatch.setattr(kubernetes, "MANIFESTS", manifests)
     deploy(kube_cluster, kube_namespace, release_images.v1)
+    before = get(kube_cluster, kube_namespace, "deployment,service,hpa,pdb")["items"]
+
+    invalid = overlay_asking_for_cpu(manifests, "64")  # above the container's limit of 2
+    with pytest.raises(ConfigError, match="refuses overlay 'cpu-64', so nothing was applied"):
+        deploy(kube_cluster, kube_namespace, release_images.v2, overlay=invalid)
+    assert get(kube_cluster, kube_namespace, "deployment,service,hpa,pdb")["items"] == before
+
+    unschedulable = overlay_asking_for_cpu(manifests, "2")  # the node's every core
     with caplog.at_level(logging.ERROR), pytest.raises(RolledBack):
-        deploy(kube_cluster, kube_namespace, release_images.v2, overlay="huge", timeout=15)
+        deploy(kube_cluster, kube_namespace, release_images.v2, overlay=unschedulable, timeout=15)
     assert "FailedScheduling" in caplog.text and "Insufficient cpu" in caplog.text
+    assert running_image(kube_cluster, kube_namespace) == release_images.v1.image
 
 
 def test_a_rolling_update_loses_no_request_and_the_budget_allows_one_eviction(
