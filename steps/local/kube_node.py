@@ -48,7 +48,11 @@ CNI_PLUGINS = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 CGROUPS = Path("/sys/fs/cgroup")
 HOLDER = KUBE_TOOLS / "node" / "holder.sh"
 NODE_INTERFACE, BRIDGE = "node0", "cni0"  # inside the node's netns: no clash with the host's
-CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # in the node's own /run
+# In the node's own /run (a tmpfs of its mount namespace): short paths, as a unix socket's must be
+# (108 bytes), and gone with the namespace.
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+CONTAINERD_STATE = "/run/containerd/state"
+KUBELET_ROOT = "/run/kubelet"  # pod volumes and the kubelet's plugin sockets
 NAMESPACE = "k8s.io"  # containerd's namespace for the CRI
 
 
@@ -269,7 +273,7 @@ def cgroup_processes(node: NodeLayout) -> list[int]:
 
 
 def write_configs(node: NodeLayout, binaries: KubeBinaries, ports: tuple[int, ...]) -> None:
-    for folder in ("run", "logs", "containerd/root", "containerd/state", "cni/net.d", "cni/cache"):
+    for folder in ("run", "logs", "containerd/root", "cni/net.d", "cni/cache"):
         node.path(folder).mkdir(parents=True, exist_ok=True)
     node.path("containerd.toml").write_text(containerd_config(node), encoding="utf-8")
     node.path("kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(node)), encoding="utf-8")
@@ -283,7 +287,7 @@ def containerd_config(node: NodeLayout) -> str:
     return f"""\
 version = 2
 root = "{root}/containerd/root"
-state = "{root}/containerd/state"
+state = "{CONTAINERD_STATE}"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
 
@@ -567,7 +571,7 @@ def start_kubelet(node: NodeLayout, kubeconfig: Path, kubelet: Path) -> None:
         str(kubelet),
         f"--config={node.path('kubelet.yaml')}",
         f"--kubeconfig={kubeconfig}",
-        f"--root-dir={node.path('kubelet', 'root')}",
+        f"--root-dir={KUBELET_ROOT}",
         f"--hostname-override={NODE_NAME}",
         f"--node-ip={node.node_address}",
         "--v=1",
@@ -617,7 +621,9 @@ def stop(state_dir: Path, kubeconfig: Path | None, timeout: float = 60.0) -> lis
             Path("/var/lib/cni").rmdir()
     if left:
         raise StepError(f"the node's cgroups {', '.join(left)} still hold processes: kill them")
-    shutil.rmtree(state_dir, ignore_errors=True)
+    for path in state_dir.iterdir():  # the logs stay: they tell what happened
+        if path.name != "logs":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     return running
 
 
@@ -717,6 +723,5 @@ def leftovers(state_dir: Path, record: dict) -> list[str]:
                 found.append(f"process {proc.name}")
     if record.get("made_var_lib_cni") and Path("/var/lib/cni").exists():
         found.append("folder /var/lib/cni")
-    if state_dir.exists():
-        found.append(f"state {state_dir}")
+    found += [f"state {path}" for path in sorted(state_dir.glob("*")) if path.name != "logs"]
     return found
