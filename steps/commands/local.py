@@ -43,9 +43,18 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approve", action="store_true", help="approve the release in advance (no question)"
     )
-    parser.add_argument("--target", choices=("swarm", "kubernetes"), default="swarm")
+    parser.add_argument(
+        "--target",
+        choices=("kubernetes", "swarm"),
+        default="kubernetes",
+        help="release to the local Kubernetes cluster's real node (default), or a Docker swarm",
+    )
     parser.add_argument("--port", type=int, default=8080, help="the service's port (default: 8080)")
-    parser.add_argument("--service", default="aiship", help="swarm service name (default: aiship)")
+    parser.add_argument(
+        "--service",
+        default="aiship",
+        help="swarm service name, or the port-forward's name on kubernetes (default: aiship)",
+    )
     parser.add_argument("--base-image", help="image to build on (default: local/python:3.11-slim)")
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds the rollout may take (default: 300)"

@@ -47,7 +47,7 @@ SAMPLE_DIGIT = (
 class RunOptions:
     state_dir: Path | None = None
     approve: bool = False
-    target: str = "swarm"
+    target: str = "kubernetes"
     service: str = "aiship"
     port: int = 8080
     base_image: str | None = None  # None: the local base image
@@ -92,7 +92,7 @@ class Stage:
     steps: tuple[Step, ...]
 
 
-def stages(target: str = "swarm") -> tuple[Stage, ...]:
+def stages(target: str = "kubernetes") -> tuple[Stage, ...]:
     """The pipeline, in order."""
     release = [Step("resolve-image", resolve, "resolve-image"), Step("approve", approve)]
     if target == "kubernetes":
@@ -114,7 +114,7 @@ def stages(target: str = "swarm") -> tuple[Stage, ...]:
     )
 
 
-def step_commands(target: str = "swarm") -> list[str]:
+def step_commands(target: str = "kubernetes") -> list[str]:
     """The `python -m steps` commands the pipeline runs, in order (compared with the YAML)."""
     return [step.command for stage in stages(target) for step in stage.steps if step.command]
 
@@ -128,6 +128,13 @@ def check_options(options: RunOptions) -> str:
             "the release needs approval and there is no terminal to ask on: "
             "pass --approve to approve it in advance"
         )
+    if options.target == "kubernetes":
+        from .kube_node import check_prerequisites
+
+        try:
+            check_prerequisites()
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (or release to a local swarm: --target swarm)") from None
     return f"run {', '.join(step_commands(options.target))} against the local stand-ins"
 
 

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from steps.clients.docker import docker
+from steps.local.kube_cluster import down as cluster_down
 from steps.local.server import free_port
 from steps.support.paths import REPO_ROOT
 from tests.stepscli import run_steps
@@ -138,7 +139,8 @@ def _stop_leftovers(stack: LocalStack) -> None:
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-    docker(["service", "rm", stack.service], timeout=60, check=False)
+    docker(["service", "rm", f"{stack.service}-swarm"], timeout=60, check=False)
+    cluster_down(stack.state_dir / "cluster")
     prefix = f"127.0.0.1:{stack.registry_port}/"
     listed = docker(
         ["images", "--format", "{{.Repository}}:{{.Tag}}"], timeout=60, check=False

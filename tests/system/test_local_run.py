@@ -64,7 +64,7 @@ def test_without_a_terminal_or_approve_the_release_is_refused_at_once(local_stac
         "pass --approve to approve it in advance"
     ]
     assert "==>" not in refused.stderr  # not one step ran
-    assert docker(["service", "inspect", local_stack.service], check=False).strip() in ("", "[]")
+    assert not (local_stack.state_dir / "cluster").exists()
 
 
 def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stack):
@@ -81,6 +81,7 @@ def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stac
         "promote-image",
         "resolve-image",
         "approve",
+        "cluster up",
         "deploy",
     ]
     assert "published the sample model digits 1.0.0" in first.stderr
@@ -121,7 +122,7 @@ def test_a_no_at_the_approval_gate_deploys_nothing(local_stack):
     assert declined.returncode == 1
     assert re.search(
         r"Release 127\.0\.0\.1:\d+/aiship@sha256:[0-9a-f]{64} \(model 1\.0\.0, revision "
-        r"[0-9a-f]{12}\) to swarm\? \[y/N\]",
+        r"[0-9a-f]{12}\) to kubernetes\? \[y/N\]",
         declined.stderr,
     )
     assert declined.error_lines == ["error: the release was not approved: nothing was deployed"]
@@ -220,20 +221,43 @@ def test_a_failing_build_stops_the_pipeline_before_anything_is_pushed(local_stac
         docker(["rmi", "--force", broken_base], timeout=60, check=False)
 
 
+def test_the_swarm_target_releases_the_same_image(local_stack, closed_port):
+    released = local_stack.local(
+        "run",
+        *("--azurite-port", str(local_stack.azurite_port)),
+        *("--registry-port", str(local_stack.registry_port)),
+        *("--service", f"{local_stack.service}-swarm", "--port", str(closed_port)),
+        *("--target", "swarm", "--approve"),
+    )
+    assert released.returncode == 0, released.stderr
+    assert "==> cluster up" not in released.stderr
+    assert released.outputs["url"] == f"http://127.0.0.1:{closed_port}"
+    version = requests.get(f"{released.outputs['url']}/version", timeout=5).json()
+    assert version == local_stack.version()  # the same build as on kubernetes
+
+
 def test_down_stops_exactly_what_up_started(local_stack):
     record = local_stack.record()
     pids = [record["azurite"]["pid"], record["registry"]["pid"]]
+    swarm_port = record["services"][f"{local_stack.service}-swarm"]["port"]
     down = local_stack.local("down")
     assert down.returncode == 0, down.stderr
     stopped = down.outputs["stopped"].split(",")
-    expected = [f"service {local_stack.service}", "registry", "azurite"]
+    expected = [
+        f"service {local_stack.service}",
+        f"service {local_stack.service}-swarm",
+        "cluster",
+        "registry",
+        "azurite",
+    ]
     if not local_stack.swarm_was_active:
         expected.append("swarm")
     assert stopped == expected
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
-    for port in (local_stack.azurite_port, local_stack.registry_port, local_stack.port):
+    for port in (local_stack.azurite_port, local_stack.registry_port, local_stack.port, swarm_port):
         assert not port_taken(port)
+    assert not list((local_stack.state_dir / "cluster" / "node").glob("*.json"))
     assert docker(["version", "--format", "{{.Server.Version}}"]).strip()  # the engine stays
     with pytest.raises(requests.ConnectionError):
         local_stack.version()
