@@ -59,6 +59,7 @@ CARD = ModelCard.from_dict(
 TAGGED = ImageRef.parse(f"{LOGIN_SERVER}/aiship/app:{REVISION[:12]}-1.0.0")
 # The release runs on today's commit; the image it resolves was built from an older one.
 RESOLVED_REVISION = "feedbeef" * 5
+RESOLVED_MODEL_SHA256 = "5eed" * 16
 
 
 def outputs_of(command: str) -> dict[str, object]:
@@ -74,7 +75,9 @@ def outputs_of(command: str) -> dict[str, object]:
             TAGGED, DIGEST, {LABEL_REVISION: REVISION, LABEL_MODEL_SHA256: MODEL_SHA256}
         ),
         "promote-image": PromotedImage(f"{TAGGED.name}:main", DIGEST),
-        "resolve-image": ResolvedImage(pinned, DIGEST, RESOLVED_REVISION, "1.0.0"),
+        "resolve-image": ResolvedImage(
+            pinned, DIGEST, RESOLVED_REVISION, "1.0.0", RESOLVED_MODEL_SHA256
+        ),
         "aks-credentials": AksCredentials(
             "/tmp/kubeconfig", "aks-prod", "https://aks", False, True
         ),
@@ -126,6 +129,7 @@ def test_the_release_records_the_revision_and_model_it_resolved(system, tmp_path
 
     deploy = next(run for run in runs if run.command == "deploy")
     assert f"(revision {RESOLVED_REVISION}, model 1.0.0)" in deploy.plan, deploy.stderr
+    assert f"expecting model sha256 {RESOLVED_MODEL_SHA256}" in deploy.plan
 
 
 @pytest.mark.parametrize("system", ["github", "azure"])

@@ -74,7 +74,8 @@ def _check(args: argparse.Namespace) -> str:
         if not args.service or not args.port:
             raise ConfigError("--target swarm needs --service and --port")
         where = f"swarm service {args.service} on port {args.port}"
-    smoke = ", smoke-test it" if args.smoke_test else ""
+    expecting = f" expecting model sha256 {release.model_sha256}" if release.model_sha256 else ""
+    smoke = f", smoke-test it{expecting}" if args.smoke_test else ""
     return f"roll out {release.change_cause} to {where}{smoke}, and roll back on failure"
 
 
