@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from steps.clients.registry import ImageRef, RegistryClient, RegistryLogin
 from steps.commands.deploy.release import Release
 from steps.commands.push_image import push_image
 from steps.local.kube_cluster import down, up
+from steps.local.kube_node import tar_bytes
 from steps.local.registry_server import LocalRegistry
 from steps.support.processes import last_line
 from tests.traffic import Traffic
@@ -169,7 +168,7 @@ def derived(
     if cmd:
         config["config"]["Cmd"] = cmd
     if files:
-        layer_tar = _tar(files)
+        layer_tar = tar_bytes({name: (data, 0o644) for name, data in files.items()})
         layer = gzip.compress(layer_tar, mtime=0)
         config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(layer_tar).hexdigest())
         digest = _upload(login, base_ref.repository, layer)
@@ -202,13 +201,3 @@ def _upload(login: RegistryLogin, repository: str, blob: bytes) -> str:
     done = requests.put(f"{location}{separator}digest={digest}", data=blob, timeout=60)
     done.raise_for_status()
     return digest
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()

@@ -280,11 +280,16 @@ def _answers(cluster: LocalCluster) -> bool:
 
 
 def _node_ready(cluster: LocalCluster) -> bool | None:
+    """The node is Ready, and the `default` namespace has its service account (pods are refused
+    until the controller manager made it)."""
     done = cluster.kubectl("get", "node", NODE_NAME, "-o", "json", timeout=15)
     if done.returncode != 0:
         return None
     conditions = json.loads(done.stdout).get("status", {}).get("conditions", [])
-    return True if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+    if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+        return None
+    account = cluster.kubectl("get", "serviceaccount", "default", "-n", "default", timeout=15)
+    return True if account.returncode == 0 else None
 
 
 def _server(kubeconfig: Path) -> str | None:

@@ -17,18 +17,21 @@ What it makes, and `stop` removes (root only):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,8 @@ CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 CONTAINERD_STATE = "/run/containerd/state"
 KUBELET_ROOT = "/run/kubelet"  # pod volumes and the kubelet's plugin sockets
 NAMESPACE = "k8s.io"  # containerd's namespace for the CRI
+NETWORK_LOCK = "/run/lock/aiship-node-network.lock"  # held while a node picks and makes its network
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 
 @dataclass(frozen=True)
@@ -150,8 +155,14 @@ def start(
 ) -> NodeLayout:
     """Make and start the node; on any failure, remove what was made and raise."""
     check_prerequisites()
-    node = NodeLayout(state_dir, free_index())
-    node.save()
+    with _network_lock():  # two nodes starting at once must not pick the same N
+        node = NodeLayout(state_dir, free_index())
+        node.save()
+        try:
+            make_network(node)
+        except BaseException:
+            stop(state_dir, kubeconfig=None)
+            raise
     try:
         _start(node, kubeconfig, binaries, forward_ports)
     except BaseException:
@@ -164,9 +175,8 @@ def _start(
     node: NodeLayout, kubeconfig: Path, binaries: KubeBinaries, ports: tuple[int, ...]
 ) -> None:
     started = time.monotonic()
-    make_network(node)
     make_cgroups(node)
-    write_configs(node, binaries, ports)
+    write_configs(node)
     start_holder(node)
     start_containerd(node)
     import_pause_image(node, binaries.path("pause"))
@@ -177,6 +187,14 @@ def _start(
 
 
 # Network
+
+
+@contextlib.contextmanager
+def _network_lock() -> Iterator[None]:
+    Path(NETWORK_LOCK).parent.mkdir(parents=True, exist_ok=True)
+    with open(NETWORK_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def free_index() -> int:
@@ -272,7 +290,7 @@ def cgroup_processes(node: NodeLayout) -> list[int]:
 # Configuration files
 
 
-def write_configs(node: NodeLayout, binaries: KubeBinaries, ports: tuple[int, ...]) -> None:
+def write_configs(node: NodeLayout) -> None:
     for folder in ("run", "logs", "containerd/root", "cni/net.d", "cni/cache"):
         node.path(folder).mkdir(parents=True, exist_ok=True)
     node.path("containerd.toml").write_text(containerd_config(node), encoding="utf-8")
@@ -468,7 +486,7 @@ def import_pause_image(node: NodeLayout, pause: Path) -> None:
     layout = node.path("pause.tar")
     layout.write_bytes(pause_image_layout(pause.read_bytes()))
     done = run(
-        ctr(node, "images", "import", "--no-unpack=false", str(layout)),
+        ctr(node, "images", "import", str(layout)),
         what="ctr images import",
         timeout=60,
     )
@@ -478,12 +496,12 @@ def import_pause_image(node: NodeLayout, pause: Path) -> None:
 
 def pause_image_layout(pause: bytes) -> bytes:
     """An OCI image layout (as a tar) of one layer holding /pause, named PAUSE_IMAGE."""
-    layer_tar = _tar({"pause": (pause, 0o755)})
+    layer_tar = tar_bytes({"pause": (pause, 0o755)})
     layer = gzip.compress(layer_tar, mtime=0)
     diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
     config = _json(
         {
-            "architecture": "amd64",
+            "architecture": GOARCH,
             "os": "linux",
             "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
@@ -503,7 +521,7 @@ def pause_image_layout(pause: bytes) -> bytes:
             "manifests": [
                 {
                     **_descriptor("application/vnd.oci.image.manifest.v1+json", manifest),
-                    "platform": {"architecture": "amd64", "os": "linux"},
+                    "platform": {"architecture": GOARCH, "os": "linux"},
                     "annotations": {"io.containerd.image.name": PAUSE_IMAGE},
                 }
             ],
@@ -515,7 +533,7 @@ def pause_image_layout(pause: bytes) -> bytes:
     }
     for blob in (layer, config, manifest):
         files[f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}"] = (blob, 0o644)
-    return _tar(files)
+    return tar_bytes(files)
 
 
 def _json(value: object) -> bytes:
@@ -530,7 +548,8 @@ def _descriptor(media_type: str, blob: bytes) -> dict:
     }
 
 
-def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
+def tar_bytes(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A tar of FILES (name -> (bytes, mode)), reproducible: no owners, no times."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, (data, mode) in files.items():
