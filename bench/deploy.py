@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -59,6 +60,7 @@ from tests.kubecluster import KubeCluster, derived
 REPOSITORY = "aiship"
 NEVER_READY_TIMEOUT = 20.0  # the deploy --timeout for the never-ready release (see README)
 FAILURE_KINDS = ("bad_model", "crashing", "never_ready")
+LOGS = Path("/tmp/aiship-bench-deploy-logs")  # each cluster's logs, kept after the run
 TRAFFIC_LIMITS = {"max_requests": 6000, "max_seconds": 400.0}  # per traffic run
 
 
@@ -87,8 +89,14 @@ def make_images(work: Path, registry: LocalRegistry) -> Images:
     for version, revision in (("1.0.0", "1" * 40), ("2.0.0", "2" * 40)):
         model = work / f"model-{version}"
         run(
-            [sys.executable, str(REPO_ROOT / "model" / "train.py"), "--out", str(model)]
-            + ["--version", version],
+            [
+                sys.executable,
+                str(REPO_ROOT / "model" / "train.py"),
+                "--out",
+                str(model),
+                "--version",
+                version,
+            ],
             what="training the sample model",
             timeout=300,
         )
@@ -168,10 +176,9 @@ def rss_pss(pids: list[int]) -> tuple[float, float]:
 def wait_http(url: str, timeout: float) -> bool:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return True
         time.sleep(0.05)
     return False
 
@@ -187,8 +194,21 @@ def docker_run_ready(image: str, figures: Figures, measure_memory: bool = False)
     started = time.perf_counter()
     try:
         docker(
-            ["run", "-d", "--name", name, "--network", "host"]
-            + ["-e", f"HOST={HOST}", "-e", f"PORT={port}", "-e", "WORKERS=2", image],
+            [
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "host",
+                "-e",
+                f"HOST={HOST}",
+                "-e",
+                f"PORT={port}",
+                "-e",
+                "WORKERS=2",
+                image,
+            ],
             timeout=60,
         )
         if not wait_http(f"http://{HOST}:{port}/v2/health/ready", 120):
@@ -248,7 +268,17 @@ class Cluster:
         up(self.state, self.kubeconfig, registry_ports=(self.registry.port,))
 
     def down(self) -> None:
-        down(self.state, self.kubeconfig)
+        try:
+            down(self.state, self.kubeconfig)
+        finally:  # the node's logs and kwokctl's outlive the run's temporary folder
+            kept = LOGS / self.state.name
+            kept.mkdir(parents=True, exist_ok=True)
+            for source in (self.state / "node" / "logs", self.state / "kwokctl.log"):
+                with contextlib.suppress(OSError):
+                    if source.is_dir():
+                        shutil.copytree(source, kept / source.name, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(source, kept / source.name)
 
     def kubectl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         command = [str(kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args]
@@ -264,9 +294,14 @@ class Cluster:
     def drop(self, namespace: str) -> None:
         """The namespace's pods at once (the node's CPU for the next case), then the rest."""
         self.kubectl(
-            "-n", namespace, "delete", "deployments,replicasets,pods", "--all",
-            "--grace-period=0", "--force",
-        )  # fmt: skip
+            "-n",
+            namespace,
+            "delete",
+            "deployments,replicasets,pods",
+            "--all",
+            "--grace-period=0",
+            "--force",
+        )
         self.kubectl("delete", "namespace", namespace, "--wait=false")
 
     def deploy(self, release: Release, namespace: str, **options) -> object:
@@ -294,8 +329,9 @@ class Cluster:
         )
 
 
-def bench_cluster_life(work: Path, registry: LocalRegistry, images: Images, rounds: int,
-                       figures: Figures) -> None:  # fmt: skip
+def bench_cluster_life(
+    work: Path, registry: LocalRegistry, images: Images, rounds: int, figures: Figures
+) -> None:
     """Per round, a fresh cluster: up cold, up warm, the first deploy with a cold image pull and
     another with the image on the node, down."""
     for i in range(rounds):
@@ -307,7 +343,7 @@ def bench_cluster_life(work: Path, registry: LocalRegistry, images: Images, roun
             timed(
                 figures,
                 "kubernetes: first deploy, cold image pull",
-                lambda ns=cold: cluster.deploy(images.v1, ns),
+                lambda c=cluster, ns=cold: c.deploy(images.v1, ns),
                 fails=False,
             )
             cluster.drop(cold)
@@ -315,15 +351,16 @@ def bench_cluster_life(work: Path, registry: LocalRegistry, images: Images, roun
             timed(
                 figures,
                 "kubernetes: first deploy, image on the node",
-                lambda ns=warm: cluster.deploy(images.v1, ns),
+                lambda c=cluster, ns=warm: c.deploy(images.v1, ns),
                 fails=False,
             )
         finally:
             timed(figures, "cluster down (one app pod running)", cluster.down, fails=False)
 
 
-def bench_kubernetes(work: Path, registry: LocalRegistry, images: Images, rounds: int,
-                     figures: Figures) -> None:  # fmt: skip
+def bench_kubernetes(
+    work: Path, registry: LocalRegistry, images: Images, rounds: int, figures: Figures
+) -> None:
     cluster = Cluster(work / "main", registry)
     try:
         cluster.up()
@@ -341,7 +378,7 @@ def bench_kubernetes(work: Path, registry: LocalRegistry, images: Images, rounds
             )
             docker_run_ready(target.image, figures)
         # Failed rollouts back to the previous version serving (staging, no traffic).
-        for i in range(rounds):
+        for _ in range(rounds):
             for kind in FAILURE_KINDS:
                 timeout = {"timeout": NEVER_READY_TIMEOUT} if kind == "never_ready" else {}
                 timed(
@@ -387,7 +424,7 @@ def bench_kubernetes(work: Path, registry: LocalRegistry, images: Images, rounds
         node_memory(cluster, pods, figures)
         docker_run_ready(current.image, figures, measure_memory=True)
     finally:
-        cluster.down()
+        timed(figures, "cluster down (three production pods running)", cluster.down, fails=False)
 
 
 def node_memory(cluster: Cluster, pods: int, figures: Figures) -> None:
@@ -402,7 +439,10 @@ def node_memory(cluster: Cluster, pods: int, figures: Figures) -> None:
                 in_node.append((proc.pid, proc.info["name"] or ""))
     shims = [pid for pid, name in in_node if name.startswith("containerd-shim")]
     cgroup = set(kube_node.cgroup_processes(node))
-    names = dict(in_node)
+    names = {}
+    for pid in cgroup:  # each container has a mount namespace of its own
+        with contextlib.suppress(psutil.Error):
+            names[pid] = psutil.Process(pid).name()
     pause = [pid for pid in cgroup if names.get(pid) == "pause"]
     app = [pid for pid in cgroup if pid not in pause and pid not in shims]
     for what, pids in (
@@ -418,20 +458,25 @@ def node_memory(cluster: Cluster, pods: int, figures: Figures) -> None:
     for pid in control:
         with contextlib.suppress(psutil.Error):
             group += [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
-    figures.memory.append(("control plane (etcd, API server, ...; for context)", len(group),
-                           *rss_pss(group)))  # fmt: skip
+    figures.memory.append(
+        ("control plane (etcd, API server, ...; for context)", len(group), *rss_pss(group))
+    )
 
 
 # Report
 
 
 def stats(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} | {min(values):.1f} | {max(values):.1f} | {len(values)}"
+    low, high = min(values), max(values)
+    return f"{statistics.median(values):.1f} | {low:.1f} | {high:.1f} | {len(values)}"
 
 
 def report(figures: Figures) -> str:
     s = figures.seconds
-    out = ["| case | median s | min s | max s | n | ratio |", "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    out = [
+        "| case | median s | min s | max s | n | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
 
     def row(case: str, peer: str | None, peer_name: str) -> None:
         if case not in s:
@@ -445,6 +490,7 @@ def report(figures: Figures) -> str:
         "cluster up, cold (node Ready)",
         "cluster up, warm (already running)",
         "cluster down (one app pod running)",
+        "cluster down (three production pods running)",
     ):
         row(case, None, "")
     floor = "docker run until ready (floor)"
@@ -468,14 +514,21 @@ def report(figures: Figures) -> str:
     out += [f"| {case} | {stats(v)} | |" for case, v in s.items() if case not in listed]
 
     if figures.traffic:
-        out += ["", "| during | rollouts | requests sent | failed | rollout s, median |",
-                "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        out += [
+            "",
+            "| during | rollouts | requests sent | failed | rollout s, median |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for case, runs in figures.traffic.items():
             sent, failed = sum(r[0] for r in runs), sum(r[1] for r in runs)
             median = statistics.median(r[2] for r in runs)
             out.append(f"| {case} | {len(runs)} | {sent} | {failed} | {median:.1f} |")
     if figures.memory:
-        out += ["", "| process group | processes | RSS MiB | PSS MiB |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        out += [
+            "",
+            "| process group | processes | RSS MiB | PSS MiB |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         for what, count, rss, pss in figures.memory:
             out.append(f"| {what} | {count} | {rss:.0f} | {pss:.0f} |")
     if figures.notes:
