@@ -647,27 +647,18 @@ def stop(state_dir: Path, kubeconfig: Path | None, timeout: float = 60.0) -> lis
 
 
 def _drain_pods(kubeconfig: Path, timeout: float) -> None:
+    """Cordon the node, so that controllers cannot put replacements on it, then delete its pods
+    and let the kubelet stop them cleanly (preStop, CNI teardown, unmounts)."""
     from ..clients.kubectl import Kubectl
 
     kubectl = Kubectl(kubeconfig)
-    selector = f"spec.nodeName={NODE_NAME}"
-    done = kubectl.run(
-        "delete",
-        "pods",
-        "-A",
-        "--field-selector",
-        selector,
-        "--wait=false",
-        check=False,
-        timeout=30,
-    )
-    if done.returncode != 0:
+    if kubectl.run("cordon", NODE_NAME, check=False, timeout=30).returncode != 0:
         return
+    on_node = ("pods", "-A", "--field-selector", f"spec.nodeName={NODE_NAME}")
+    kubectl.run("delete", *on_node, "--wait=false", check=False, timeout=30)
 
     def no_pods() -> bool | None:
-        left = kubectl.run(
-            "get", "pods", "-A", "--field-selector", selector, "-o", "name", check=False, timeout=15
-        )
+        left = kubectl.run("get", *on_node, "-o", "name", check=False, timeout=15)
         return True if left.returncode != 0 or not left.stdout.strip() else None
 
     with contextlib.suppress(Unavailable):  # what is left is killed below
