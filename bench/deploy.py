@@ -55,7 +55,7 @@ from steps.support import logs
 from steps.support.errors import RolledBack, StepError
 from steps.support.paths import REPO_ROOT
 from steps.support.processes import run
-from tests.kubecluster import KubeCluster, derived
+from tests.kubecluster import KubeCluster, broken_releases
 
 REPOSITORY = "aiship"
 NEVER_READY_TIMEOUT = 20.0  # the deploy --timeout for the never-ready release (see README)
@@ -111,18 +111,10 @@ def make_images(work: Path, registry: LocalRegistry) -> Images:
             f"{target.name}@{digest}", revision, built.card.version, built.card.sha256
         )
     v1 = releases["1.0.0"]
-    junk = os.urandom(32) * 64
     return Images(
         v1=v1,
         v2=releases["2.0.0"],
-        bad_model=derived(login, v1, "bad-model", files={"model/model.onnx": junk}),
-        never_ready=derived(login, v1, "never-ready", env={"PORT": "8081"}),
-        crashing=derived(
-            login,
-            v1,
-            "crashing",
-            cmd=["python", "-c", "import time; time.sleep(3); raise SystemExit('crashed')"],
-        ),
+        **broken_releases(login, v1),
         local_tags=tuple(tags),
     )
 

@@ -132,19 +132,19 @@ def release_images(
     model_v2 = tmp_path_factory.mktemp("model-v2")
     train.write_model(model_v2, name="digits", version="2.0.0")
     v1, v2 = pushed(trained_model_dir, "1" * 40), pushed(model_v2, "2" * 40)
+    return ReleaseImages(v1=v1, v2=v2, **broken_releases(login, v1))
+
+
+def broken_releases(login: RegistryLogin, base: Release) -> dict[str, Release]:
+    """bad_model, never_ready and crashing: BASE changed at the registry in the ways a release
+    really fails."""
     junk = hashlib.sha256(b"not the model").digest() * 8
-    return ReleaseImages(
-        v1=v1,
-        v2=v2,
-        bad_model=derived(login, v1, "bad-model", files={"model/model.onnx": junk}),
-        never_ready=derived(login, v1, "never-ready", env={"PORT": "8081"}),
-        crashing=derived(
-            login,
-            v1,
-            "crashing",
-            cmd=["python", "-c", "import time; time.sleep(3); raise SystemExit('crashed')"],
-        ),
-    )
+    crash = ["python", "-c", "import time; time.sleep(3); raise SystemExit('crashed')"]
+    return {
+        "bad_model": derived(login, base, "bad-model", files={"model/model.onnx": junk}),
+        "never_ready": derived(login, base, "never-ready", env={"PORT": "8081"}),
+        "crashing": derived(login, base, "crashing", cmd=crash),
+    }
 
 
 def derived(
