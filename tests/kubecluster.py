@@ -5,7 +5,7 @@ kubelet node), started once per session and stopped at its end. Its node pulls f
 the session's own, into which `release_images` pushes the app's image and variants that fail in
 the ways a release really fails: a model that does not verify, a pod that never gets ready, a
 process that crashes after start. Use them from a conftest:
-`from tests.kubecluster import kube_cluster, kube_namespace, release_images  # noqa: F401`.
+`from tests.kubecluster import kube_cluster, kube_namespace, node_registry, release_images`.
 """
 
 from __future__ import annotations
