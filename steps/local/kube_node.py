@@ -482,16 +482,27 @@ def ctr(node: NodeLayout, *args: str) -> list[str]:
 
 
 def import_pause_image(node: NodeLayout, pause: Path) -> None:
-    """The pod sandbox image, made here from our own pause binary: nothing is pulled for it."""
+    """The pod sandbox image, made here from our own pause binary: nothing is pulled for it.
+    Retried for a while: once, on a busy machine, a containerd that had just answered did not
+    take the import's connection in time."""
     layout = node.path("pause.tar")
     layout.write_bytes(pause_image_layout(pause.read_bytes()))
-    done = run(
-        ctr(node, "images", "import", str(layout)),
-        what="ctr images import",
-        timeout=60,
-    )
-    if done.returncode != 0:
-        raise StepError(f"importing the pause image failed: {last_line(done.stderr)}")
+    failures: list[str] = []
+
+    def imported() -> bool | None:
+        done = run(ctr(node, "images", "import", str(layout)), what="ctr images import", timeout=60)
+        if done.returncode != 0:
+            failures.append(last_line(done.stderr))
+            return None
+        return True
+
+    try:
+        wait_for(imported, timeout=60, what="importing the pause image", interval=1.0)
+    except Unavailable:
+        raise StepError(
+            f"importing the pause image failed: {failures[-1] if failures else '?'} "
+            f"(log: {node.log_file('containerd')})"
+        ) from None
 
 
 def pause_image_layout(pause: bytes) -> bytes:
