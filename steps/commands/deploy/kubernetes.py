@@ -15,7 +15,7 @@ from ...clients.kubectl import Kubectl, kubectl_path
 from ...support.errors import ConfigError, RolledBack, StepError, Unavailable
 from ...support.paths import MANIFESTS
 from ...support.processes import last_line, run
-from .release import DeployResult, Release, smoke_failure
+from .release import Build, DeployResult, Release, smoke_failure
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def deploy_kubernetes(
     if current and current_fingerprint(current) == applied and rollout_complete(current):
         log.info("deployment/%s in %s already runs this release: nothing to apply", APP, namespace)
         if smoke_test:
-            failure = smoke_pods(kubectl, current, release, smoke_url)
+            failure = smoke_pods(kubectl, current, release.build, smoke_url)
             if failure:
                 raise StepError(f"{release.image} runs, unchanged, but fails its {failure}")
         return DeployResult("kubernetes", release.image, "unchanged", previous_image, smoke_url)
@@ -74,7 +74,7 @@ def deploy_kubernetes(
     kubectl.run("apply", "-f", "-", stdin=manifests)
     failure = wait_rollout(kubectl, timeout)
     if failure is None and smoke_test:
-        failure = smoke_pods(kubectl, kubectl.get("deployment", APP), release, smoke_url)
+        failure = smoke_pods(kubectl, kubectl.get("deployment", APP), release.build, smoke_url)
     if failure is not None:
         log.error("the rollout of %s failed: %s", release.image, failure)
         for line in diagnose(kubectl):
@@ -276,17 +276,17 @@ def stuck_reason(pod: dict) -> str | None:
 
 
 def smoke_pods(
-    kubectl: Kubectl, deployment: dict, release: Release, smoke_url: str | None
+    kubectl: Kubectl, deployment: dict, build: Build, smoke_url: str | None
 ) -> str | None:
     """Smoke-test SMOKE_URL, or one ready pod of the current revision through a port-forward
     (a Service's port-forward may pick a pod on its way out); None when it passed."""
     if smoke_url:
-        return smoke_failure(smoke_url, release)
+        return smoke_failure(smoke_url, build)
     ready = [pod for pod in new_pods(kubectl, deployment) if pod_state(pod) == "ready"]
     if not ready:
         return f"smoke test: no ready pod of deployment/{APP}'s current revision"
     with kubectl.port_forward(f"pod/{ready[0]['metadata']['name']}", http_port(deployment)) as url:
-        return smoke_failure(url, release)
+        return smoke_failure(url, build)
 
 
 def http_port(deployment: dict) -> int:
@@ -318,7 +318,8 @@ def roll_back(
     failure = wait_rollout(kubectl, timeout)
     image = container_image(previous)
     if failure is None:
-        failure = smoke_pods(kubectl, kubectl.get("deployment", APP), released(previous), None)
+        restored = kubectl.get("deployment", APP)
+        failure = smoke_pods(kubectl, restored, running_build(previous), None)
     if failure:
         raise StepError(
             f"rolled back to {image}, but it does not serve either ({failure}): "
@@ -327,13 +328,12 @@ def roll_back(
     return f"rolled back to {image}, which serves again (smoke-tested)"
 
 
-def released(deployment: dict) -> Release:
-    """The release a Deployment runs, from the annotations `render` put on its pods."""
+def running_build(deployment: dict) -> Build:
+    """The revision and model a Deployment's pods run, from the annotations `render` put on
+    them (none on a Deployment applied by other hands: then nothing is expected)."""
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
-    values = [annotations.get(name, "") for name in RELEASE_ANNOTATIONS]
-    return Release(
-        container_image(deployment), values[0] or "unknown", values[1] or "unknown", values[2]
-    )
+    revision, _, model_sha256 = (annotations.get(name, "") for name in RELEASE_ANNOTATIONS)
+    return Build.expecting(revision, model_sha256)
 
 
 def diagnose(kubectl: Kubectl) -> list[str]:

@@ -14,6 +14,19 @@ SMOKE_READY_TIMEOUT = 15
 
 
 @dataclass(frozen=True)
+class Build:
+    """What a smoke test expects the service's /version to say; empty: not checked."""
+
+    revision: str = ""
+    model_sha256: str = ""
+
+    @classmethod
+    def expecting(cls, revision: str, model_sha256: str) -> Build:
+        """The build to expect; a revision recorded as "unknown" is not checked."""
+        return cls("" if revision == "unknown" else revision, model_sha256)
+
+
+@dataclass(frozen=True)
 class Release:
     """What to roll out, and what to record about it."""
 
@@ -34,8 +47,8 @@ class Release:
         return f"deploy {self.image} (revision {self.revision}, model {self.model_version})"
 
     @property
-    def expected_revision(self) -> str | None:
-        return None if self.revision in ("", "unknown") else self.revision
+    def build(self) -> Build:
+        return Build.expecting(self.revision, self.model_sha256)
 
 
 @dataclass(frozen=True)
@@ -50,15 +63,16 @@ class DeployResult:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def smoke_failure(url: str, release: Release | None = None) -> str | None:
-    """Why the smoke test of `url` failed, or None when it passed; with a release, the service
+def smoke_failure(url: str, build: Build | None = None) -> str | None:
+    """Why the smoke test of `url` failed, or None when it passed; with a build, the service
     must also run its revision and its model."""
+    build = build or Build()
     try:
         smoke_test(
             url,
             timeout=SMOKE_READY_TIMEOUT,
-            expect_revision=release.expected_revision if release else None,
-            expect_model_sha256=(release.model_sha256 or None) if release else None,
+            expect_revision=build.revision or None,
+            expect_model_sha256=build.model_sha256 or None,
         )
     except StepError as exc:
         return f"smoke test: {exc}"

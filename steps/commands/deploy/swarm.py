@@ -64,7 +64,7 @@ def deploy_swarm(
     else:
         failure = update(service, release, labels, timeout)
     if failure is None and smoke_test:
-        failure = smoke_failure(url, release)
+        failure = smoke_failure(url, release.build)
     if failure is not None:
         for line in diagnose(service):
             log.error("  %s", line)
