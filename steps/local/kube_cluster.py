@@ -92,6 +92,11 @@ class LocalCluster:
         return self.workdir / "clusters" / NAME
 
     @property
+    def pki_dir(self) -> Path:
+        """kwokctl's certificates: the cluster's CA, and the admin's client certificate."""
+        return self.cluster_dir / "pki"
+
+    @property
     def pids_dir(self) -> Path:
         return self.cluster_dir / "pids"
 
@@ -152,7 +157,9 @@ def up(
         if "kubelet" not in kube_node.running(cluster.node_dir):
             kube_node.stop(cluster.node_dir, kubeconfig=None)  # what a half-started one left
             api_port = int(str(_server(cluster.kubeconfig)).rsplit(":", 1)[1])
-            kube_node.start(cluster.node_dir, cluster.kubeconfig, binaries, (api_port,))
+            kube_node.start(
+                cluster.node_dir, cluster.kubeconfig, cluster.pki_dir, binaries, (api_port,)
+            )
         for port in registry_ports:
             kube_node.forward(cluster.node_dir, port)
         wait_for(
@@ -171,7 +178,7 @@ def up(
 def _create(cluster: LocalCluster, binaries: KubeBinaries, timeout: float) -> None:
     cluster.state_dir.mkdir(parents=True, exist_ok=True)
     config = cluster.config_path
-    config.write_text(yaml.safe_dump(kwokctl_config(binaries)), encoding="utf-8")
+    config.write_text(yaml.safe_dump(kwokctl_config(binaries, cluster.pki_dir)), encoding="utf-8")
     log.info("starting the local cluster (state: %s)", cluster.state_dir)
     try:
         _kwokctl(
@@ -185,8 +192,9 @@ def _create(cluster: LocalCluster, binaries: KubeBinaries, timeout: float) -> No
         raise
 
 
-def kwokctl_config(binaries: KubeBinaries) -> dict:
-    """kwokctl's configuration: our binaries, every port on 127.0.0.1, room for a real kubelet."""
+def kwokctl_config(binaries: KubeBinaries, pki: Path) -> dict:
+    """kwokctl's configuration: our binaries, every port on 127.0.0.1, room for a real kubelet,
+    which the API server reaches with a client certificate from PKI (kwokctl makes it)."""
     options = {
         "runtime": "binary",
         "bindAddress": HOST,
@@ -205,9 +213,14 @@ def kwokctl_config(binaries: KubeBinaries) -> dict:
         "kind": "KwokctlConfiguration",
         "options": options,
         "componentsPatches": [
-            {  # the node's name resolves nowhere: reach its kubelet at its address
+            {
                 "name": "kube-apiserver",
-                "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "InternalIP"}],
+                "extraArgs": [
+                    # the node's name resolves nowhere: reach its kubelet at its address
+                    {"key": "kubelet-preferred-address-types", "value": "InternalIP"},
+                    {"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
+                    {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
+                ],
             },
             {
                 "name": "kwok-controller",

@@ -151,7 +151,11 @@ def check_prerequisites() -> None:
 
 
 def start(
-    state_dir: Path, kubeconfig: Path, binaries: KubeBinaries, forward_ports: tuple[int, ...]
+    state_dir: Path,
+    kubeconfig: Path,
+    pki: Path,
+    binaries: KubeBinaries,
+    forward_ports: tuple[int, ...],
 ) -> NodeLayout:
     """Make and start the node; on any failure, remove what was made and raise."""
     check_prerequisites()
@@ -164,7 +168,7 @@ def start(
             stop(state_dir, kubeconfig=None)
             raise
     try:
-        _start(node, kubeconfig, binaries, forward_ports)
+        _start(node, kubeconfig, pki, binaries, forward_ports)
     except BaseException:
         stop(state_dir, kubeconfig=None)
         raise
@@ -172,11 +176,11 @@ def start(
 
 
 def _start(
-    node: NodeLayout, kubeconfig: Path, binaries: KubeBinaries, ports: tuple[int, ...]
+    node: NodeLayout, kubeconfig: Path, pki: Path, binaries: KubeBinaries, ports: tuple[int, ...]
 ) -> None:
     started = time.monotonic()
     make_cgroups(node)
-    write_configs(node)
+    write_configs(node, pki)
     start_holder(node)
     start_containerd(node)
     import_pause_image(node, binaries.path("pause"))
@@ -290,11 +294,12 @@ def cgroup_processes(node: NodeLayout) -> list[int]:
 # Configuration files
 
 
-def write_configs(node: NodeLayout) -> None:
+def write_configs(node: NodeLayout, pki: Path) -> None:
     for folder in ("run", "logs", "containerd/root", "cni/net.d", "cni/cache"):
         node.path(folder).mkdir(parents=True, exist_ok=True)
     node.path("containerd.toml").write_text(containerd_config(node), encoding="utf-8")
-    node.path("kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(node)), encoding="utf-8")
+    kubelet = yaml.safe_dump(kubelet_config(node, pki))
+    node.path("kubelet.yaml").write_text(kubelet, encoding="utf-8")
     conflist = node.path("cni", "net.d", "10-aiship.conflist")
     conflist.write_text(json.dumps(cni_config(node), indent=2), encoding="utf-8")
 
@@ -341,7 +346,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 """
 
 
-def kubelet_config(node: NodeLayout) -> dict:
+def kubelet_config(node: NodeLayout, pki: Path) -> dict:
     """The kubelet's KubeletConfiguration for a small node on a shared machine."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -361,9 +366,14 @@ def kubelet_config(node: NodeLayout) -> dict:
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": 10248,
-        # The API server reaches the kubelet (logs, port-forward) from this machine alone.
-        "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-        "authorization": {"mode": "AlwaysAllow"},
+        # Only clients with a certificate of the cluster's CA (the API server's, for logs and
+        # port-forward), each request authorized by the API server, as on a real cluster.
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(pki / "ca.crt")},
+        },
+        "authorization": {"mode": "Webhook"},
         "registerNode": True,
         "maxPods": 30,
         "serializeImagePulls": False,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 import yaml
 
 from steps.clients.kubectl import Kubectl
@@ -100,6 +101,7 @@ def state_dir(tmp_path):
     cluster_down(folder)  # a no-op when the test brought it down itself
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_up_runs_a_real_pod_and_down_leaves_nothing_behind(state_dir, tmp_path):
     sysctls, network = host_sysctls(), host_network()
     kubeconfig = tmp_path / "kubeconfig"
@@ -145,6 +147,12 @@ def test_up_runs_a_real_pod_and_down_leaves_nothing_behind(state_dir, tmp_path):
 
     status = wait_for(running_pod, timeout=60, what="the pod did not run")["status"]
     assert status["podIP"].startswith(f"10.244.{node['index']}.")
+    # The kubelet's API answers the API server (the pod's log comes through it) and no one else.
+    assert kubectl.run("logs", "probe").returncode == 0
+    kubelet_api = f"https://10.99.{node['index']}.2:10250/pods"
+    # no certificate of ours, and the kubelet's own serving one is self-signed: not the point
+    anonymous = requests.get(kubelet_api, verify=False, timeout=5)  # noqa: S501
+    assert anonymous.status_code == 401
     assert host_sysctls() == sysctls  # while the node runs, too
 
     said = json.loads(steps("status", *scope).stdout)
@@ -162,7 +170,7 @@ def test_up_runs_a_real_pod_and_down_leaves_nothing_behind(state_dir, tmp_path):
 
 
 def test_the_control_plane_binds_loopback_and_leaves_the_real_node_to_its_kubelet():
-    config = kwokctl_config(ensure_binaries())
+    config = kwokctl_config(ensure_binaries(), Path("/pki"))
     options = config["options"]
     assert options["bindAddress"] == "127.0.0.1"
     assert all(Path(options[key]).is_file() for key in options if key.endswith("Binary"))
@@ -174,4 +182,8 @@ def test_the_control_plane_binds_loopback_and_leaves_the_real_node_to_its_kubele
         "manage-all-nodes": "false",
         "manage-nodes-with-annotation-selector": FAKE_NODES,
     }
-    assert patches["kube-apiserver"] == {"kubelet-preferred-address-types": "InternalIP"}
+    assert patches["kube-apiserver"] == {
+        "kubelet-preferred-address-types": "InternalIP",
+        "kubelet-client-certificate": "/pki/admin.crt",
+        "kubelet-client-key": "/pki/admin.key",
+    }
