@@ -323,6 +323,15 @@ def status(state_dir: Path | None = None) -> StackStatus:
             "ours": bool(record.get("registry", {}).get("pid")),
         },
     }
+    if record.get("cluster"):
+        from .kube_cluster import status as cluster_status
+
+        cluster = cluster_status(Path(record["cluster"]["state_dir"]))
+        components["cluster"] = {
+            "address": cluster.server or cluster.state_dir,
+            "healthy": cluster.running,
+            "ours": bool(record["cluster"].get("started")),
+        }
     for name, service in record.get("services", {}).items():
         components[f"service {name}"] = {
             "address": service["url"],

@@ -100,6 +100,10 @@ def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stac
     )
     assert '"predictions":[0]' in answer.stdout.replace(" ", "")
 
+    status = local_stack.local("status")
+    assert re.search(r"cluster\s+https://127\.0\.0\.1:\d+\s+healthy", status.stderr)
+    assert re.search(rf"service {local_stack.service}\s+{local_stack.url}\s+healthy", status.stderr)
+
     second = local_stack.run("--approve")
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith("up to date")
