@@ -244,13 +244,14 @@ def remove_network(node: NodeLayout) -> None:
 
 
 def cgroup_folders(node: NodeLayout) -> list[Path]:
-    """The node's cgroup root in every hierarchy: v1's controllers, or the one v2 tree."""
+    """The node's cgroup root in every hierarchy: the one v2 tree, or each of v1's, including a
+    hybrid host's `unified` one (runc makes the pods' cgroups there too)."""
     if (CGROUPS / "cgroup.controllers").is_file():  # cgroup v2 only
         return [CGROUPS / node.cgroup_root.lstrip("/")]
     return [
         hierarchy / node.cgroup_root.lstrip("/")
         for hierarchy in sorted(CGROUPS.iterdir())
-        if hierarchy.is_dir() and not hierarchy.is_symlink() and hierarchy.name != "unified"
+        if hierarchy.is_dir() and not hierarchy.is_symlink()
     ]
 
 
