@@ -423,18 +423,15 @@ def node_memory(cluster: Cluster, pods: int, figures: Figures) -> None:
     node_dir = cluster.state / "node"
     node = kube_node.NodeLayout.load(node_dir)
     running = kube_node.running(node_dir)
-    mount_ns = os.readlink(f"/proc/{running['holder']}/ns/mnt")
-    in_node = []
-    for proc in psutil.process_iter(["name"]):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{proc.pid}/ns/mnt") == mount_ns:
-                in_node.append((proc.pid, proc.info["name"] or ""))
-    shims = [pid for pid, name in in_node if name.startswith("containerd-shim")]
-    cgroup = set(kube_node.cgroup_processes(node))
+    in_node = kube_node.namespace_processes(node)
+    cgroup = set(
+        kube_node.cgroup_processes(node)
+    )  # each container has a mount namespace of its own
     names = {}
-    for pid in cgroup:  # each container has a mount namespace of its own
+    for pid in {*in_node, *cgroup}:
         with contextlib.suppress(psutil.Error):
             names[pid] = psutil.Process(pid).name()
+    shims = [pid for pid in in_node if names.get(pid, "").startswith("containerd-shim")]
     pause = [pid for pid in cgroup if names.get(pid) == "pause"]
     app = [pid for pid in cgroup if pid not in pause and pid not in shims]
     for what, pids in (

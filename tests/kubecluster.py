@@ -24,7 +24,13 @@ import requests
 import yaml
 
 from steps.clients.kubectl import kubectl_path
-from steps.clients.registry import ImageRef, RegistryClient, RegistryLogin
+from steps.clients.registry import (
+    ImageRef,
+    Manifest,
+    RegistryClient,
+    RegistryLogin,
+    sha256_digest,
+)
 from steps.commands.deploy.release import Release
 from steps.commands.push_image import push_image
 from steps.local.kube_cluster import down, up
@@ -177,14 +183,8 @@ def derived(
     manifest["config"]["digest"] = _upload(login, base_ref.repository, config_bytes)
     manifest["config"]["size"] = len(config_bytes)
     body = json.dumps(manifest).encode()
-    response = requests.put(
-        f"{login.url}/v2/{base_ref.repository}/manifests/{tag}",
-        data=body,
-        headers={"Content-Type": manifest["mediaType"]},
-        timeout=30,
-    )
-    response.raise_for_status()
-    digest = response.headers["Docker-Content-Digest"]
+    pushed = Manifest(sha256_digest(body), manifest["mediaType"], body)
+    digest = client.put_manifest(base_ref.repository, tag, pushed)
     return Release(
         f"{base_ref.name}@{digest}", base.revision, base.model_version, base.model_sha256
     )

@@ -134,8 +134,7 @@ def check_prerequisites() -> None:
     """Fail in one line, before anything is made, when this machine cannot run the node."""
     if os.geteuid() != 0:
         raise ConfigError(
-            "a real node needs root (network namespaces, mounts, cgroups): run as root, "
-            "or point KUBECONFIG at an existing cluster"
+            "a real node needs root (network namespaces, mounts, cgroups): run as root (sudo)"
         )
     for tool, package in (("containerd", "containerd"), ("runc", "runc"), ("ctr", "containerd")):
         if shutil.which(tool) is None:
@@ -701,20 +700,28 @@ def _remove_containers(node: NodeLayout) -> None:
         run(ctr(node, "containers", "rm", container), what="ctr containers rm", timeout=15)
 
 
+def namespace_processes(node: NodeLayout) -> list[int]:
+    """Every process in the node's mount namespace but its holder (containerd, its shims, the
+    kubelet), or none when the holder is gone."""
+    holder = read_pid(node.pid_file("holder"))
+    if holder is None:
+        return []
+    try:
+        namespace = os.readlink(f"/proc/{holder}/ns/mnt")
+    except OSError:
+        return []
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != holder:
+            with contextlib.suppress(OSError):
+                if os.readlink(proc / "ns" / "mnt") == namespace:
+                    found.append(int(proc.name))
+    return found
+
+
 def _kill_leftovers(node: NodeLayout) -> None:
     """Anything still in the node's cgroups or its mount namespace (shims, stray containers)."""
-    holder = read_pid(node.pid_file("holder"))
-    namespace = None
-    if holder is not None:
-        with contextlib.suppress(OSError):
-            namespace = os.readlink(f"/proc/{holder}/ns/mnt")
-    victims = set(cgroup_processes(node))
-    if namespace is not None:
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) != holder:
-                with contextlib.suppress(OSError):
-                    if os.readlink(proc / "ns" / "mnt") == namespace:
-                        victims.add(int(proc.name))
+    victims = {*cgroup_processes(node), *namespace_processes(node)}
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

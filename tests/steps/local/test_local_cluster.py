@@ -21,7 +21,7 @@ from steps.local.kube_build import ensure_binaries
 from steps.local.kube_cluster import FAKE_NODES, kwokctl_config
 from steps.local.kube_cluster import down as cluster_down
 from steps.local.kube_node import PAUSE_IMAGE
-from steps.support.processes import run
+from steps.support.processes import gone, run
 from steps.support.waiting import wait_for
 from tests.stepscli import run_steps
 
@@ -84,14 +84,6 @@ def namespace_listeners(pid: int) -> set[str]:
                 words = [address[i : i + 4][::-1] for i in range(0, len(address), 4)]
                 found.add(str(ipaddress.ip_address(b"".join(words))))
     return found
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie left for a parent that does not reap it has ended)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture
@@ -162,7 +154,7 @@ def test_up_runs_a_real_pod_and_down_leaves_nothing_behind(state_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads(done.stdout)["stopped"]) == sorted(result["components"])
     assert kube_node.leftovers(state_dir / "node", node) == []
-    assert not any(alive(pid) for pid in result["components"].values())
+    assert all(gone(pid) for pid in result["components"].values())
     assert host_sysctls() == sysctls
     assert host_network() == network
     said = json.loads(steps("status", "--state-dir", str(state_dir)).stdout)

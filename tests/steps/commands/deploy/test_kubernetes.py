@@ -22,13 +22,12 @@ from tests.traffic import Traffic
 pytestmark = pytest.mark.docker
 
 
-def deployment(cluster, namespace: str) -> dict:
-    done = cluster.kubectl("-n", namespace, "get", "deployment", "aiship", "-o", "json")
-    return json.loads(done.stdout)
-
-
 def get(cluster, namespace: str, *what: str) -> dict:
     return json.loads(cluster.kubectl("-n", namespace, "get", *what, "-o", "json").stdout)
+
+
+def deployment(cluster, namespace: str) -> dict:
+    return get(cluster, namespace, "deployment", "aiship")
 
 
 def running_image(cluster, namespace: str) -> str:
