@@ -2,6 +2,7 @@
 
 GitHub: appended to $GITHUB_OUTPUT. Azure Pipelines (TF_BUILD set): `##vso[task.setvariable
 variable=NAME;isOutput=true]VALUE` on stdout. Anywhere: merged into $STEPS_OUTPUT_FILE when set.
+A step's Markdown summary takes the same ways: `summarize`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +51,35 @@ def mask(secret: str, env: Mapping[str, str] | None = None) -> None:
     if env.get("TF_BUILD"):
         sys.stdout.write(f"##vso[task.setsecret]{secret}\n")
     sys.stdout.flush()
+
+
+def summarize(markdown: str, env: Mapping[str, str] | None = None) -> None:
+    """Show MARKDOWN on the run's summary page: GitHub's job summary, Azure's Extensions tab, or
+    $STEPS_SUMMARY_FILE outside CI; nowhere when none of them is there."""
+    env = os.environ if env is None else env
+    if not markdown.strip():
+        return
+    text = markdown.rstrip("\n") + "\n\n"  # a blank line: the next summary starts a new block
+    if env.get("GITHUB_STEP_SUMMARY"):
+        _append(Path(env["GITHUB_STEP_SUMMARY"]), text)
+    elif env.get("TF_BUILD"):
+        # `##vso[task.uploadsummary]local file path` attaches a UTF-8 Markdown file to the step
+        # (learn.microsoft.com/azure/devops/pipelines/scripts/logging-commands, UploadSummary).
+        # A file of its own each time: the agent uploads it later, so it must not change.
+        folder = env.get("AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
+        handle, name = tempfile.mkstemp(prefix="summary-", suffix=".md", dir=folder)
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        sys.stdout.write(f"##vso[task.uploadsummary]{name}\n")
+        sys.stdout.flush()
+    elif env.get("STEPS_SUMMARY_FILE"):
+        _append(Path(env["STEPS_SUMMARY_FILE"]), text)
+
+
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _text(value: object) -> str:
