@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = OrjsonProvider(app)
-    app.extensions["dataplane"] = DataPlane(model, settings, metrics.observe_inference)
+    app.extensions["dataplane"] = DataPlane(
+        model, settings, metrics.observe_inference, metrics.observe_predictions
+    )
     app.extensions["metrics"] = metrics
 
     rest.init_app(app)

@@ -6,7 +6,7 @@ It speaks Python dicts and raises ServiceError subclasses; rest.py only translat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from math import prod
 
 import numpy as np
@@ -40,10 +40,12 @@ class DataPlane:
         model: OnnxModel,
         settings: Settings,
         observe_inference: Callable[[float, int], None] = lambda seconds, rows: None,
+        observe_predictions: Callable[[Mapping[str, np.ndarray]], None] = lambda outputs: None,
     ):
         self.model = model
         self.settings = settings
         self._observe_inference = observe_inference
+        self._observe_predictions = observe_predictions
 
     def live(self) -> dict:
         return {"live": True}
@@ -200,6 +202,7 @@ class DataPlane:
         self._observe_inference(
             time.perf_counter() - started, next(iter(tensors.values())).shape[0]
         )
+        self._observe_predictions(result)
         return result
 
 

@@ -8,7 +8,9 @@ is served.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,12 +21,16 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .card import ModelCard
+from .card import ModelCard, TensorSpec
 
 # Methods are label values: anything else a client sends is counted as "other", so that no client
 # can grow the number of series.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# A predicted class outside the card's labels: the label values stay the card's, plus this one.
+OTHER_CLASS = "other"
+INTEGER_DATATYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8"})
+FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
 class Metrics:
@@ -61,6 +67,7 @@ class Metrics:
             registry=self.registry,
         )
         info.labels(card.name, card.version, card.sha256).set(1)
+        self._predictions = PredictionCounter.for_card(card, self.registry)
         # Labelled series by (method, route, status): looking a series up through labels() on
         # every request costs more than writing the sample.
         self._series: dict[tuple[str, str, int], Histogram] = {}
@@ -76,9 +83,78 @@ class Metrics:
         self.inference.observe(seconds)
         self.rows.inc(rows)
 
+    def observe_predictions(self, outputs: Mapping[str, np.ndarray]) -> None:
+        if self._predictions is not None:
+            self._predictions.observe(outputs)
+
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class PredictionCounter:
+    """Rows predicted per class, the canary analysis's view of what a model answers.
+
+    A row's class is the integer label output read as an index into the card's labels, or the
+    argmax of the scores output when the client did not ask for the label.
+    """
+
+    def __init__(
+        self,
+        labels: tuple[str, ...],
+        label_output: str | None,
+        scores_output: str | None,
+        registry: CollectorRegistry,
+    ):
+        counter = Counter(
+            "model_predictions",
+            "Rows predicted, by class (the model card's labels; 'other' outside them)",
+            ["class"],
+            registry=registry,
+        )
+        # Every series made up front: a class never predicted yet still reads 0, and a request
+        # only indexes a list.
+        self._children = [counter.labels(label) for label in labels]
+        self._children.append(counter.labels(OTHER_CLASS))
+        self._label_output = label_output
+        self._scores_output = scores_output
+
+    @classmethod
+    def for_card(cls, card: ModelCard, registry: CollectorRegistry) -> PredictionCounter | None:
+        """The counter for a classifier (a card with labels whose outputs carry a class)."""
+        if not card.labels:
+            return None
+        label = next((s.name for s in card.outputs if _is_label(s)), None)
+        scores = next((s.name for s in card.outputs if _is_scores(s, len(card.labels))), None)
+        if label is None and scores is None:
+            return None
+        return cls(card.labels, label, scores, registry)
+
+    def observe(self, outputs: Mapping[str, np.ndarray]) -> None:
+        if self._label_output in outputs:
+            classes = np.asarray(outputs[self._label_output]).reshape(-1)
+        elif self._scores_output in outputs:
+            scores = np.asarray(outputs[self._scores_output])
+            classes = scores.reshape(len(scores), -1).argmax(axis=1)
+        else:
+            return  # the client asked for neither output
+        other = len(self._children) - 1
+        classes = np.where((classes >= 0) & (classes < other), classes, other)
+        counts = np.bincount(classes, minlength=other + 1)
+        for index in np.flatnonzero(counts):
+            self._children[index].inc(int(counts[index]))
+
+
+def _is_label(spec: TensorSpec) -> bool:
+    """One integer per row: shape [-1] or [-1, 1]."""
+    return spec.datatype in INTEGER_DATATYPES and (
+        len(spec.shape) == 1 or (len(spec.shape) == 2 and spec.shape[1] == 1)
+    )
+
+
+def _is_scores(spec: TensorSpec, classes: int) -> bool:
+    """One float per class and row: shape [-1, classes]."""
+    return spec.datatype in FLOAT_DATATYPES and len(spec.shape) == 2 and spec.shape[1] == classes
