@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from steps.clients.kubectl import kubectl_path
 from steps.clients.registry import (
@@ -36,8 +35,8 @@ from steps.commands.push_image import push_image
 from steps.local.kube_cluster import down, up
 from steps.local.kube_node import tar_bytes
 from steps.local.registry_server import LocalRegistry
+from steps.local.traffic import Traffic, service_traffic
 from steps.support.processes import last_line
-from tests.traffic import Traffic
 
 REPOSITORY = "aiship"
 
@@ -62,16 +61,8 @@ class KubeCluster:
         return done
 
     def service_traffic(self, namespace: str, service: str = REPOSITORY, **limits) -> Traffic:
-        """Predictions through the API server's proxy of the Service, which sends each request
-        to one of the Service's ready endpoints, as a load balancer in front of it would."""
-        config = yaml.safe_load(self.kubeconfig.read_text())
-        cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
-        url = (
-            f"{cluster['server']}/api/v1/namespaces/{namespace}/services/{service}:http/proxy"
-            "/v2/models/digits/infer"
-        )
-        cert = (user["client-certificate"], user["client-key"])
-        return Traffic(url, cert=cert, verify=cluster["certificate-authority"], **limits)
+        """Predictions of the digits model through the API server's proxy of the Service."""
+        return service_traffic(self.kubeconfig, namespace, service, "digits", **limits)
 
 
 @pytest.fixture(scope="session")
