@@ -4,12 +4,14 @@ The cluster is the code behind `python -m steps local cluster up` (a control pla
 kubelet node), started once per session and stopped at its end. Its node pulls from a registry of
 the session's own, into which `release_images` pushes the app's image and variants that fail in
 the ways a release really fails: a model that does not verify, a pod that never gets ready, a
-process that crashes after start. Use them from a conftest:
+process that crashes after start; and canary candidates, which get ready but answer badly. Use
+them from a conftest:
 `from tests.kubecluster import kube_cluster, kube_namespace, node_registry, release_images`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.card import CARD_FILE, MODEL_FILE
 from steps.clients.kubectl import kubectl_path
 from steps.clients.registry import (
     ImageRef,
@@ -36,9 +39,11 @@ from steps.local.kube_cluster import down, up
 from steps.local.kube_node import tar_bytes
 from steps.local.registry_server import LocalRegistry
 from steps.local.traffic import Traffic, service_traffic
+from steps.support.labels import LABEL_MODEL_SHA256, LABEL_MODEL_VERSION
 from steps.support.processes import last_line
 
 REPOSITORY = "aiship"
+MODEL_FILES = (MODEL_FILE, CARD_FILE)  # in the image's /model (the Dockerfile's MODEL_DIR)
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,10 @@ class ReleaseImages:
     bad_model: Release  # its model.onnx does not match model.json: the app refuses to start
     never_ready: Release  # serves on another port than the probes ask: never ready
     crashing: Release  # starts, then exits a few seconds later, again and again
+    # Canary candidates (tests/canary_models.py): ready like v1, bad only in use.
+    answers_5xx: Release  # 500 to every real digit
+    slow: Release  # v1's answers, each some 30 ms later
+    skewed: Release  # about half of its answers are "1"
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +138,8 @@ def release_images(
     model_v2 = tmp_path_factory.mktemp("model-v2")
     train.write_model(model_v2, name="digits", version="2.0.0")
     v1, v2 = pushed(trained_model_dir, "1" * 40), pushed(model_v2, "2" * 40)
-    return ReleaseImages(v1=v1, v2=v2, **broken_releases(login, v1))
+    candidates = canary_releases(login, v1, trained_model_dir, tmp_path_factory.mktemp("canary"))
+    return ReleaseImages(v1=v1, v2=v2, **broken_releases(login, v1), **candidates)
 
 
 def broken_releases(login: RegistryLogin, base: Release) -> dict[str, Release]:
@@ -144,6 +154,30 @@ def broken_releases(login: RegistryLogin, base: Release) -> dict[str, Release]:
     }
 
 
+def canary_releases(
+    login: RegistryLogin, base: Release, good_model: Path, folder: Path
+) -> dict[str, Release]:
+    """answers_5xx, slow and skewed: BASE with a bad candidate's model folder laid over its
+    /model, the image's labels and the release saying which model it is."""
+    from tests import canary_models  # onnx and scikit-learn: only when the images are made
+
+    writers = {
+        "answers_5xx": canary_models.write_failing,
+        "slow": canary_models.write_slow,
+        "skewed": canary_models.write_skewed,
+    }
+    releases = {}
+    for name, write in writers.items():
+        card = write(folder / name, good_model)
+        files = {f"model/{file}": (folder / name / file).read_bytes() for file in MODEL_FILES}
+        labels = {LABEL_MODEL_VERSION: card.version, LABEL_MODEL_SHA256: card.sha256}
+        image = derived(login, base, name.replace("_", "-"), files=files, labels=labels)
+        releases[name] = dataclasses.replace(
+            image, model_version=card.version, model_sha256=card.sha256
+        )
+    return releases
+
+
 def derived(
     login: RegistryLogin,
     base: Release,
@@ -152,9 +186,11 @@ def derived(
     env: dict[str, str] | None = None,
     cmd: list[str] | None = None,
     files: dict[str, bytes] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Release:
-    """BASE with other environment variables, another command or files laid over it: a new
-    config (and layer), the base's layers reused, pushed as REPOSITORY:TAG; pinned by digest."""
+    """BASE with other environment variables, another command, files or labels laid over it: a
+    new config (and layer), the base's layers reused, pushed as REPOSITORY:TAG; pinned by
+    digest."""
     client = RegistryClient(login)
     base_ref = ImageRef.parse(base.image)
     manifest = client.manifest(base_ref.repository, base_ref.digest).json()
@@ -164,6 +200,8 @@ def derived(
         config["config"]["Env"] = kept + [f"{k}={v}" for k, v in env.items()]
     if cmd:
         config["config"]["Cmd"] = cmd
+    if labels:
+        config["config"]["Labels"] = {**(config["config"].get("Labels") or {}), **labels}
     if files:
         layer_tar = tar_bytes({name: (data, 0o644) for name, data in files.items()})
         layer = gzip.compress(layer_tar, mtime=0)
