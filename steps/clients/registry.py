@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -207,7 +208,7 @@ class RegistryClient:
     def manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest of a tag or digest, its bytes checked against Docker-Content-Digest."""
         path = f"/v2/{repository}/manifests/{reference}"
-        name = f"{repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        name = reference_name(repository, reference)
         response = self.get(path, repository, headers={"Accept": MANIFEST_ACCEPT})
         if response.status_code == 404:
             raise NotFound(
@@ -270,18 +271,95 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, tag: str, manifest: Manifest) -> str:
         """Point `tag` at `manifest` (the same bytes, so the same digest); returns the digest."""
+        response = self.push_manifest(repository, tag, manifest)
+        return response.headers.get("Docker-Content-Digest", manifest.digest)
+
+    def push_manifest(
+        self, repository: str, reference: str, manifest: Manifest
+    ) -> requests.Response:
+        """PUT `manifest` at a tag or its digest; the answer, for its headers (OCI-Subject)."""
         response = self.call(
             "PUT",
-            f"/v2/{repository}/manifests/{tag}",
+            f"/v2/{repository}/manifests/{reference}",
             repository,
             "pull,push",
             {"Content-Type": manifest.media_type},
             data=manifest.body,
         )
         if response.status_code in (401, 403):
-            raise self._forbidden(response, "push", f"{repository}:{tag}")
+            raise self._forbidden(response, "push", reference_name(repository, reference))
         self._raise_for(response, repository)
-        return response.headers.get("Docker-Content-Digest", manifest.digest)
+        return response
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        """Whether the repository holds the blob (HEAD), asked with the scope of a push."""
+        response = self.call("HEAD", f"/v2/{repository}/blobs/{digest}", repository, "pull,push")
+        if response.status_code == 404:
+            return False
+        self._raise_for_push(response, repository)
+        return True
+
+    def push_blob(self, repository: str, data: bytes) -> str:
+        """Upload `data` monolithically (POST, then PUT to the upload URL) unless HEAD finds it
+        there already; returns its digest."""
+        digest = sha256_digest(data)
+        if self.has_blob(repository, digest):
+            return digest
+        started = self.call("POST", f"/v2/{repository}/blobs/uploads/", repository, "pull,push")
+        self._raise_for_push(started, repository)
+        # The upload URL may be relative or absolute, and may carry query parameters of its own.
+        location = urljoin(started.url, started.headers.get("Location", ""))
+        headers = {"Content-Type": "application/octet-stream"}
+        path = self._own_path(location)
+        if path is None:  # offloaded to other storage: the URL authorises itself, no login sent
+            response = self.request(
+                "PUT", location, params={"digest": digest}, headers=headers, data=data
+            )
+        else:
+            response = self.call(
+                "PUT", path, repository, "pull,push", headers, params={"digest": digest}, data=data
+            )
+        self._raise_for_push(response, f"blob {digest} of {repository}")
+        return digest
+
+    def referrers(
+        self, repository: str, digest: str, artifact_type: str | None = None
+    ) -> list[dict] | None:
+        """The descriptors the referrers API lists for `digest`, every page (Link rel="next");
+        None when the registry has no referrers API (it answers 404). A registry may ignore the
+        `artifact_type` filter: callers filter too."""
+        path: str | None = f"/v2/{repository}/referrers/{digest}"
+        params = {"artifactType": artifact_type} if artifact_type else None
+        descriptors: list[dict] = []
+        first = True
+        while path:
+            response = self.call(
+                "GET", path, repository, "pull", {"Accept": OCI_INDEX}, params=params
+            )
+            if first and response.status_code == 404:
+                return None
+            self._raise_for(response, f"the referrers of {repository}@{digest}")
+            try:
+                descriptors += response.json().get("manifests") or []
+            except (ValueError, AttributeError):
+                raise IntegrityError(
+                    f"registry {self.login.host} listed the referrers of {repository}@{digest} "
+                    "in something other than an image index: check the registry or its proxy"
+                ) from None
+            link = response.links.get("next", {}).get("url")
+            path = link and self._own_path(urljoin(response.url, link))
+            if link and path is None:
+                raise IntegrityError(
+                    f"registry {self.login.host} sent the next page of referrers to another "
+                    f"host ({link}): check the registry or its proxy"
+                )
+            params, first = None, False  # the next page's URL carries its own query
+        return descriptors
+
+    def _own_path(self, url: str) -> str | None:
+        """The path (and query) of `url` on this registry; None when it points elsewhere."""
+        base = self.login.url + "/"
+        return "/" + url.removeprefix(base) if url.startswith(base) else None
 
     def call(
         self,
@@ -366,6 +444,12 @@ class RegistryClient:
             return AuthError(firewall_error(self.login.host, said))
         return denied(self.login, action, what)
 
+    def _raise_for_push(self, response: requests.Response, what: str) -> None:
+        """As _raise_for, but a refusal names the push role."""
+        if response.status_code in (401, 403):
+            raise self._forbidden(response, "push", what)
+        self._raise_for(response, what)
+
     def _raise_for(self, response: requests.Response, what: str) -> None:
         if response.ok:
             return
@@ -405,6 +489,11 @@ def denied(login: RegistryLogin, action: str, what: str) -> AuthError:
         return refused(login)
     role = login.push_role if action == "push" else login.pull_role
     return AuthError(f"registry {login.host} denied {action} of {what}: the login needs {role}")
+
+
+def reference_name(repository: str, reference: str) -> str:
+    """REPOSITORY@DIGEST or REPOSITORY:TAG."""
+    return f"{repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
 
 
 def sha256_digest(data: bytes) -> str:
