@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             outputs.publish(result)
     except errors.StepError as exc:
         log.error("error: %s", exc)
+        outputs.publish(exc.outputs)
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("error: interrupted")

@@ -16,6 +16,7 @@ MODULES = (
     "image_tags",
     "aks_credentials",
     "deploy",
+    "release_summary",
     "smoke_test",
     "setup",
     "local",

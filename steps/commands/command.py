@@ -10,9 +10,11 @@ returns a `Result`.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ..support.errors import ConfigError
@@ -107,6 +109,14 @@ def check_image(args: argparse.Namespace):
             return ImageRef.parse(args.image, default_registry=f"{args.acr.lower()}.azurecr.io")
     check_credentials_env()
     return ImageRef.parse(args.image)
+
+
+def kubeconfig_of(args: argparse.Namespace) -> Path:
+    """--kubeconfig, else KUBECONFIG: the file a kubernetes command talks to its cluster with."""
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        raise ConfigError("give --kubeconfig (or set KUBECONFIG): aks-credentials writes one")
+    return Path(kubeconfig)
 
 
 def registry_login_of(args: argparse.Namespace):

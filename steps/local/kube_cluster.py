@@ -205,6 +205,8 @@ def kwokctl_config(binaries: KubeBinaries, pki: Path) -> dict:
         "kubeSchedulerBinary": str(binaries.path("kube-scheduler")),
         "etcdBinary": str(binaries.path("etcd")),
         "kwokControllerBinary": str(binaries.path("kwok")),
+        # RBAC, as on AKS: a user without a permission the release needs meets it here first.
+        "kubeAuthorization": True,
         # Ports of our choosing, so kwokctl never probes for free ones (it would bind 0.0.0.0).
         **dict(zip(PORTS, free_ports(len(PORTS)), strict=True)),
     }

@@ -1,13 +1,16 @@
 """`local run`: the main job on one machine, the same steps in the same order as CI and release.
 
 Stages: the stand-ins (local up, the sample model when the store holds none), CI (fetch-model,
-build-image, push-image, verify-push, promote-image) and release (resolve-image, the approval gate,
-deploy with smoke test). Each step calls the step function its command runs, and prints one line
-with its duration; a failing step stops the pipeline where it stands.
+build-image, push-image, verify-push, promote-image) and release (resolve-image; on kubernetes
+staging first with its staging pass, the summary for the approval gate, then production through a
+canary judged while traffic from the sample data set flows; on swarm a rolling deploy). Each step
+calls the step function its command runs, and prints one line with its duration; a failing step
+stops the pipeline where it stands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import sys
@@ -34,8 +37,12 @@ SAMPLE_VERSION = "1.0.0"
 REPOSITORY = "aiship"
 PROMOTED_TAG = "main"  # what CI moves after verify-push, and what the release resolves
 TARGETS = ("swarm", "kubernetes")
-K8S_NAMESPACE = "default"
-K8S_OVERLAY = "staging"
+K8S_STAGING = "aiship-staging"  # namespaces on the local cluster, one an environment
+K8S_PRODUCTION = "aiship-production"
+# Locally each canary step is watched this long (the analysis file's pauses are production's):
+# the traffic below gives it enough samples in that time.
+CANARY_PAUSE = 10.0
+TRAFFIC_BATCH = 16  # rows a request: the prediction mix is judged on rows
 # The first image of scikit-learn's digits data set (a 0), for the printed curl line.
 SAMPLE_DIGIT = (
     "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,"
@@ -94,10 +101,17 @@ class Stage:
 
 def stages(target: str = "kubernetes") -> tuple[Stage, ...]:
     """The pipeline, in order."""
-    release = [Step("resolve-image", resolve, "resolve-image"), Step("approve", approve)]
+    release = [Step("resolve-image", resolve, "resolve-image")]
     if target == "kubernetes":
-        release.append(Step("cluster up", cluster_up))  # where CI gets AKS credentials
-    release.append(Step("deploy", deploy, "deploy"))
+        release += [
+            Step("cluster up", cluster_up),  # where CI gets AKS credentials
+            Step("deploy staging", deploy_staging, "deploy"),
+            Step("release-summary", summarize_release, "release-summary"),
+            Step("approve", approve),
+            Step("deploy canary", deploy_production, "deploy"),
+        ]
+    else:
+        release += [Step("approve", approve), Step("deploy", deploy_swarm_service, "deploy")]
     return (
         Stage("stand-ins", (Step("local up", local_up), Step("sample model", sample_model))),
         Stage(
@@ -315,40 +329,132 @@ def cluster_up(context: Context) -> str:
     return "the local cluster runs"
 
 
-def deploy(context: Context) -> str:
+def release_of(context: Context):
     from ..commands.deploy.release import Release
 
-    resolved, options = context.values["release"], context.options
-    release = Release(
-        resolved.image, resolved.revision, resolved.model_version, resolved.model_sha256
+    resolved = context.values["release"]
+    return Release(resolved.image, resolved.revision, resolved.model_version, resolved.model_sha256)
+
+
+def recorded(context: Context, deploy, environment: str, strategy: str, where: str):
+    """DEPLOY with its proof and records, as the deploy command runs it."""
+    from ..clients.registry import RegistryClient
+    from ..commands.deploy.proof import Ledger, proven_deploy
+
+    result = proven_deploy(
+        deploy,
+        ledger=Ledger(RegistryClient(context.login()), REPOSITORY),
+        release=release_of(context),
+        environment=environment,
+        strategy=strategy,
+        where=where,
+        smoke_tested=True,
     )
-    if options.target == "kubernetes":
-        from ..commands.deploy.kubernetes import deploy_kubernetes
+    context.values["deploy"] = result
+    return result
 
-        kubeconfig = context.stack.state_dir / "cluster" / "kubeconfig"
-        result = deploy_kubernetes(
-            release,
-            kubeconfig=kubeconfig,
-            namespace=K8S_NAMESPACE,
-            overlay=K8S_OVERLAY,
-            timeout=options.timeout,
+
+def kubeconfig_of(context: Context) -> Path:
+    return context.stack.state_dir / "cluster" / "kubeconfig"
+
+
+def deploy_to(context: Context, namespace: str, overlay: str, canary=None):
+    """deploy --target kubernetes into NAMESPACE (made when missing), smoke-tested."""
+    from ..clients.kubectl import Kubectl
+    from ..commands.deploy.kubernetes import deploy_kubernetes
+
+    kubectl = Kubectl(kubeconfig_of(context))
+    if kubectl.get("namespace", namespace) is None:
+        kubectl.run("create", "namespace", namespace)
+    return recorded(
+        context,
+        lambda: deploy_kubernetes(
+            release_of(context),
+            kubeconfig=kubeconfig_of(context),
+            namespace=namespace,
+            overlay=overlay,
+            timeout=context.options.timeout,
             smoke_test=True,
-        )
-        url = serve_on_loopback(context, kubeconfig, options.service, options.port)
-        result = replace(result, url=url)
-    else:
-        from ..commands.deploy.swarm import deploy_swarm
+            canary=canary,
+        ),
+        environment=overlay,
+        strategy="canary" if canary else "rolling",
+        where=f"namespace {namespace}",
+    )
 
-        result = deploy_swarm(
-            release,
+
+def deploy_staging(context: Context) -> str:
+    result = deploy_to(context, K8S_STAGING, "staging")
+    return f"{result.result} in {K8S_STAGING}, staging pass recorded"
+
+
+def summarize_release(context: Context) -> str:
+    from ..clients.registry import ImageRef
+    from ..commands.release_summary import release_summary
+
+    summary = release_summary(
+        context.login(),
+        ImageRef.parse(context.values["release"].image),
+        kubeconfig_of(context),
+        K8S_PRODUCTION,
+    )
+    now = summary.production_image.rsplit("@", 1)[-1][:19] or "nothing"
+    return f"staging {summary.staging_pass.split(' (')[0]}; production runs {now}"
+
+
+def deploy_production(context: Context) -> str:
+    """Production through the canary, with traffic from the sample data set while it is judged,
+    then served on the loopback address."""
+    from dataclasses import replace as with_fields
+
+    from ..clients.kubectl import Kubectl
+    from ..commands.deploy.analysis import load_analysis
+    from ..commands.deploy.rollout import APP
+    from ..support.paths import MANIFESTS
+    from .traffic import digits_rows, service_traffic
+
+    analysis = load_analysis(MANIFESTS / "analysis.yaml")
+    analysis = with_fields(
+        analysis, steps=tuple(with_fields(s, pause=CANARY_PAUSE) for s in analysis.steps)
+    )
+    kubeconfig, options = kubeconfig_of(context), context.options
+    traffic = contextlib.nullcontext()
+    if Kubectl(kubeconfig, K8S_PRODUCTION).get("deployment", APP):  # a canary needs a stable
+        traffic = service_traffic(
+            kubeconfig,
+            K8S_PRODUCTION,
+            APP,
+            MODEL_NAME,
+            rows=digits_rows(),
+            batch_size=TRAFFIC_BATCH,
+            max_seconds=options.timeout + analysis.timeout,
+        )
+    with traffic:
+        result = deploy_to(context, K8S_PRODUCTION, "production", canary=analysis)
+    url = serve_on_loopback(context, kubeconfig, options.service, options.port)
+    context.values["deploy"] = replace(result, url=url)
+    return f"{result.result} in {K8S_PRODUCTION} ({result.image.rsplit('@', 1)[1][:19]})"
+
+
+def deploy_swarm_service(context: Context) -> str:
+    from ..commands.deploy.swarm import deploy_swarm
+
+    options = context.options
+    result = recorded(
+        context,
+        lambda: deploy_swarm(
+            release_of(context),
             service=options.service,
             port=options.port,
             timeout=options.timeout,
             smoke_test=True,
-        )
-        record_service(context.stack, options.service, options.port, result.url)
-    context.values["deploy"] = result
-    return f"{result.result} ({release.image.rsplit('@', 1)[1][:19]})"
+        ),
+        environment="local",
+        strategy="rolling",
+        where=f"swarm service {options.service}",
+    )
+    record_service(context.stack, options.service, options.port, result.url)
+    return f"{result.result} ({result.image.rsplit('@', 1)[1][:19]})"
 
 
 def serve_on_loopback(context: Context, kubeconfig: Path, service: str, port: int) -> str:
@@ -356,7 +462,7 @@ def serve_on_loopback(context: Context, kubeconfig: Path, service: str, port: in
     `local down` (as a load balancer would serve it); restarted by each run, since it holds on
     to one pod and a rollout replaces them."""
     from ..clients.kubectl import Kubectl
-    from ..commands.deploy.kubernetes import APP
+    from ..commands.deploy.rollout import APP
     from ..commands.smoke_test import smoke_test
     from .stack import process_is
 
@@ -364,7 +470,7 @@ def serve_on_loopback(context: Context, kubeconfig: Path, service: str, port: in
     previous = context.stack.record.get("services", {}).get(service, {}).get("pid")
     if previous and process_is(previous, "port-forward"):
         stop(previous, "the previous port-forward", timeout=10)
-    kubectl = Kubectl(kubeconfig, K8S_NAMESPACE)
+    kubectl = Kubectl(kubeconfig, K8S_PRODUCTION)
     command = kubectl.command("port-forward", f"service/{APP}", f"{port}:80", "--address", HOST)
     log_path = state / "logs" / f"port-forward-{service}.log"
     process = spawn(command, log_path=log_path, pid_path=state / f"port-forward-{service}.pid")
@@ -394,9 +500,10 @@ class RunSummary:
     model_sha256: str
     revision: str
     seconds: float
+    checks: tuple[str, ...] = ()  # the canary's step lines, when production went through one
 
     def outputs(self) -> dict[str, object]:
-        return {**asdict(self), "digest": self.image.rsplit("@", 1)[1]}
+        return {**asdict(self), "digest": self.image.rsplit("@", 1)[1], "checks": list(self.checks)}
 
     def lines(self) -> list[str]:
         """What to print at the end: where it runs, what runs there, how to ask it something."""
@@ -409,6 +516,7 @@ class RunSummary:
             f"  image     {self.image}",
             f"  model     {self.model_name} {self.model_version} (sha256 {self.model_sha256})",
             f"  revision  {self.revision}",
+            *(f"  canary    {line}" for line in self.checks),
         ]
         if self.url:
             body = '{"instances": [[' + SAMPLE_DIGIT + "]]}"
@@ -433,4 +541,5 @@ def summary(context: Context) -> RunSummary:
         model_sha256=values["model"].sha256,
         revision=resolved.revision,
         seconds=values["seconds"],
+        checks=result.checks,
     )

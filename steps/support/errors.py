@@ -2,9 +2,14 @@
 
 
 class StepError(Exception):
-    """A step failed; the message is one line that names the cause and what to do."""
+    """A step failed; the message is one line that names the cause and what to do. `outputs`,
+    when given, are handed on even so (what a failed deploy found, for the pipeline's summary)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, outputs: dict[str, object] | None = None):
+        super().__init__(message)
+        self.outputs = outputs or {}
 
 
 class ConfigError(StepError):
@@ -44,6 +49,13 @@ class Unavailable(StepError):
 
 
 class RolledBack(StepError):
-    """The new version failed its rollout or smoke test; the previous one serves again."""
+    """The new version failed its rollout, smoke test or canary analysis; the previous one
+    serves again (or never stopped serving)."""
 
     exit_code = 8
+
+
+class Unproven(StepError):
+    """The release cannot prove what it must before it deploys (e.g. no staging pass)."""
+
+    exit_code = 9

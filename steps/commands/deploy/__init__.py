@@ -1,23 +1,70 @@
-"""`deploy`: roll an image out BY DIGEST, check it, and roll back by itself when anything fails.
+"""`deploy` and `rollback`: roll an image out BY DIGEST, check it, roll back by itself when
+anything fails, and record the outcome with the image.
 
 Two targets with the same semantics: `kubernetes` (kubectl against AKS or any cluster) and
-`swarm` (a local Docker swarm, so a laptop deploys real, running containers).
+`swarm` (a local Docker swarm, so a laptop deploys real, running containers). On kubernetes a
+release is rolled (`--strategy rolling`) or goes through a canary judged on the service's own
+metrics (`--strategy canary`, the default for production). Records about the digest (the staging
+pass, each deploy) live in the image's registry: production refuses a digest staging did not pass.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ...support.errors import ConfigError
+from ...support.errors import ConfigError, StepError
 from ...support.git import ci_revision
-from ..command import Command
+from ...support.outputs import summarize
+from ...support.paths import MANIFESTS
+from ..command import (
+    REGISTRY_ENVIRONMENT,
+    Command,
+    check_acr,
+    check_image,
+    kubeconfig_of,
+    registry_flags,
+)
+from .proof import PRODUCTION
 from .release import DeployResult, Release
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
+STRATEGIES = ("rolling", "canary")
+
+
+def _target_flags(parser: argparse.ArgumentParser) -> None:
+    """Where: the flags `deploy` and `rollback` share."""
+    registry_flags(parser)
+    parser.add_argument("--target", required=True, choices=("kubernetes", "swarm"))
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds the rollout may take before it counts as failed",
+    )
+    kube = parser.add_argument_group("kubernetes")
+    kube.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
+    kube.add_argument("--context", help="kubeconfig context (default: the current one)")
+    kube.add_argument("--namespace", help="namespace to deploy into")
+    kube.add_argument(
+        "--overlay",
+        default="production",
+        help="manifests/overlays/NAME, or 'base' (default: production)",
+    )
+    kube.add_argument(
+        "--environment",
+        help="the environment recorded with the image (default: the overlay's name); "
+        f"{PRODUCTION} requires a staging pass",
+    )
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", required=True, choices=("kubernetes", "swarm"))
+    _target_flags(parser)
     parser.add_argument("--image", required=True, help="REPOSITORY@sha256:... (a tag is refused)")
     parser.add_argument(
         "--revision",
@@ -31,25 +78,30 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         help="the model's sha256 (resolve-image's model_sha256): the smoke test expects it",
     )
     parser.add_argument(
-        "--timeout",
-        type=float,
-        default=300,
-        help="seconds the rollout may take before it counts as failed",
-    )
-    parser.add_argument(
         "--smoke-test",
         action="store_true",
         help="after the rollout, check /version and one real prediction",
     )
     parser.add_argument("--smoke-url", help="URL to smoke-test instead of the default one")
-    kube = parser.add_argument_group("kubernetes")
-    kube.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
-    kube.add_argument("--context", help="kubeconfig context (default: the current one)")
-    kube.add_argument("--namespace", help="namespace to deploy into")
+    parser.add_argument(
+        "--skip-staging-check",
+        action="store_true",
+        help=f"deploy to {PRODUCTION} without a staging pass (logged)",
+    )
+    kube = parser.add_argument_group("kubernetes canary")
     kube.add_argument(
-        "--overlay",
-        default="production",
-        help="manifests/overlays/NAME, or 'base' (default: production)",
+        "--strategy",
+        choices=STRATEGIES,
+        help=f"canary (the default for {PRODUCTION}) or rolling (the default elsewhere)",
+    )
+    kube.add_argument(
+        "--analysis",
+        type=Path,
+        default=MANIFESTS / "analysis.yaml",
+        help="the canary's steps and checks (default: manifests/analysis.yaml)",
+    )
+    kube.add_argument(
+        "--pause", type=float, help="seconds each canary step is watched (instead of the file's)"
     )
     swarm = parser.add_argument_group("swarm")
     swarm.add_argument("--service", help="swarm service name")
@@ -57,61 +109,207 @@ def _flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _kubeconfig(args: argparse.Namespace) -> Path:
-    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
-    if not kubeconfig or not args.namespace:
-        raise ConfigError("--target kubernetes needs --kubeconfig (or KUBECONFIG) and --namespace")
-    return Path(kubeconfig)
+    if not args.namespace:
+        raise ConfigError("--target kubernetes needs --namespace (and --kubeconfig or KUBECONFIG)")
+    return kubeconfig_of(args)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A deploy's flags, checked: what goes where, how, and what it records."""
+
+    release: Release
+    environment: str
+    strategy: str
+    where: str
+    analysis: Analysis | None = None
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    release = Release(args.image, args.revision, args.model_version, args.model_sha256)
+    check_image(args)
+    if args.target == "swarm":
+        if not args.service or not args.port:
+            raise ConfigError("--target swarm needs --service and --port")
+        if args.strategy == "canary":
+            raise ConfigError(
+                "--strategy canary needs --target kubernetes (a Service in front of two "
+                "Deployments); swarm rolls out with rollback: drop --strategy"
+            )
+        where = f"swarm service {args.service} on port {args.port}"
+        return Plan(release, args.environment or "local", "rolling", where)
+    from .kubernetes import overlay_folder
+
+    _kubeconfig(args)
+    environment = args.environment or args.overlay
+    strategy = args.strategy or ("canary" if environment == PRODUCTION else "rolling")
+    analysis = None
+    if strategy == "canary":
+        from .analysis import load_analysis
+
+        analysis = load_analysis(args.analysis)
+        if args.pause is not None:
+            analysis = replace(
+                analysis, steps=tuple(replace(s, pause=args.pause) for s in analysis.steps)
+            )
+    where = f"namespace {args.namespace} (overlay {overlay_folder(args.overlay).name})"
+    return Plan(release, environment, strategy, where, analysis)
 
 
 def _check(args: argparse.Namespace) -> str:
-    release = Release(args.image, args.revision, args.model_version, args.model_sha256)
-    if args.target == "kubernetes":
-        from .kubernetes import overlay_folder
-
-        _kubeconfig(args)
-        where = f"namespace {args.namespace} (overlay {overlay_folder(args.overlay).name})"
-    else:
-        if not args.service or not args.port:
-            raise ConfigError("--target swarm needs --service and --port")
-        where = f"swarm service {args.service} on port {args.port}"
+    plan = _plan(args)
+    release = plan.release
     expecting = f" expecting model sha256 {release.model_sha256}" if release.model_sha256 else ""
     smoke = f", smoke-test it{expecting}" if args.smoke_test else ""
-    return f"roll out {release.change_cause} to {where}{smoke}, and roll back on failure"
+    how = "through a canary" if plan.strategy == "canary" else "rolling"
+    return (
+        f"roll out {release.change_cause} to {plan.environment}, {plan.where}, {how}{smoke}, "
+        "roll back on failure, and record the outcome with the image"
+    )
 
 
 def _run(args: argparse.Namespace) -> DeployResult:
-    release = Release(args.image, args.revision, args.model_version, args.model_sha256)
+    plan = _plan(args)
     if args.target == "kubernetes":
         from .kubernetes import deploy_kubernetes
 
-        return deploy_kubernetes(
-            release,
-            kubeconfig=_kubeconfig(args),
+        def deploy() -> DeployResult:
+            return deploy_kubernetes(
+                plan.release,
+                kubeconfig=_kubeconfig(args),
+                namespace=args.namespace,
+                context=args.context,
+                overlay=args.overlay,
+                timeout=args.timeout,
+                smoke_test=args.smoke_test,
+                smoke_url=args.smoke_url,
+                canary=plan.analysis,
+            )
+    else:
+        from .swarm import deploy_swarm
+
+        def deploy() -> DeployResult:
+            return deploy_swarm(
+                plan.release,
+                service=args.service,
+                port=args.port,
+                timeout=args.timeout,
+                smoke_test=args.smoke_test,
+                smoke_url=args.smoke_url,
+            )
+
+    return _recorded(args, plan, deploy, args.smoke_test, args.skip_staging_check)
+
+
+def _recorded(
+    args: argparse.Namespace,
+    plan: Plan,
+    deploy: Callable[[], DeployResult],
+    smoke_tested: bool,
+    skip_staging_check: bool,
+) -> DeployResult:
+    """DEPLOY with its proof and records (proof.py), its outcome written as the job summary."""
+    from ...clients.login import registry_login
+    from .proof import Ledger, proven_deploy
+
+    login, _ = registry_login(
+        plan.release.image,
+        acr=args.acr,
+        resource_group=args.resource_group,
+        subscription=args.subscription,
+    )
+    try:
+        result = proven_deploy(
+            deploy,
+            ledger=Ledger.of(login, plan.release.image),
+            release=plan.release,
+            environment=plan.environment,
+            strategy=plan.strategy,
+            where=plan.where,
+            smoke_tested=smoke_tested,
+            skip_staging_check=skip_staging_check,
+        )
+    except StepError as exc:
+        summarize(summary(plan, exc.outputs.get("result", "failed"), exc.outputs, str(exc)))
+        raise
+    summarize(summary(plan, result.result, result.outputs()))
+    return result
+
+
+def summary(plan: Plan, result: str, outputs: dict, error: str = "") -> str:
+    """The job summary of a deploy, in markdown."""
+    release = plan.release
+    rows = [
+        ("image", f"`{release.image}`"),
+        ("revision", release.revision),
+        ("model", f"{release.model_version} (sha256 `{release.model_sha256[:12] or '?'}`)"),
+        ("where", plan.where),
+        ("strategy", plan.strategy),
+        ("before", f"`{outputs.get('previous_image') or 'nothing'}`"),
+    ]
+    lines = [f"### Deploy to {plan.environment}: {result}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    lines += ["", *(f"- {check}" for check in outputs.get("checks", []))]
+    if error:
+        lines += ["", f"**{error}**"]
+    return "\n".join(lines) + "\n"
+
+
+def _check_rollback(args: argparse.Namespace) -> str:
+    if args.target != "kubernetes":
+        raise ConfigError(
+            "rollback needs --target kubernetes; swarm rolls back by itself when a rollout fails"
+        )
+    from .kubernetes import overlay_folder
+
+    check_acr(args)
+    _kubeconfig(args)
+    overlay_folder(args.overlay)
+    return (
+        f"put namespace {args.namespace} back on the release it ran before, at once (no "
+        "analysis), smoke-test it and record it"
+    )
+
+
+def _rollback(args: argparse.Namespace) -> DeployResult:
+    from .kubernetes import deploy_kubernetes, release_to_roll_back
+
+    kubeconfig = _kubeconfig(args)
+    previous = release_to_roll_back(kubeconfig, args.namespace, args.context)
+    where = f"namespace {args.namespace} (overlay {args.overlay})"
+    plan = Plan(previous, args.environment or args.overlay, "rollback", where)
+
+    def deploy() -> DeployResult:
+        result = deploy_kubernetes(
+            previous,
+            kubeconfig=kubeconfig,
             namespace=args.namespace,
             context=args.context,
             overlay=args.overlay,
             timeout=args.timeout,
-            smoke_test=args.smoke_test,
-            smoke_url=args.smoke_url,
+            smoke_test=True,
         )
-    from .swarm import deploy_swarm
+        return replace(result, result="rolled-back")
 
-    return deploy_swarm(
-        release,
-        service=args.service,
-        port=args.port,
-        timeout=args.timeout,
-        smoke_test=args.smoke_test,
-        smoke_url=args.smoke_url,
-    )
+    # It ran in production before: its staging pass is not asked for again.
+    return _recorded(args, plan, deploy, smoke_tested=True, skip_staging_check=True)
 
 
 COMMANDS = (
     Command(
         "deploy",
-        help="roll out an image by digest, smoke-test it, roll back on failure",
+        help="roll out an image by digest (rolling or canary), smoke-test it, roll back on failure",
+        epilog=REGISTRY_ENVIRONMENT,
         flags=_flags,
         check=_check,
         run=_run,
+    ),
+    Command(
+        "rollback",
+        help="put production back on the release it ran before, at once, with no analysis",
+        epilog=REGISTRY_ENVIRONMENT,
+        flags=_target_flags,
+        check=_check_rollback,
+        run=_rollback,
     ),
 )

@@ -6,39 +6,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ...clients.kubectl import Kubectl, kubectl_path
-from ...support.errors import ConfigError, RolledBack, StepError, Unavailable
+from ...support.errors import ConfigError, NotFound, RolledBack, StepError, Unavailable
 from ...support.paths import MANIFESTS
 from ...support.processes import last_line, run
-from .release import Build, DeployResult, Release, smoke_failure
+from .canary import CANARY, remove_canary, run_canary
+from .release import Build, DeployResult, Release
+from .rollout import (
+    APP,
+    CONTAINER,
+    REVISION_ANNOTATION,
+    container_image,
+    diagnose,
+    rollout_complete,
+    smoke_pods,
+    wait_rollout,
+)
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
 
 log = logging.getLogger(__name__)
 
-APP = "aiship"  # the Deployment, its container and the Service in manifests/base
-CONTAINER = "app"
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 APPLIED_ANNOTATION = "aiship.io/applied-sha256"  # what was applied, rendered, as a digest
+# The release that ran before this one (JSON): what `rollback` puts back.
+PREVIOUS_ANNOTATION = "aiship.io/previous-release"
 RELEASE_ANNOTATIONS = ("aiship.io/revision", "aiship.io/model-version", "aiship.io/model-sha256")
-# A new pod in one of these states will not come right by waiting (kubelet keeps backing off).
-STUCK_REASONS = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-    }
-)
-MAX_RESTARTS = 2  # a new pod restarted more often than this is failing, whatever it says
-POLL_SECONDS = 1.0
 SUPPORTED_SKEW = 1  # kubectl is supported within one minor version of the API server
 
 
@@ -52,11 +51,17 @@ def deploy_kubernetes(
     timeout: float = 300,
     smoke_test: bool = False,
     smoke_url: str | None = None,
+    canary: Analysis | None = None,
 ) -> DeployResult:
+    """Roll RELEASE out: straight (a rolling update), or with CANARY, as a canary judged step by
+    step against what runs now and promoted only when every step passed."""
     kubectl = Kubectl(kubeconfig, namespace, context)
     check_access(kubectl)
     current = kubectl.get("deployment", APP)
     previous_image = container_image(current) if current else None
+    if canary is None and kubectl.get("deployment", CANARY):
+        log.warning("removing deployment/%s, left by a canary that did not finish", CANARY)
+        remove_canary(kubectl)
     documents = render(overlay, release)
     applied = fingerprint(documents)
     if current and current_fingerprint(current) == applied and rollout_complete(current):
@@ -67,11 +72,58 @@ def deploy_kubernetes(
                 raise StepError(f"{release.image} runs, unchanged, but fails its {failure}")
         return DeployResult("kubernetes", release.image, "unchanged", previous_image, smoke_url)
 
+    check_selector(current, the_deployment(documents))
     record(documents, applied, current)
     manifests = yaml.safe_dump_all(documents)
     check_with_server(kubectl, manifests, overlay)
-    log.info("applying %s to %s (overlay %s)", release.image, namespace, overlay)
-    kubectl.run("apply", "-f", "-", stdin=manifests)
+    checks: tuple[str, ...] = ()
+    if canary is not None and current is not None and previous_image != release.image:
+        deployment = the_deployment(documents)
+        checks = run_canary(kubectl, release, deployment, canary, timeout, smoke_test)
+    elif canary is not None:
+        why = "nothing runs yet" if current is None else "it runs this image already"
+        log.info("no canary: %s, so the release is rolled out directly", why)
+    try:
+        roll_out(kubectl, release, documents, current, timeout, smoke_test, smoke_url)
+    finally:
+        if checks:  # promoted or not, the canary's work is done once stable has been rolled
+            remove_canary(kubectl)
+    log.info("deployment/%s in %s runs %s", APP, namespace, release.image)
+    result = "promoted" if checks else "deployed"
+    return DeployResult("kubernetes", release.image, result, previous_image, smoke_url, checks)
+
+
+def release_to_roll_back(kubeconfig: Path, namespace: str, context: str | None = None) -> Release:
+    """The release deployment/aiship in NAMESPACE ran before the one it runs now."""
+    kubectl = Kubectl(kubeconfig, namespace, context)
+    check_access(kubectl)
+    current = kubectl.get("deployment", APP)
+    if current is None:
+        raise NotFound(f"nothing to roll back: deployment/{APP} does not exist in {namespace}")
+    previous = previous_release(current)
+    if previous is None:
+        raise NotFound(
+            f"deployment/{APP} in {namespace} records no release before the one it runs "
+            f"({PREVIOUS_ANNOTATION}): deploy the digest to go back to with "
+            "deploy --strategy rolling --skip-staging-check"
+        )
+    log.info("rolling back from %s to %s", container_image(current), previous.image)
+    return previous
+
+
+def roll_out(
+    kubectl: Kubectl,
+    release: Release,
+    documents: list[dict],
+    current: dict | None,
+    timeout: float,
+    smoke_test: bool,
+    smoke_url: str | None,
+) -> None:
+    """Apply, watch the rollout, smoke-test the new pods; on any failure diagnose it, put back
+    what ran before and raise RolledBack."""
+    log.info("applying %s to %s", release.image, kubectl.namespace)
+    kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
     failure = wait_rollout(kubectl, timeout)
     if failure is None and smoke_test:
         failure = smoke_pods(kubectl, kubectl.get("deployment", APP), release.build, smoke_url)
@@ -81,8 +133,6 @@ def deploy_kubernetes(
             log.error("  %s", line)
         restored = roll_back(kubectl, current, documents, timeout)
         raise RolledBack(f"the rollout of {release.image} failed ({failure}); {restored}")
-    log.info("deployment/%s in %s runs %s", APP, namespace, release.image)
-    return DeployResult("kubernetes", release.image, "deployed", previous_image, smoke_url)
 
 
 # Before: access, versions, manifests
@@ -101,12 +151,15 @@ def check_access(kubectl: Kubectl) -> None:
                 f"context {kubectl.context!r} is not in {kubectl.kubeconfig}: "
                 "pass one of `kubectl config get-contexts`"
             )
-        if "NotFound" in error:
+        if "Forbidden" in error:  # a namespace-scoped deployer may not read namespaces
+            log.debug("cannot read namespace %s (%s): going on", kubectl.namespace, error)
+        elif "NotFound" in error:
             raise ConfigError(
                 f"namespace {kubectl.namespace!r} does not exist: create it "
                 f"(kubectl create namespace {kubectl.namespace}) or fix --namespace"
             )
-        raise Unavailable(f"the cluster did not answer: {error}")
+        else:
+            raise Unavailable(f"the cluster did not answer: {error}")
     skew = version_skew(kubectl.run("version", "-o", "json", check=False).stdout)
     if skew:
         log.warning("%s", skew)
@@ -160,6 +213,18 @@ def render(overlay: str, release: Release) -> list[dict]:
     return documents
 
 
+def check_selector(current: dict | None, deployment: dict) -> None:
+    """A Deployment's selector cannot change in place: say how to move to the new one."""
+    if current is None or current["spec"]["selector"] == deployment["spec"]["selector"]:
+        return
+    labels = deployment["spec"]["selector"].get("matchLabels", {})
+    raise ConfigError(
+        f"deployment/{APP}'s selector would change to {labels}, which Kubernetes refuses in "
+        f"place: `kubectl delete deployment {APP} --cascade=orphan` (its pods keep serving), "
+        "deploy again, then delete the orphaned pods"
+    )
+
+
 def check_with_server(kubectl: Kubectl, manifests: str, overlay: str) -> None:
     """The API server validates every object (a server-side dry run) before any is applied: a
     manifest it refuses changes nothing, where a plain apply would stop half-way."""
@@ -187,10 +252,20 @@ def current_fingerprint(deployment: dict) -> str | None:
 
 
 def record(documents: list[dict], applied: str, current: dict | None) -> None:
-    """Stamp the fingerprint on the Deployment; when an autoscaler owns its replica count, apply
-    the count it chose (within the new bounds) rather than fight it on every release."""
+    """Stamp the fingerprint on the Deployment, and the release it replaces (kept when only the
+    manifests change); when an autoscaler owns its replica count, apply the count it chose
+    (within the new bounds) rather than fight it on every release."""
     deployment = the_deployment(documents)
-    deployment["metadata"]["annotations"][APPLIED_ANNOTATION] = applied
+    annotations = deployment["metadata"]["annotations"]
+    annotations[APPLIED_ANNOTATION] = applied
+    if current is not None:
+        replaced = running_release(current)
+        if replaced is not None and replaced.image != container_image(deployment):
+            annotations[PREVIOUS_ANNOTATION] = json.dumps(asdict(replaced), sort_keys=True)
+        elif PREVIOUS_ANNOTATION in current["metadata"].get("annotations", {}):
+            annotations[PREVIOUS_ANNOTATION] = current["metadata"]["annotations"][
+                PREVIOUS_ANNOTATION
+            ]
     autoscaler = next(
         (
             d
@@ -207,94 +282,7 @@ def record(documents: list[dict], applied: str, current: dict | None) -> None:
     deployment["spec"]["replicas"] = min(max(now, low), high)
 
 
-# During: the watched rollout
-
-
-def wait_rollout(kubectl: Kubectl, timeout: float) -> str | None:
-    """None once the rollout completed; otherwise why not, as soon as that is known: a new pod
-    stuck (crash loop, image pull, bad config, restarts), the progress deadline, or TIMEOUT."""
-    deadline = time.monotonic() + timeout
-    while True:
-        deployment = kubectl.get("deployment", APP)
-        if deployment is None:
-            return f"deployment/{APP} disappeared during the rollout"
-        if rollout_complete(deployment):
-            return None
-        progressing = condition(deployment, "Progressing")
-        if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-            return f"no progress for {deployment['spec'].get('progressDeadlineSeconds')} s"
-        pods = new_pods(kubectl, deployment)
-        stuck = next((why for why in map(stuck_reason, pods) if why), None)
-        if stuck:
-            return stuck
-        if time.monotonic() >= deadline:
-            ready = sum(1 for pod in pods if pod_state(pod) == "ready")
-            wanted = deployment["spec"].get("replicas", 1)
-            return f"{ready} of {wanted} new pods ready after {timeout:g} s"
-        time.sleep(POLL_SECONDS)
-
-
-def new_replica_set(kubectl: Kubectl, deployment: dict) -> dict | None:
-    """The ReplicaSet of the Deployment's current revision."""
-    revision = deployment["metadata"].get("annotations", {}).get(REVISION_ANNOTATION)
-    for replica_set in (kubectl.get("replicasets", "-l", selector(deployment)) or {}).get(
-        "items", []
-    ):
-        if replica_set["metadata"].get("annotations", {}).get(REVISION_ANNOTATION) == revision:
-            return replica_set
-    return None
-
-
-def new_pods(kubectl: Kubectl, deployment: dict) -> list[dict]:
-    """The pods of the current revision that are not being deleted."""
-    replica_set = new_replica_set(kubectl, deployment)
-    if replica_set is None:
-        return []
-    template_hash = replica_set["metadata"]["labels"]["pod-template-hash"]
-    found = kubectl.get("pods", "-l", f"{selector(deployment)},pod-template-hash={template_hash}")
-    return [p for p in (found or {}).get("items", []) if "deletionTimestamp" not in p["metadata"]]
-
-
-def stuck_reason(pod: dict) -> str | None:
-    """Why POD will not become ready by itself, or None while it still may."""
-    for status in container_statuses(pod):
-        waiting = status.get("state", {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS:
-            message = (waiting.get("message") or "").strip().splitlines()
-            detail = f": {message[0][:200]}" if message else ""
-            return f"pod {pod['metadata']['name']} is in {waiting['reason']}{detail}"
-        if status.get("restartCount", 0) > MAX_RESTARTS:
-            last = status.get("lastState", {}).get("terminated") or {}
-            return (
-                f"pod {pod['metadata']['name']} restarted {status['restartCount']} times "
-                f"(last exit: {last.get('reason', '?')}, code {last.get('exitCode', '?')})"
-            )
-    return None
-
-
 # After: smoke test, diagnosis, undo
-
-
-def smoke_pods(
-    kubectl: Kubectl, deployment: dict, build: Build, smoke_url: str | None
-) -> str | None:
-    """Smoke-test SMOKE_URL, or one ready pod of the current revision through a port-forward
-    (a Service's port-forward may pick a pod on its way out); None when it passed."""
-    if smoke_url:
-        return smoke_failure(smoke_url, build)
-    ready = [pod for pod in new_pods(kubectl, deployment) if pod_state(pod) == "ready"]
-    if not ready:
-        return f"smoke test: no ready pod of deployment/{APP}'s current revision"
-    with kubectl.port_forward(f"pod/{ready[0]['metadata']['name']}", http_port(deployment)) as url:
-        return smoke_failure(url, build)
-
-
-def http_port(deployment: dict) -> int:
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
-        for port in container.get("ports", []):
-            if port.get("name") == "http":
-                return port["containerPort"]
-    raise ConfigError(f"deployment/{APP} has no container port named http: name one in manifests/")
 
 
 def roll_back(
@@ -328,108 +316,39 @@ def roll_back(
     return f"rolled back to {image}, which serves again (smoke-tested)"
 
 
+def running_release(deployment: dict) -> Release | None:
+    """What a Deployment runs, as a release (None when it is not pinned by digest, as one
+    applied by other hands may not be)."""
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    revision, version, model_sha256 = (annotations.get(name, "") for name in RELEASE_ANNOTATIONS)
+    try:
+        return Release(
+            container_image(deployment) or "",
+            revision or "unknown",
+            version or "unknown",
+            model_sha256,
+        )
+    except ConfigError:
+        return None
+
+
+def previous_release(deployment: dict) -> Release | None:
+    """The release deployment replaced last (from PREVIOUS_ANNOTATION), if any."""
+    text = deployment["metadata"].get("annotations", {}).get(PREVIOUS_ANNOTATION)
+    if not text:
+        return None
+    try:
+        return Release(**json.loads(text))
+    except (ValueError, TypeError, ConfigError):
+        raise ConfigError(
+            f"deployment/{APP}'s annotation {PREVIOUS_ANNOTATION} is not a release: "
+            "deploy the previous digest by hand (deploy --strategy rolling --image ...)"
+        ) from None
+
+
 def running_build(deployment: dict) -> Build:
     """The revision and model a Deployment's pods run, from the annotations `render` put on
     them (none on a Deployment applied by other hands: then nothing is expected)."""
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
     revision, _, model_sha256 = (annotations.get(name, "") for name in RELEASE_ANNOTATIONS)
     return Build.expecting(revision, model_sha256)
-
-
-def diagnose(kubectl: Kubectl) -> list[str]:
-    """Why the current revision failed: its pods' states, the events of those pods and of their
-    ReplicaSet in time order (a scheduler's too), and a failing pod's last log lines."""
-    deployment = kubectl.get("deployment", APP)
-    replica_set = new_replica_set(kubectl, deployment) if deployment else None
-    if replica_set is None:
-        return ["no ReplicaSet of the new revision was made"]
-    pods = new_pods(kubectl, deployment)
-    lines = [f"pod {pod['metadata']['name']}: {pod_state(pod)}" for pod in pods]
-    names = {replica_set["metadata"]["name"], *(pod["metadata"]["name"] for pod in pods)}
-    events = [
-        e
-        for e in (kubectl.get("events") or {}).get("items", [])
-        if e["involvedObject"].get("name") in names
-    ]
-    for event in sorted(events, key=event_time)[-8:]:
-        count = f" (x{event['count']})" if event.get("count", 1) > 1 else ""
-        lines.append(
-            f"event {event['involvedObject']['kind'].lower()}/{event['involvedObject']['name']}: "
-            f"{event.get('reason')}: {(event.get('message') or '').strip()}{count}"
-        )
-    failing = next((pod for pod in pods if pod_state(pod) != "ready"), None)
-    if failing is not None:
-        restarted = any(s.get("restartCount", 0) for s in container_statuses(failing))
-        logs = kubectl.run(
-            "logs",
-            failing["metadata"]["name"],
-            "--tail=5",
-            "--all-containers",
-            *(["--previous"] if restarted else []),
-            check=False,
-        )
-        lines += [f"log: {line}" for line in logs.stdout.splitlines()[-5:]]
-    return lines
-
-
-def event_time(event: dict) -> str:
-    """When it last happened: events.k8s.io's eventTime, else the core fields (either may be
-    null, as a scheduler's FailedScheduling has lastTimestamp: null)."""
-    series = (event.get("series") or {}).get("lastObservedTime")
-    return (
-        series
-        or event.get("lastTimestamp")
-        or event.get("eventTime")
-        or event.get("firstTimestamp")
-        or event["metadata"].get("creationTimestamp", "")
-    )[:19]  # the seconds, whatever precision each field has
-
-
-def container_statuses(pod: dict) -> list[dict]:
-    status = pod.get("status", {})
-    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
-
-
-def pod_state(pod: dict) -> str:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    if statuses and all(s.get("ready") for s in statuses):
-        return "ready"
-    for status in container_statuses(pod):
-        for key in ("waiting", "terminated"):
-            detail = status.get("state", {}).get(key)
-            if detail:
-                return f"{key} ({detail.get('reason', '?')}), restarts {status['restartCount']}"
-    scheduled = condition(pod, "PodScheduled")
-    if scheduled and scheduled.get("status") == "False":
-        return f"not scheduled ({scheduled.get('reason')}: {scheduled.get('message', '')})"
-    return f"not ready ({pod.get('status', {}).get('phase', 'unknown')})"
-
-
-def condition(obj: dict, kind: str) -> dict | None:
-    return next(
-        (c for c in obj.get("status", {}).get("conditions") or [] if c["type"] == kind), None
-    )
-
-
-def selector(deployment: dict) -> str:
-    labels = deployment["spec"]["selector"]["matchLabels"]
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-
-
-def container_image(deployment: dict) -> str | None:
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
-        if container["name"] == CONTAINER:
-            return container["image"]
-    return None
-
-
-def rollout_complete(deployment: dict) -> bool:
-    """As `kubectl rollout status` decides: every replica updated and available, none old."""
-    spec, status = deployment["spec"], deployment.get("status", {})
-    wanted = spec.get("replicas", 1)
-    return (
-        status.get("observedGeneration", 0) >= deployment["metadata"]["generation"]
-        and status.get("updatedReplicas", 0) == wanted
-        and status.get("availableReplicas", 0) == wanted
-        and status.get("replicas", 0) == wanted
-    )

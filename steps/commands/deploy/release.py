@@ -55,12 +55,18 @@ class Release:
 class DeployResult:
     target: str
     image: str
-    result: str  # "deployed" or "unchanged"
+    result: str  # "deployed", "unchanged", "promoted" (a canary that passed) or "rolled-back"
     previous_image: str | None
     url: str | None = None
+    checks: tuple[str, ...] = ()  # a canary's judgement, one line a step
 
-    def outputs(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    @property
+    def digest(self) -> str:
+        return self.image.rsplit("@", 1)[1]
+
+    def outputs(self) -> dict[str, object]:
+        found = {k: v for k, v in asdict(self).items() if v is not None}
+        return {**found, "digest": self.digest, "checks": list(self.checks)}
 
 
 def smoke_failure(url: str, build: Build | None = None) -> str | None:

@@ -1,0 +1,160 @@
+"""What a deploy must find proven about a digest, and what it records: records in the image's
+own registry (steps/clients/records.py), so the proof travels with the image.
+
+A staging deploy that passed its smoke test writes a *staging pass*; every deploy, whatever its
+outcome, writes a *deploy* record; a production deploy refuses a digest without a staging pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ...clients.records import Record, read_records, write_record
+from ...clients.registry import ImageRef, RegistryClient, RegistryLogin
+from ...support.errors import StepError, Unproven
+from .release import DeployResult, Release
+
+log = logging.getLogger(__name__)
+
+STAGING_PASS = "staging-pass"  # noqa: S105  (a record kind, not a password)
+DEPLOY = "deploy"
+STAGING = "staging"
+PRODUCTION = "production"  # the environment that requires a staging pass
+PASSED = frozenset({"deployed", "unchanged", "promoted"})
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The records about one image repository's digests, in its registry."""
+
+    client: RegistryClient
+    repository: str
+
+    @classmethod
+    def of(cls, login: RegistryLogin, image: str) -> Ledger:
+        return cls(RegistryClient(login), ImageRef.parse(image).repository)
+
+    def read(self, digest: str, kind: str) -> list[Record]:
+        return read_records(self.client, self.repository, digest, kind)
+
+    def write(self, digest: str, kind: str, payload: dict) -> Record:
+        return write_record(self.client, self.repository, digest, kind, payload)
+
+
+def ci_run(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The CI run this step runs in (system, id, url), or the machine's user for a local run."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_RUN_ID"):
+        url = f"{env.get('GITHUB_SERVER_URL')}/{env.get('GITHUB_REPOSITORY')}"
+        return {
+            "system": "github",
+            "id": env["GITHUB_RUN_ID"],
+            "url": f"{url}/actions/runs/{env['GITHUB_RUN_ID']}",
+        }
+    if env.get("TF_BUILD") and env.get("BUILD_BUILDID"):
+        project = f"{env.get('SYSTEM_COLLECTIONURI', '')}{env.get('SYSTEM_TEAMPROJECT', '')}"
+        return {
+            "system": "azure-pipelines",
+            "id": env["BUILD_BUILDID"],
+            "url": f"{project}/_build/results?buildId={env['BUILD_BUILDID']}",
+        }
+    return {"system": "local", "id": "", "url": ""}
+
+
+def release_fields(release: Release) -> dict[str, object]:
+    return {
+        "image": release.image,
+        "digest": release.image.rsplit("@", 1)[1],
+        "revision": release.revision,
+        "model": {"version": release.model_version, "sha256": release.model_sha256},
+    }
+
+
+def require_staging_pass(ledger: Ledger, release: Release, skip: bool = False) -> Record | None:
+    """The newest staging pass of RELEASE's digest; none: Unproven, unless SKIP (logged)."""
+    passes = ledger.read(release.image.rsplit("@", 1)[1], STAGING_PASS)
+    if passes:
+        found = passes[-1]
+        log.info(
+            "staging pass of %s: %s in %s at %s",
+            release.image,
+            found.payload.get("result"),
+            found.payload.get("namespace"),
+            found.created,
+        )
+        return found
+    if skip:
+        log.warning(
+            "%s has no staging pass: deploying anyway (--skip-staging-check)", release.image
+        )
+        return None
+    raise Unproven(
+        f"{release.image} has no staging pass: deploy it to staging first (deploy --environment "
+        "staging --smoke-test), or override with --skip-staging-check"
+    )
+
+
+def proven_deploy(
+    deploy: Callable[[], DeployResult],
+    *,
+    ledger: Ledger,
+    release: Release,
+    environment: str,
+    strategy: str,
+    where: str,
+    smoke_tested: bool,
+    skip_staging_check: bool = False,
+) -> DeployResult:
+    """DEPLOY, once a production release's staging pass is found, then its records: a deploy
+    record whatever the outcome, and a staging pass for a staging deploy that passed its smoke
+    test. A deploy whose records cannot be written fails, saying what did happen."""
+    if environment == PRODUCTION:
+        require_staging_pass(ledger, release, skip_staging_check)
+    outcome = {
+        **release_fields(release),
+        "environment": environment,
+        "where": where,
+        "strategy": strategy,
+        "smoke_tested": smoke_tested,
+        "run": ci_run(),
+    }
+    try:
+        result = deploy()
+    except StepError as exc:
+        failed = {
+            **outcome,
+            "result": exc.outputs.get("result", "failed"),
+            "checks": exc.outputs.get("checks", []),
+            "error": str(exc),
+        }
+        try:
+            write_records(ledger, release, failed)
+        except StepError as unwritten:  # the deploy's own error matters more: log this one
+            log.error("%s", unwritten)
+        raise
+    outcome.update(
+        result=result.result, previous_image=result.previous_image, checks=list(result.checks)
+    )
+    kinds = [DEPLOY]
+    if environment == STAGING and smoke_tested and result.result in PASSED:
+        kinds.append(STAGING_PASS)
+    for kind in kinds:
+        write_records(ledger, release, outcome, kind)
+    log.info("recorded %s about %s", " and ".join(kinds), release.image.rsplit("@", 1)[1][:19])
+    return result
+
+
+def write_records(ledger: Ledger, release: Release, payload: dict, kind: str = DEPLOY) -> Record:
+    digest = release.image.rsplit("@", 1)[1]
+    stamped = {**payload, "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        return ledger.write(digest, kind, stamped)
+    except StepError as exc:
+        raise StepError(
+            f"the deploy ended ({payload.get('result', '?')}), but its {kind} record could not be "
+            f"written to the registry: {exc}"
+        ) from None

@@ -1,0 +1,127 @@
+"""`release-summary`: what the production approval gate is asked to approve.
+
+The digest and what it carries (its labels), its staging pass (a record in the registry), and what
+production runs now, as a job summary for the reviewers and as outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..support.errors import ConfigError
+from ..support.outputs import summarize
+from .command import (
+    REGISTRY_ENVIRONMENT,
+    Command,
+    check_image,
+    kubeconfig_of,
+    registry_flags,
+    registry_login_of,
+)
+
+if TYPE_CHECKING:
+    from ..clients.registry import ImageRef, RegistryLogin
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    image: str
+    revision: str
+    model_version: str
+    model_sha256: str
+    staging_pass: str  # "passed in NAMESPACE at TIME (RUN)", or "none"
+    production_image: str  # "" when production runs nothing yet
+
+    def outputs(self) -> dict[str, str]:
+        return {
+            "image": self.image,
+            "digest": self.image.rsplit("@", 1)[1],
+            "staging_pass": self.staging_pass,
+            "production_image": self.production_image,
+        }
+
+    def markdown(self) -> str:
+        rows = [
+            ("image", f"`{self.image}`"),
+            ("revision", self.revision or "?"),
+            ("model", f"{self.model_version or '?'} (sha256 `{self.model_sha256[:12] or '?'}`)"),
+            ("staging", self.staging_pass),
+            (
+                "production now",
+                f"`{self.production_image}`" if self.production_image else "nothing",
+            ),
+        ]
+        lines = ["### Release for approval", "", "| | |", "|---|---|"]
+        return "\n".join([*lines, *(f"| {name} | {value} |" for name, value in rows)]) + "\n"
+
+
+def release_summary(
+    login: RegistryLogin,
+    image: ImageRef,
+    kubeconfig: Path,
+    namespace: str,
+    context: str | None = None,
+) -> ReleaseSummary:
+    """IMAGE (by digest) as the approval sees it, against what NAMESPACE runs now."""
+    from ..clients.kubectl import Kubectl
+    from .deploy.kubernetes import check_access
+    from .deploy.proof import STAGING_PASS, Ledger
+    from .deploy.rollout import APP, container_image
+    from .image_tags import resolve_image
+
+    resolved = resolve_image(login, image, image.digest)
+    passes = Ledger.of(login, resolved.image).read(resolved.digest, STAGING_PASS)
+    staging = "none"
+    if passes:
+        found = passes[-1]
+        run = found.payload.get("run", {}).get("url") or "a local run"
+        staging = f"passed in {found.payload.get('where', '?')} at {found.created} ({run})"
+    kubectl = Kubectl(kubeconfig, namespace, context)
+    check_access(kubectl)
+    current = kubectl.get("deployment", APP)
+    summary = ReleaseSummary(
+        image=resolved.image,
+        revision=resolved.revision,
+        model_version=resolved.model_version,
+        model_sha256=resolved.model_sha256,
+        staging_pass=staging,
+        production_image=(container_image(current) or "") if current else "",
+    )
+    summarize(summary.markdown())
+    return summary
+
+
+def _flags(parser: argparse.ArgumentParser) -> None:
+    registry_flags(parser)
+    parser.add_argument("--image", required=True, help="REPOSITORY@sha256:... to be approved")
+    parser.add_argument("--kubeconfig", type=Path, help="production's cluster [KUBECONFIG]")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--namespace", required=True, help="production's namespace")
+
+
+def _check(args: argparse.Namespace) -> str:
+    image = check_image(args)
+    if not image.digest:
+        raise ConfigError(f"--image {image}: give the image by digest (REPOSITORY@sha256:...)")
+    kubeconfig_of(args)
+    return f"summarize {image} and what namespace {args.namespace} runs, for the approval"
+
+
+def _run(args: argparse.Namespace) -> ReleaseSummary:
+    login, image = registry_login_of(args)
+    return release_summary(login, image, kubeconfig_of(args), args.namespace, args.context)
+
+
+COMMANDS = (
+    Command(
+        "release-summary",
+        help="what the production approval is asked to approve: digest, staging pass, production",
+        epilog=REGISTRY_ENVIRONMENT,
+        flags=_flags,
+        check=_check,
+        run=_run,
+    ),
+)
