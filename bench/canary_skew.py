@@ -132,12 +132,17 @@ def null_psi(labels, mix, rows: int, trials: int, rng) -> np.ndarray:
     )
 
 
+def step_reads(analysis: Analysis, step: CanaryStep) -> int:
+    """The reads of /metrics in a step that passes at its pause."""
+    return max(1, round(step.pause / analysis.interval))
+
+
 def step_alarm_rate(
     analysis: Analysis, labels, mix, step: CanaryStep, canary_rows_per_read: int, trials, rng
 ) -> float:
     """The share of STEPs (its reads of cumulative counts, nothing changed) in which some read
     fails the mix."""
-    reads = max(1, round(step.pause / analysis.interval))
+    reads = step_reads(analysis, step)
     stable_rows_per_read = round(canary_rows_per_read * (100 - step.weight) / step.weight)
     alarms = 0
     for _ in range(trials):
@@ -196,7 +201,7 @@ def run(analysis: Analysis, trials: int, seed: int) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for number, step in enumerate(analysis.steps, 1):
-        reads = max(1, round(step.pause / analysis.interval))
+        reads = step_reads(analysis, step)
         for per_read in (analysis.min_samples // 4, analysis.min_samples):
             rate = step_alarm_rate(analysis, labels, mix, step, per_read, trials, rng)
             lines.append(
