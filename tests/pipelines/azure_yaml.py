@@ -1,10 +1,13 @@
 """Azure Pipelines' compile step, as far as our YAML uses it: template parameters substituted
-(objects too), step templates spliced in. Files load with PyYAML's BaseLoader: Azure's own loader
-keeps every scalar a string, and the official schema says so."""
+(objects too), conditional insertion (`- ${{ if eq(parameters.X, V) }}:` ... `- ${{ else }}:`),
+templates spliced in, each resolved from the folder of the file that names it. Files load with
+PyYAML's BaseLoader: Azure's own loader keeps every scalar a string, and the official schema says
+so."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -12,21 +15,25 @@ from steps.support.paths import REPO_ROOT
 
 AZURE = REPO_ROOT / ".azure-pipelines"
 PARAMETER = re.compile(r"\$\{\{\s*parameters\.(\w+)\s*\}\}")
+CONDITION = re.compile(r"^\$\{\{\s*(if|elseif)\s+(.*?)\s*\}\}$|^\$\{\{\s*else\s*\}\}$")
+EQ = re.compile(r"^(eq|ne)\(\s*parameters\.(\w+)\s*,\s*(.+?)\s*\)$")
+BARE = re.compile(r"^(not\()?\s*parameters\.(\w+)\s*\)?$")
+SEQUENCES = ("stages", "jobs", "steps")  # what a template holds
 
 
 def load(text: str) -> object:
     return yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (BaseLoader builds no objects)
 
 
-def expand(document: object, parameters: dict) -> object:
+def expand(document: object, parameters: dict, base: Path = AZURE) -> object:
     """The document with `${{ parameters.X }}` replaced: a scalar that is only the expression
     becomes the parameter's value (an object stays an object), one that holds it gets its text;
-    step templates (`- template: templates/...`) are spliced in with their own parameters."""
+    conditional insertions decided; templates spliced in with their own parameters."""
     if isinstance(document, dict):
         defaults = {p["name"]: p.get("default", "") for p in document.get("parameters", [])}
-        if defaults and "steps" not in document and "stages" in document:
+        if defaults and "stages" in document:
             parameters = {**defaults, **parameters}  # a top-level pipeline: its defaults
-    return _splice(_substitute(document, parameters))
+    return _splice(_substitute(document, parameters), base)
 
 
 def pipeline(name: str, **parameters: object) -> dict:
@@ -42,7 +49,7 @@ def _substitute(node: object, parameters: dict) -> object:
             for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_substitute(item, parameters) for item in node]
+        return [_substitute(item, parameters) for item in _inserted(node, parameters)]
     if isinstance(node, str):
         whole = PARAMETER.fullmatch(node.strip())
         if whole:
@@ -51,20 +58,70 @@ def _substitute(node: object, parameters: dict) -> object:
     return node
 
 
-def _splice(node: object) -> object:
+def _inserted(items: list, parameters: dict) -> list:
+    """A sequence with its `${{ if }}` / `${{ elseif }}` / `${{ else }}` items decided: the
+    items of the first branch that holds, in place of the whole chain."""
+    result: list = []
+    decided = True  # whether the current chain has taken a branch already
+    for item in items:
+        branch = _condition(item)
+        if branch is None:
+            result.append(item)
+            decided = True
+            continue
+        kind, expression, body = branch
+        if kind == "if":
+            decided = False
+        if not decided and (kind == "else" or _holds(expression, parameters)):
+            result.extend(_inserted(body, parameters))
+            decided = True
+    return result
+
+
+def _condition(item: object) -> tuple[str, str, list] | None:
+    if not (isinstance(item, dict) and len(item) == 1):
+        return None
+    ((key, body),) = item.items()
+    match = CONDITION.match(str(key).strip())
+    if not match:
+        return None
+    return (match.group(1) or "else"), (match.group(2) or ""), body
+
+
+def _holds(expression: str, parameters: dict) -> bool:
+    """`eq|ne(parameters.X, literal)`, `parameters.X`, `not(parameters.X)`: Azure compares
+    strings ignoring case and reads `true`/`false` as booleans, so both sides compare as text."""
+    compared = EQ.match(expression)
+    if compared:
+        function, name, literal = compared.groups()
+        equal = _text(parameters.get(name, "")) == _text(literal.strip("'"))
+        return equal if function == "eq" else not equal
+    bare = BARE.match(expression)
+    assert bare, f"no model of the template expression {expression!r}"
+    value = _text(parameters.get(bare.group(2), "")) not in ("", "false", "0")
+    return not value if bare.group(1) else value
+
+
+def _text(value: object) -> str:
+    return str(value).strip().lower()
+
+
+def _splice(node: object, base: Path) -> object:
     if isinstance(node, list):
         spliced = []
         for item in node:
-            if isinstance(item, dict) and str(item.get("template", "")).startswith("templates/"):
-                template = load((AZURE / item["template"]).read_text())
+            if isinstance(item, dict) and "template" in item:
+                path = base / item["template"]
+                template = load(path.read_text())
                 defaults = {p["name"]: p.get("default", "") for p in template.get("parameters", [])}
                 given = {**defaults, **(item.get("parameters") or {})}
-                spliced.extend(expand(_without_declarations(template), given)["steps"])
+                body = expand(_without_declarations(template), given, path.parent)
+                spliced.extend(next(body[key] for key in SEQUENCES if key in body))
             else:
-                spliced.append(_splice(item))
+                spliced.append(_splice(item, base))
         return spliced
     if isinstance(node, dict):
-        return {key: _splice(value) for key, value in node.items()}
+        return {key: _splice(value, base) for key, value in node.items()}
     return node
 
 

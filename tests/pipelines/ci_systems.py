@@ -6,6 +6,7 @@ What is modelled, from each system's own documentation:
 - GitHub Actions: `${{ }}` expressions are replaced before the shell sees the script (vars,
   steps.<id>.outputs, needs.<job>.outputs, inputs, github); `env:` of workflow, job and step
   merge in that order; the runner sets GITHUB_ACTIONS, GITHUB_SHA, GITHUB_REF_NAME, RUNNER_TEMP.
+  A job runs when its `if:` holds (the forms our workflows use) and every job it needs ran.
 - Azure Pipelines: template parameters at compile time (azure_yaml.py); `$(name)` macros replaced
   before the task runs, an undefined one left as it is; every non-secret variable also becomes an
   environment variable (upper case, '.' as '_'); output variables of earlier steps are
@@ -139,9 +140,7 @@ class GitHubRun:
 
     def runs(self) -> Iterator[StepRun]:
         document = yaml.safe_load((GITHUB / self.workflow).read_text())
-        jobs = document["jobs"]
-        for job_name in needs_order(jobs):
-            job = jobs[job_name]
+        for job_name, job in github_jobs(self.workflow, self.inputs):
             self.step_outputs = {}
             for index, step in enumerate(job["steps"]):
                 script = step.get("run", "")
@@ -208,6 +207,43 @@ def needs_order(jobs: Mapping[str, dict]) -> list[str]:
         assert ready, "jobs wait on each other"
         ordered.extend(ready)
     return ordered
+
+
+def github_jobs(
+    workflow: str, inputs: Mapping[str, str] | None = None, event: str = "push"
+) -> list[tuple[str, dict]]:
+    """The jobs of a workflow that run, in `needs` order: their `if:` holds for these inputs and
+    this event on main, and every job they need ran (GitHub skips a job whose needs were)."""
+    jobs = yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
+    ran: list[str] = []
+    for name in needs_order(jobs):
+        job = jobs[name]
+        needs_ran = set(_as_list(job.get("needs"))) <= set(ran)
+        if needs_ran and job_condition(str(job.get("if", "true")), inputs or {}, event):
+            ran.append(name)
+    return [(name, jobs[name]) for name in ran]
+
+
+def job_condition(text: str, inputs: Mapping[str, str], event: str) -> bool:
+    """A job's `if:`, in the forms our workflows use: terms joined by `&&`, each `[!]inputs.X`
+    (an input not given is empty, so false) or `github.event_name|ref == 'literal'`."""
+    context = {"github.event_name": event, "github.ref": "refs/heads/main"}
+    expression = EXPRESSION.fullmatch(text.strip())
+    held = []
+    for term in (expression.group(1) if expression else text).split("&&"):
+        term = term.strip()
+        negated = term.startswith("!")
+        name = term.lstrip("!").strip()
+        if name == "true":
+            value = True
+        elif name.startswith("inputs."):
+            value = str(inputs.get(name.split(".", 1)[1], "")).lower() not in ("", "false")
+        else:
+            left, equals, literal = name.partition("==")
+            assert equals and left.strip() in context, f"no model of the job condition {text!r}"
+            value = context[left.strip()] == literal.strip().strip("'")
+        held.append(value != negated)
+    return all(held)
 
 
 # Azure Pipelines
