@@ -18,6 +18,7 @@ from steps.commands.deploy.release import DeployResult
 from steps.commands.image_tags import PromotedImage, ResolvedImage
 from steps.commands.model_store import FetchedModel
 from steps.commands.push_image import PushedImage
+from steps.commands.release_summary import ReleaseSummary
 from steps.commands.setup.common import AZURE_VARIABLES, GITHUB_VARIABLES, parse_variables
 from steps.commands.verify_push import VerifiedImage
 from steps.support.labels import LABEL_MODEL_SHA256, LABEL_REVISION
@@ -36,6 +37,7 @@ SETTINGS = {
     "AKS_RESOURCE_GROUP": "rg-aks",
     "AKS_CLUSTER": "aks-prod",
     "K8S_NAMESPACE": "aiship",
+    "K8S_STAGING_NAMESPACE": "aiship-staging",
 }
 # In Azure DevOps the service connection carries the identity: no client or tenant id to set.
 AZURE_SETTINGS = {
@@ -44,6 +46,7 @@ AZURE_SETTINGS = {
 
 LOGIN_SERVER = "aishipacr.azurecr.io"
 DIGEST = "sha256:" + "d" * 64
+OLDER = "sha256:" + "0" * 64  # what production ran before
 MODEL_SHA256 = "5" * 64
 CARD = ModelCard.from_dict(
     {
@@ -81,7 +84,16 @@ def outputs_of(command: str) -> dict[str, object]:
         "aks-credentials": AksCredentials(
             "/tmp/kubeconfig", "aks-prod", "https://aks", False, True
         ),
-        "deploy": DeployResult("kubernetes", pinned, "deployed", None),
+        "deploy": DeployResult("kubernetes", pinned, "promoted", f"{TAGGED.name}@{OLDER}"),
+        "release-summary": ReleaseSummary(
+            pinned,
+            RESOLVED_REVISION,
+            "1.0.0",
+            RESOLVED_MODEL_SHA256,
+            "passed in aiship-staging",
+            f"{TAGGED.name}@{OLDER}",
+        ),
+        "rollback": DeployResult("kubernetes", f"{TAGGED.name}@{OLDER}", "deployed", pinned),
     }
     return results[command].outputs()
 
@@ -122,14 +134,37 @@ def test_both_systems_run_the_same_commands_with_the_same_plans(tmp_path):
         assert [(r.command, r.plan) for r in github] == [(r.command, r.plan) for r in azure]
 
 
+def test_a_rollback_run_plans_the_same_rollback_in_both_systems(tmp_path):
+    inputs = {"rollback": "true"}
+    github = list(GitHubRun("release.yml", github_variables(), outputs_of, tmp_path, inputs).runs())
+    azure = list(
+        AzureRun("release.yml", azure_group(), outputs_of, tmp_path, {"rollback": True}).runs()
+    )
+
+    assert failures(github) == failures(azure) == []
+    assert [(r.command, r.plan) for r in github] == [(r.command, r.plan) for r in azure]
+    assert [r.command for r in github] == ["aks-credentials", "rollback"]
+    assert "put namespace aiship back on the release it ran before" in github[-1].plan
+
+
 @pytest.mark.parametrize("system", [GitHubRun, AzureRun])
-def test_the_release_records_the_revision_and_model_it_resolved(system, tmp_path):
+def test_the_release_deploys_what_it_resolved_to_staging_then_to_production(system, tmp_path):
     settings = github_variables() if system is GitHubRun else azure_group()
     runs = list(system("release.yml", settings, outputs_of, tmp_path).runs())
 
-    deploy = next(run for run in runs if run.command == "deploy")
-    assert f"(revision {RESOLVED_REVISION}, model 1.0.0)" in deploy.plan, deploy.stderr
-    assert f"expecting model sha256 {RESOLVED_MODEL_SHA256}" in deploy.plan
+    staging, production = (run for run in runs if run.command == "deploy")
+    for deploy in (staging, production):
+        assert f"{DIGEST} (revision {RESOLVED_REVISION}, model 1.0.0)" in deploy.plan
+        assert f"expecting model sha256 {RESOLVED_MODEL_SHA256}" in deploy.plan
+        assert "record the outcome with the image" in deploy.plan
+    assert "to staging, namespace aiship-staging (overlay staging), rolling" in staging.plan
+    assert "to production, namespace aiship (overlay production), through a canary" in (
+        production.plan
+    )
+    summary = next(run for run in runs if run.command == "release-summary")
+    assert f"{DIGEST} and what namespace aiship runs" in summary.plan
+    commands = [run.command for run in runs]
+    assert commands.index(staging.command) < commands.index("release-summary")
 
 
 @pytest.mark.parametrize("system", ["github", "azure"])

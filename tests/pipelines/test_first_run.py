@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+import pytest
 import yaml
 
+from steps.commands.setup.common import ENVIRONMENT, STAGING
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import AZURE, load, pipeline
 
@@ -16,6 +18,7 @@ PINNED_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
 
 def github_jobs(workflow: str) -> dict:
+    """Every job of a workflow, whichever path runs it."""
     return yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
 
 
@@ -41,8 +44,8 @@ def test_no_deployment_job_takes_a_name_the_schema_reserves():
     assert reserved == {"deploy"}  # as the official schema says it
     names = [
         job["deployment"]
-        for name in ("ci.yml", "release.yml")
-        for stage in pipeline(name)["stages"]
+        for name, rollback in (("ci.yml", False), ("release.yml", False), ("release.yml", True))
+        for stage in pipeline(name, rollback=rollback)["stages"]
         for job in stage["jobs"]
         if "deployment" in job
     ]
@@ -50,19 +53,59 @@ def test_no_deployment_job_takes_a_name_the_schema_reserves():
     assert all(re.fullmatch(r"[A-Za-z0-9_]+", name) for name in names)
 
 
-def test_the_github_release_installs_a_pinned_kubelogin_before_the_credentials():
-    steps = github_jobs("release.yml")["deploy"]["steps"]
-    install = index_of(steps, uses("azure/use-kubelogin"))
-    assert PINNED_VERSION.match(steps[install]["with"]["kubelogin-version"])
-    assert install < index_of(steps, runs("aks-credentials"))
+def deployment_jobs(**parameters: object) -> dict[str, dict]:
+    """The Azure release's deployment jobs by name, on the path PARAMETERS choose."""
+    return {
+        job["deployment"]: job
+        for stage in pipeline("release.yml", **parameters)["stages"]
+        for job in stage["jobs"]
+        if "deployment" in job
+    }
 
 
-def test_the_azure_release_installs_a_pinned_kubelogin_before_the_credentials():
-    stage = next(s for s in pipeline("release.yml")["stages"] if s["stage"] == "Deploy")
-    steps = stage["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
-    install = index_of(steps, lambda step: step.get("task") == "KubeloginInstaller@0")
-    assert PINNED_VERSION.match(steps[install]["inputs"]["kubeloginVersion"])
-    assert install < index_of(steps, runs("aks-credentials"))
+def deployment_steps(job: dict) -> list[dict]:
+    return job["strategy"]["runOnce"]["deploy"]["steps"]
+
+
+CLUSTER_JOBS = ("staging", "production", "rollback")  # in both systems
+
+
+def test_every_github_job_on_the_cluster_installs_a_pinned_kubelogin_before_the_credentials():
+    jobs = github_jobs("release.yml")
+    for name in CLUSTER_JOBS:
+        steps = jobs[name]["steps"]
+        install = index_of(steps, uses("azure/use-kubelogin"))
+        assert PINNED_VERSION.match(steps[install]["with"]["kubelogin-version"]), name
+        assert install < index_of(steps, runs("aks-credentials")), name
+
+
+def test_every_azure_job_on_the_cluster_installs_a_pinned_kubelogin_before_the_credentials():
+    jobs = deployment_jobs() | deployment_jobs(rollback=True)
+    assert sorted(jobs) == sorted(CLUSTER_JOBS)
+    for name, job in jobs.items():
+        steps = deployment_steps(job)
+        install = index_of(steps, lambda step: step.get("task") == "KubeloginInstaller@0")
+        assert PINNED_VERSION.match(steps[install]["inputs"]["kubeloginVersion"]), name
+        assert install < index_of(steps, runs("aks-credentials")), name
+
+
+def test_the_environments_are_the_ones_setup_makes_and_staging_comes_first():
+    """staging has no reviewers; production's are the gate, for a release and a rollback."""
+    jobs = github_jobs("release.yml")
+    assert {name: jobs[name]["environment"] for name in CLUSTER_JOBS} == {
+        "staging": STAGING,
+        "production": ENVIRONMENT,
+        "rollback": ENVIRONMENT,
+    }
+    assert "staging" in jobs["production"]["needs"]
+    azure = deployment_jobs() | deployment_jobs(rollback=True)
+    assert {name: job["environment"] for name, job in azure.items()} == {
+        "staging": STAGING,
+        "production": ENVIRONMENT,
+        "rollback": ENVIRONMENT,
+    }
+    stages = {s["stage"]: s for s in pipeline("release.yml")["stages"]}
+    assert "Staging" in stages["Production"]["dependsOn"]
 
 
 def test_azure_login_is_the_last_thing_before_the_steps_that_use_it():
@@ -79,16 +122,66 @@ def test_azure_login_is_the_last_thing_before_the_steps_that_use_it():
             assert index_of(steps, lambda s: "pip install" in s.get("run", "")) < login, name
 
 
+def test_only_jobs_that_sign_in_to_azure_may_ask_for_an_oidc_token():
+    """Least privilege, job by job: read the repository; an OIDC token only for azure/login."""
+    for name, job in github_jobs("release.yml").items():
+        signs_in = any(uses("azure/login")(step) for step in job["steps"])
+        wanted = {"contents": "read", **({"id-token": "write"} if signs_in else {})}
+        assert job["permissions"] == wanted, name
+    workflow = yaml.safe_load((GITHUB / "release.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+
+
 def test_the_release_deploys_with_its_own_identity_when_there_is_one():
-    login = next(s for s in github_jobs("release.yml")["deploy"]["steps"] if uses("azure/login")(s))
-    assert login["with"]["client-id"] == (
-        "${{ vars.AZURE_DEPLOY_CLIENT_ID || vars.AZURE_CLIENT_ID }}"
-    )
-    deploy = load((AZURE / "release.yml").read_text())
-    assert {p["name"] for p in deploy["parameters"]} >= {
-        "serviceConnection",
-        "deployServiceConnection",
-    }
+    jobs = github_jobs("release.yml")
+    for name, job in jobs.items():
+        login = next(s for s in job["steps"] if uses("azure/login")(s))
+        wanted = (
+            "${{ vars.AZURE_DEPLOY_CLIENT_ID || vars.AZURE_CLIENT_ID }}"
+            if name in CLUSTER_JOBS
+            else "${{ vars.AZURE_CLIENT_ID }}"
+        )
+        assert login["with"]["client-id"] == wanted, name
+    connections = {"serviceConnection": "ci", "deployServiceConnection": "deploy"}
+    for rollback in (False, True):
+        for stage in pipeline("release.yml", rollback=rollback, **connections)["stages"]:
+            for job in stage["jobs"]:
+                steps = deployment_steps(job) if "deployment" in job else job["steps"]
+                used = {
+                    s["inputs"]["azureSubscription"]
+                    for s in steps
+                    if "AzureCLI" in s.get("task", "")
+                }
+                assert used == ({"deploy"} if "deployment" in job else {"ci"}), stage["stage"]
+
+
+def test_the_release_yaml_writes_no_summary_of_its_own():
+    """deploy, release-summary and rollback write theirs through steps.support.outputs."""
+    assert "GITHUB_STEP_SUMMARY" not in (GITHUB / "release.yml").read_text()
+    assert "uploadsummary" not in "".join(p.read_text() for p in AZURE.rglob("*.yml"))
+
+
+@pytest.mark.parametrize("system", ["github", "azure"])
+def test_production_is_a_canary_and_every_deploy_reads_and_writes_records_in_the_registry(system):
+    if system == "github":
+        scripts = [
+            s["run"]
+            for _, job in github_jobs("release.yml").items()
+            for s in job["steps"]
+            if runs("deploy")(s)
+        ]
+    else:
+        scripts = [
+            s["inputs"]["inlineScript"]
+            for job in deployment_jobs().values()
+            for s in deployment_steps(job)
+            if runs("deploy")(s)
+        ]
+    staging, production = (" ".join(script.split()) for script in scripts)
+    assert "--overlay staging --environment staging --smoke-test" in staging
+    assert "--overlay production --environment production --strategy canary" in production
+    for script in (staging, production):
+        assert "--acr" in script and "--skip-staging-check" not in script
 
 
 def test_the_test_job_builds_on_the_real_base_image_with_go_and_a_cache():

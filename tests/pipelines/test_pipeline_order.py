@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import re
 
-import pytest
-import yaml
-
 from steps.local.pipeline import stages, step_commands
-from steps.support.paths import REPO_ROOT
+from tests.pipelines.ci_systems import github_jobs
 
 STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
 
 
 def workflow_commands() -> list[str]:
-    """The run: scripts of CI then release, jobs in file order (which is their `needs` order);
-    AKS credentials have no local counterpart."""
-    workflows = REPO_ROOT / ".github" / "workflows"
+    """The run: scripts of CI then release, the jobs a push and a nightly release run, in `needs`
+    order (a rollback run is another path); AKS credentials have no local counterpart."""
     scripts = [
         step.get("run", "")
         for name in ("ci.yml", "release.yml")
-        for job in yaml.safe_load((workflows / name).read_text())["jobs"].values()
+        for _, job in github_jobs(name)
         for step in job["steps"]
     ]
     return [
@@ -31,12 +27,32 @@ def workflow_commands() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("target", ["swarm", "kubernetes"])
-def test_the_local_pipeline_runs_the_workflow_steps_in_order(target):
-    assert step_commands(target) == workflow_commands()
+def test_the_local_pipeline_runs_the_workflow_steps_in_order():
+    """On Kubernetes: staging, its summary, the gate, the production canary, as in CI."""
+    assert step_commands("kubernetes") == workflow_commands()
 
 
-def test_the_approval_gate_comes_before_the_deploy_and_after_everything_pushed():
-    names = [step.name for stage in stages() for step in stage.steps]
-    assert names.index("promote-image") < names.index("approve") < names.index("deploy")
+def test_on_a_swarm_the_steps_are_the_workflows_in_their_order_with_one_target():
+    """A swarm has one target, so no staging: what runs is the workflow's steps, none added,
+    none out of order."""
+    remaining = iter(workflow_commands())
+    assert all(command in remaining for command in step_commands("swarm"))
+    assert step_commands("swarm")[-2:] == ["resolve-image", "deploy"]
+
+
+def test_the_gate_comes_after_staging_and_its_summary_and_before_production():
+    steps = [step for stage in stages("kubernetes") for step in stage.steps]
+    names = [step.name for step in steps]
+    gate = names.index("approve")
+    before = [step.command for step in steps[:gate] if step.command]
+    after = [step.command for step in steps[gate + 1 :] if step.command]
+    assert before[-3:] == ["resolve-image", "deploy", "release-summary"]
+    assert after == ["deploy"]
+    assert names.index("promote-image") < gate
     assert [stage.name for stage in stages()] == ["stand-ins", "ci", "release"]
+
+
+def test_on_a_swarm_the_gate_comes_before_the_deploy():
+    names = [step.name for stage in stages("swarm") for step in stage.steps]
+    commands = [step.command for stage in stages("swarm") for step in stage.steps]
+    assert names.index("promote-image") < names.index("approve") < commands.index("deploy")

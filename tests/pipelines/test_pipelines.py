@@ -12,12 +12,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import expand, load
 from tests.pipelines.azure_yaml import pipeline as pipeline_document
-from tests.pipelines.ci_systems import needs_order
+from tests.pipelines.ci_systems import github_jobs
 
 GITHUB = REPO_ROOT / ".github" / "workflows"
 STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
@@ -79,15 +78,15 @@ def test_the_schema_check_catches_a_misspelt_key():
     assert list(jsonschema.Draft7Validator(azure_schema()).iter_errors(document))
 
 
-def github_commands(workflow: str) -> list[str]:
-    """The `python -m steps` commands of a workflow, jobs in `needs` order."""
-    jobs = yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
-    ordered = needs_order(jobs)
-    scripts = [step.get("run", "") for name in ordered for step in jobs[name]["steps"]]
+def github_commands(workflow: str, **inputs: str) -> list[str]:
+    """The `python -m steps` commands of a workflow's jobs that run, in `needs` order."""
+    scripts = [
+        step.get("run", "") for _, job in github_jobs(workflow, inputs) for step in job["steps"]
+    ]
     return [m for script in scripts for m in STEP_COMMAND.findall(script)]
 
 
-def azure_commands(pipeline: str) -> list[str]:
+def azure_commands(pipeline: str, **parameters: object) -> list[str]:
     """The `python -m steps` commands of a pipeline, templates expanded, in stage order."""
     scripts: list[str] = []
 
@@ -100,7 +99,7 @@ def azure_commands(pipeline: str) -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(pipeline_document(pipeline)["stages"])
+    walk(pipeline_document(pipeline, **parameters)["stages"])
     return [m for script in scripts for m in STEP_COMMAND.findall(script)]
 
 
@@ -119,4 +118,49 @@ def test_ci_builds_then_pushes_then_verifies():
         "verify-push",
         "promote-image",
     ]
-    assert github_commands("release.yml") == ["resolve-image", "aks-credentials", "deploy"]
+
+
+def test_the_release_goes_through_staging_and_its_summary_before_production():
+    release = ["resolve-image", "aks-credentials", "deploy", "release-summary"]
+    release += ["aks-credentials", "deploy"]
+    assert github_commands("release.yml") == azure_commands("release.yml") == release
+    assert github_commands("release.yml", rollback="false") == release
+
+
+def test_a_rollback_run_only_rolls_back_in_both_systems():
+    rollback = ["aks-credentials", "rollback"]
+    assert github_commands("release.yml", rollback="true") == rollback
+    assert azure_commands("release.yml", rollback=True) == rollback
+
+
+def test_the_azure_rollback_path_matches_the_official_schema_too():
+    document = pipeline_document("release.yml", rollback=True)
+    errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(document)
+    assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
+
+
+def test_the_compile_model_inserts_the_first_branch_that_holds():
+    text = """
+parameters:
+  - name: kind
+    default: a
+  - name: flag
+    type: boolean
+    default: false
+stages:
+  - ${{ if eq(parameters.kind, 'a') }}:
+      - stage: A
+  - ${{ elseif parameters.flag }}:
+      - stage: B
+  - ${{ else }}:
+      - stage: C
+  - stage: D
+"""
+
+    def stages(**parameters: object) -> list[str]:
+        return [stage["stage"] for stage in expand(load(text), parameters)["stages"]]
+
+    assert stages() == ["A", "D"]  # the defaults
+    assert stages(kind="A", flag=True) == ["A", "D"]  # eq ignores case; the first branch wins
+    assert stages(kind="b", flag=True) == ["B", "D"]
+    assert stages(kind="b") == ["C", "D"]

@@ -9,30 +9,34 @@ from . import azure_devops, github
 APPROVALS = (
     "The approval gate is the same in both systems: a release waits until ANY ONE of the named "
     "reviewers approves it; whoever started the run cannot approve it; only main may deploy to "
-    "production; releases run one at a time."
+    "production; releases run one at a time. Every release passes the staging environment "
+    "first (no reviewers)."
 )
 
 COMMANDS = (
     Command(
         "setup",
-        help="create or update the production environment, approvals and settings",
+        help="create or update the staging and production environments, approvals, settings",
         subcommands=(
             Command(
                 "github",
-                help="GitHub: environment with required reviewers, repository variables",
+                help="GitHub: environments (production's with reviewers), repository variables",
                 description="The production environment (required reviewers, no self-review, "
-                "deployments from main only) and the repository variables the workflows read. "
-                + APPROVALS,
+                "deployments from main only), the staging environment and the repository "
+                "variables the workflows read. " + APPROVALS + " Last, it names the deploy "
+                "identity's roles and its federated credentials (one per environment).",
                 flags=github.flags,
                 check=github.check,
                 run=github.run,
             ),
             Command(
                 "azure-devops",
-                help="Azure DevOps: environment with an approval check, variable group, pipelines",
+                help="Azure DevOps: environments, an approval check, variable group, pipelines",
                 description="The production environment (an Approval check, an Exclusive Lock "
-                "check), the variable group, both pipelines, their permits and the build "
-                "validation of main. " + APPROVALS,
+                "check), the staging environment (an Exclusive Lock check), the variable group, "
+                "both pipelines, their permits and the build validation of main. "
+                + APPROVALS
+                + " Last, it names the roles of the deploy service connection's identity.",
                 flags=azure_devops.flags,
                 check=azure_devops.check,
                 run=azure_devops.run,

@@ -1,7 +1,8 @@
 """`setup azure-devops`: the `production` environment with an Approval and an Exclusive Lock check,
-the variable group `aiship`, the two pipelines from .azure-pipelines/ with their permits, and a
-build-validation policy on main, through the azure-devops SDK. Idempotent: everything is read
-first, then only what differs is written.
+the `staging` environment with an Exclusive Lock check, the variable group `aiship`, the two
+pipelines from .azure-pipelines/ with their permits, and a build-validation policy on main,
+through the azure-devops SDK. Idempotent: everything is read first, then only what differs is
+written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from ...support.errors import ConfigError, Conflict, NotFound
 from .common import (
     AZURE_VARIABLES,
     CREATED,
+    DEPLOY_ROLES,
     ENVIRONMENT,
+    STAGING,
     UNCHANGED,
     UPDATED,
     SetupResult,
@@ -37,7 +40,7 @@ PIPELINES = {
     "aiship-ci": ".azure-pipelines/ci.yml",
     "aiship-release": ".azure-pipelines/release.yml",
 }
-DEPLOYING_PIPELINES = ("aiship-release",)  # only these may use the production environment
+DEPLOYING_PIPELINES = ("aiship-release",)  # only these may use the environments
 APPROVAL_TYPE = {"id": "8c6f20a7-a545-4486-9777-f762fafe0d4d", "name": "Approval"}
 # Pre-check and post-check approvals share the Approval type; `settings.definitionRef` tells
 # the plain approval apart from them (a check without one is a plain approval too).
@@ -46,7 +49,14 @@ EXCLUSIVE_LOCK_TYPE = {"id": "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563", "name": "Ex
 BUILD_POLICY_TYPE = "0609b952-1397-4640-95ec-e00a01b2c241"  # Build (validation) policy
 BUILD_VALIDITY = 720  # minutes a passed build counts for a pull request
 APPROVAL_TIMEOUT = 43200  # minutes a run waits for approval (30 days, the service's maximum)
-INSTRUCTIONS = "Approve the release of the newest verified image to production."
+INSTRUCTIONS = (
+    "Approve the release of the newest verified image to production: it passed staging; the run's "
+    "summary shows its digest, revision, model and what production runs now."
+)
+DESCRIPTIONS = {
+    ENVIRONMENT: "Releases wait here for approval",
+    STAGING: "Every release is deployed and smoke-tested here first",
+}
 # The SDK's models for check configurations and pipelines drop fields we need (`settings`; a
 # YAML pipeline's `path` and `repository`), so those calls go through the SDK client's own
 # `_send`: the same connection, credentials, api-version negotiation and retries, no second HTTP
@@ -86,6 +96,7 @@ class AzureDevOpsSetup:
     deploy_service_connection: str | None = None  # the release's cluster identity, if its own
     repository: str | None = None  # Azure Repos repository; default: the project's name
     environment: str = ENVIRONMENT
+    staging: str = STAGING
     variable_group: str = VARIABLE_GROUP
 
     def __post_init__(self) -> None:
@@ -111,7 +122,7 @@ def connect(org_url: str, token_variable: str, token: str):
 
 
 def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
-    """Bring environment, check, variable group, pipelines and their permits to the requested
+    """Bring environments, checks, variable group, pipelines and their permits to the requested
     state; return created/updated/unchanged for each."""
     clients = connection.clients_v7_1
     project_name = request.project
@@ -127,7 +138,9 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
 
     # Read everything first: a wrong name or a conflict stops the step before any write.
     task_agent = clients.get_task_agent_client()
-    environment = find_environment(task_agent, project_name, request.environment)
+    # Production first, as on GitHub: the gate before anything else.
+    names = (request.environment, request.staging)
+    found = {name: find_environment(task_agent, project_name, name) for name in names}
     group = find_variable_group(task_agent, project_name, request.variable_group)
     if group is None and not request.variables:
         raise ConfigError(
@@ -144,25 +157,25 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     )
     checks_client = clients.get_pipelines_checks_client()
 
-    outputs: dict[str, object] = {}
-    environment, outputs["environment"] = ensure_environment(
-        task_agent, project_name, request.environment, environment
-    )
-    outputs["approval_check"] = ensure_check(
-        checks_client,
-        project_name,
-        environment,
-        approval_body(environment, approvers),
-        is_plain_approval,
-        approval_state,
-    )
-    outputs["exclusive_lock"] = ensure_check(
-        checks_client,
-        project_name,
-        environment,
-        exclusive_lock_body(environment),
-        is_exclusive_lock,
-    )
+    outputs: dict[str, object] = {"environments": {}}
+    environments = {}
+    for name in names:
+        environments[name], outputs["environments"][name] = ensure_environment(
+            task_agent, project_name, name, found[name]
+        )
+    production, staging = environments[request.environment], environments[request.staging]
+    # Each environment takes one release at a time; production's approval is the gate.
+    checks = [
+        (production, approval_body(production, approvers), is_plain_approval, approval_state),
+        (production, exclusive_lock_body(production), is_exclusive_lock, no_settings),
+        (staging, exclusive_lock_body(staging), is_exclusive_lock, no_settings),
+    ]
+    outputs["checks"] = {
+        f"{environment.name} {body['type']['name']}": ensure_check(
+            checks_client, project_name, environment, body, ours, state
+        )
+        for environment, body, ours, state in checks
+    }
     group, outputs["variable_group"], outputs["variables"] = ensure_variable_group(
         task_agent, project, request.variable_group, group, request.variables
     )
@@ -174,7 +187,10 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
         )
     permissions = clients.get_pipeline_permissions_client()
     resources = [
-        ("environment", str(environment.id), request.environment, DEPLOYING_PIPELINES),
+        *(
+            ("environment", str(environment.id), name, DEPLOYING_PIPELINES)
+            for name, environment in environments.items()
+        ),
         ("variablegroup", str(group.id), request.variable_group, tuple(PIPELINES)),
     ]
     if endpoint is not None:
@@ -194,7 +210,9 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
         clients.get_policy_client(), project_name, repository, pipeline_ids["aiship-ci"]
     )
     missing = set(AZURE_VARIABLES) - set(group.variables or {}) - set(request.variables)
-    return report(outputs, missing)
+    result = report(outputs, missing)
+    log.info("%s (the identity of the release's deployServiceConnection)", DEPLOY_ROLES)
+    return result
 
 
 def build_validation_settings(repository, pipeline_id: int) -> dict:
@@ -264,7 +282,7 @@ def ensure_environment(task_agent, project: str, name: str, current) -> tuple[An
 
     with azure_devops_errors(f"create environment {name}", permission=SCOPE_ENVIRONMENT):
         created = task_agent.add_environment(
-            EnvironmentCreateParameter(name=name, description="Releases wait here for approval"),
+            EnvironmentCreateParameter(name=name, description=DESCRIPTIONS.get(name, "")),
             project,
         )
     return created, CREATED
@@ -325,8 +343,13 @@ def approval_state(check: Mapping) -> tuple:
     )
 
 
+def no_settings(check: Mapping) -> tuple:
+    """An Exclusive Lock has nothing of ours to compare: being there is all."""
+    return ()
+
+
 def ensure_check(
-    checks_client, project: str, environment, wanted: dict, ours, state=lambda check: ()
+    checks_client, project: str, environment, wanted: dict, ours, state=no_settings
 ) -> str:
     """The one check on the environment that `ours` recognises, as WANTED (compared by `state`)."""
     what = f"manage the {wanted['type']['name']} check on environment {environment.name}"
@@ -536,7 +559,8 @@ def check(args) -> str:
     request = _request(args)
     variable = token_variable(TOKEN_VARIABLES)
     return (
-        f"set up environment {request.environment} (approvers {', '.join(request.approvers)}), "
+        f"set up environments {request.staging} and {request.environment} (approvers "
+        f"{', '.join(request.approvers)}), "
         f"variable group {request.variable_group} and the pipelines of {request.project} in "
         f"{request.org_url} with {variable}"
     )

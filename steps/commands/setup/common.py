@@ -14,7 +14,8 @@ from ...support.outputs import mask
 log = logging.getLogger(__name__)
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
-ENVIRONMENT = "production"
+ENVIRONMENT = "production"  # the approval gate: reviewers, one release at a time
+STAGING = "staging"  # every release passes here first, with no one to wait for
 
 # The repository variables GitHub's workflows read (`vars.NAME`) and the variable group's
 # settings Azure's pipelines read (`$(NAME)`); tests/setup checks both against the YAML.
@@ -32,6 +33,7 @@ GITHUB_VARIABLES = (
     "AKS_RESOURCE_GROUP",
     "AKS_CLUSTER",
     "K8S_NAMESPACE",
+    "K8S_STAGING_NAMESPACE",
 )
 AZURE_VARIABLES = (
     "MODEL_STORE",
@@ -44,6 +46,7 @@ AZURE_VARIABLES = (
     "AKS_RESOURCE_GROUP",
     "AKS_CLUSTER",
     "K8S_NAMESPACE",
+    "K8S_STAGING_NAMESPACE",
 )
 # Read by the steps from their environment rather than from a flag: GitHub's workflows map the
 # variables into `env:`; Azure Pipelines exports every variable of the group to every script.
@@ -53,6 +56,14 @@ STEP_ENVIRONMENT = ("AZURE_SUBSCRIPTION_ID", "BASE_IMAGE")
 # of its own (without one the release signs in to the cluster as the CI identity).
 OPTIONAL = ("BASE_IMAGE", "AZURE_DEPLOY_CLIENT_ID")
 VAR = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
+# What the release's deploy identity needs, least privilege; setup says it when it is done.
+DEPLOY_ROLES = (
+    "the deploy identity needs: Azure Kubernetes Service Cluster User Role on the cluster; "
+    "Azure Kubernetes Service RBAC Writer scoped to the staging and the production namespace; "
+    "AcrPush on the registry, or a writer role scoped to the image's repository (it writes the "
+    "staging pass and the deploy records next to the image); Reader on the registry resource "
+    "(to find its login server)"
+)
 
 
 def parse_variables(items: Iterable[str], known: tuple[str, ...]) -> dict[str, str]:

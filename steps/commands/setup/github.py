@@ -1,6 +1,7 @@
 """`setup github`: the `production` environment (required reviewers, no self-review, wait timer,
-deployments from main only) and the repository variables the workflows read, through GitHub's
-REST API. Idempotent: the current state is read first and only what differs is written.
+deployments from main only), the `staging` environment (no reviewers, deployments from main only)
+and the repository variables the workflows read, through GitHub's REST API. Idempotent: the
+current state is read first and only what differs is written.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from urllib3.util.retry import Retry
 from ...support.errors import AuthError, ConfigError, NotFound, StepError, Unavailable
 from .common import (
     CREATED,
+    DEPLOY_ROLES,
     ENVIRONMENT,
     GITHUB_VARIABLES,
+    STAGING,
     UNCHANGED,
     UPDATED,
     SetupResult,
@@ -41,6 +44,9 @@ RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After fails the step instead o
 ADMINISTRATION = "administration: write"
 VARIABLES = "variables: write"
 ACTIONS = "actions: read"
+# Only the branches named in the environment's own policies may deploy to it (main): a workflow
+# on any other branch cannot reach the deploy identity, whose federated credential names it.
+NAMED_BRANCHES = {"protected_branches": False, "custom_branch_policies": True}
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ class GitHubSetup:
     wait_timer: int = 0  # minutes
     variables: Mapping[str, str] = field(default_factory=dict)
     environment: str = ENVIRONMENT
-    branch: str = "main"  # the only branch that may deploy to the environment
+    staging: str = STAGING  # no reviewers: a release waits at the gate after it, not before
+    branch: str = "main"  # the only branch that may deploy to the environments
 
     def __post_init__(self) -> None:
         owner, _, name = self.repo.partition("/")
@@ -175,35 +182,27 @@ def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) 
         )
     # Everything is read before anything is written: a bad reviewer stops the step untouched.
     reviewers = [resolve_reviewer(api, name) for name in request.reviewers]
-    environment_path = f"{repo_path}/environments/{request.environment}"
-    current = api.find(
-        environment_path, what=f"read environment {request.environment}", permission=ACTIONS
-    )
+    # Production first: GitHub refuses a reviewer without access only when it is written, and
+    # that refusal should leave nothing else written.
+    wanted = {
+        request.environment: environment_body(reviewers, request.wait_timer),
+        request.staging: environment_body([], 0),
+    }
+    current = {
+        name: api.find(
+            f"{repo_path}/environments/{name}", what=f"read environment {name}", permission=ACTIONS
+        )
+        for name in wanted
+    }
     current_variables = list_variables(api)
 
-    outputs: dict[str, object] = {}
-    wanted_rules = (sorted((r["type"], r["id"]) for r in reviewers), request.wait_timer, True)
-    if current is not None and protection_of(current) == wanted_rules:
-        outputs["environment"] = UNCHANGED
-    else:
-        api.call(
-            "PUT",
-            environment_path,
-            what=f"create or update environment {request.environment}",
-            permission=ADMINISTRATION,
-            json={
-                "wait_timer": request.wait_timer,
-                "prevent_self_review": True,  # whoever started the run cannot approve it
-                "reviewers": reviewers,
-                # Only the branches named below may deploy to it: main.
-                "deployment_branch_policy": {
-                    "protected_branches": False,
-                    "custom_branch_policies": True,
-                },
-            },
-        )
-        outputs["environment"] = CREATED if current is None else UPDATED
-    outputs["branch_policy"] = ensure_branch_policy(api, environment_path, request.branch)
+    environments: dict[str, str] = {}
+    branch_policies: dict[str, str] = {}
+    for name, body in wanted.items():
+        path = f"{repo_path}/environments/{name}"
+        environments[name] = ensure_environment(api, path, body, current[name])
+        branch_policies[name] = ensure_branch_policy(api, path, request.branch)
+    outputs: dict[str, object] = {"environments": environments, "branch_policies": branch_policies}
 
     states = plan_variables(current_variables, request.variables)
     for name, state in states.items():
@@ -226,7 +225,13 @@ def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) 
             )
     outputs["variables"] = states
     missing = set(GITHUB_VARIABLES) - set(current_variables) - set(request.variables)
-    return report(outputs, missing)
+    result = report(outputs, missing)
+    log.info(
+        "%s; its federated credentials: %s",
+        DEPLOY_ROLES,
+        ", ".join(f"repo:{request.repo}:environment:{name}" for name in wanted),
+    )
+    return result
 
 
 def resolve_reviewer(api: GitHubApi, name: str) -> dict:
@@ -246,9 +251,40 @@ def resolve_reviewer(api: GitHubApi, name: str) -> dict:
     return {"type": kind, "id": found["id"]}
 
 
-def protection_of(environment: Mapping) -> tuple[list[tuple[str, int]], int, bool]:
-    """(sorted reviewers as (type, id), wait timer, whether it is closed to all but the named
-    branches and to self-review) of an environment as GitHub reports it."""
+def environment_body(reviewers: list[dict], wait_timer: int) -> dict:
+    """An environment as setup wants it; with no reviewers there is no one to bar."""
+    return {
+        "wait_timer": wait_timer,
+        "prevent_self_review": bool(reviewers),  # whoever started the run cannot approve it
+        "reviewers": reviewers,
+        "deployment_branch_policy": NAMED_BRANCHES,
+    }
+
+
+def ensure_environment(api: GitHubApi, path: str, body: dict, current: dict | None) -> str:
+    """The environment at PATH with BODY's rules, written only when what GitHub shows differs."""
+    wanted = (
+        sorted((r["type"], r["id"]) for r in body["reviewers"]),
+        body["wait_timer"],
+        body["prevent_self_review"],
+        True,
+    )
+    if current is not None and protection_of(current) == wanted:
+        return UNCHANGED
+    name = path.rsplit("/", 1)[-1]
+    api.call(
+        "PUT",
+        path,
+        what=f"create or update environment {name}",
+        permission=ADMINISTRATION,
+        json=body,
+    )
+    return CREATED if current is None else UPDATED
+
+
+def protection_of(environment: Mapping) -> tuple[list[tuple[str, int]], int, bool, bool]:
+    """(sorted reviewers as (type, id), wait timer, whether self-review is barred, whether only
+    the named branches may deploy) of an environment as GitHub reports it."""
     reviewers: list[tuple[str, int]] = []
     wait_timer, no_self_review = 0, False
     for rule in environment.get("protection_rules") or []:
@@ -257,12 +293,8 @@ def protection_of(environment: Mapping) -> tuple[list[tuple[str, int]], int, boo
             no_self_review = bool(rule.get("prevent_self_review"))
         elif rule.get("type") == "wait_timer":
             wait_timer = rule.get("wait_timer", 0)
-    policy = environment.get("deployment_branch_policy") or {}
-    closed = no_self_review and policy == {
-        "protected_branches": False,
-        "custom_branch_policies": True,
-    }
-    return sorted(reviewers), wait_timer, closed
+    named_only = environment.get("deployment_branch_policy") == NAMED_BRANCHES
+    return sorted(reviewers), wait_timer, no_self_review, named_only
 
 
 def ensure_branch_policy(api: GitHubApi, environment_path: str, branch: str) -> str:
@@ -326,9 +358,9 @@ def check(args) -> str:
     request = _request(args)
     variable = token_variable(TOKEN_VARIABLES)
     return (
-        f"set up environment {request.environment} of {request.repo} (reviewers "
-        f"{', '.join(request.reviewers)}) and {len(request.variables)} variable(s) through "
-        f"{_api_url(args)} with {variable}"
+        f"set up environments {request.staging} and {request.environment} of {request.repo} "
+        f"(reviewers {', '.join(request.reviewers)}) and {len(request.variables)} variable(s) "
+        f"through {_api_url(args)} with {variable}"
     )
 
 

@@ -81,12 +81,27 @@ BUILD_VALIDATION = {
     "type": {"id": "0609b952-1397-4640-95ec-e00a01b2c241"},
 }
 
-EXCLUSIVE_LOCK = {
-    "type": EXCLUSIVE_LOCK_TYPE,
-    "resource": {"type": "environment", "id": "1", "name": "production"},
-    "settings": {},
-    "timeout": 43200,
-}
+
+def exclusive_lock(environment_id: str, name: str) -> dict:
+    return {
+        "type": EXCLUSIVE_LOCK_TYPE,
+        "resource": {"type": "environment", "id": environment_id, "name": name},
+        "settings": {},
+        "timeout": 43200,
+    }
+
+
+def environment(name: str, description: str) -> Seen:
+    return Seen(
+        "POST",
+        f"/{ORG}/{PROJECT}/_apis/distributedtask/environments",
+        {},
+        {"description": description, "name": name},
+    )
+
+
+PRODUCTION = environment("production", "Releases wait here for approval")
+STAGING = environment("staging", "Every release is deployed and smoke-tested here first")
 
 
 def group_body(variables: dict) -> dict:
@@ -134,15 +149,19 @@ def test_first_run_creates_everything(devops, https_server):
     outputs = run_setup(devops, https_server)
 
     assert outputs == {
-        "environment": "created",
-        "approval_check": "created",
-        "exclusive_lock": "created",
+        "environments": {"production": "created", "staging": "created"},
+        "checks": {
+            "production Approval": "created",
+            "production ExclusiveLock": "created",
+            "staging ExclusiveLock": "created",  # one release at a time in staging too
+        },
         "build_validation": "created",
         "variable_group": "created",
         "variables": {"MODEL_STORE": "created", "ACR_NAME": "created"},
         "pipelines": {"aiship-ci": "created", "aiship-release": "created"},
         "permits": {
             "environment production": "created",
+            "environment staging": "created",
             "variablegroup aiship": "created",
             "endpoint aiship-azure": "created",
         },
@@ -154,20 +173,19 @@ def test_first_run_creates_everything(devops, https_server):
             "AZURE_SUBSCRIPTION_ID",
             "IMAGE_REPOSITORY",
             "K8S_NAMESPACE",
+            "K8S_STAGING_NAMESPACE",
             "MODEL_NAME",
         ],
     }
     project = f"/{ORG}/{PROJECT}/_apis"
     plain = {name: {"isSecret": False, "value": value} for name, value in VARIABLES.items()}
+    checks = f"{project}/pipelines/checks/configurations"
     assert devops.writes() == [
-        Seen(
-            "POST",
-            f"{project}/distributedtask/environments",
-            {},
-            {"description": "Releases wait here for approval", "name": "production"},
-        ),
-        Seen("POST", f"{project}/pipelines/checks/configurations", {}, approval([ALICE])),
-        Seen("POST", f"{project}/pipelines/checks/configurations", {}, EXCLUSIVE_LOCK),
+        PRODUCTION,
+        STAGING,
+        Seen("POST", checks, {}, approval([ALICE])),
+        Seen("POST", checks, {}, exclusive_lock("1", "production")),
+        Seen("POST", checks, {}, exclusive_lock("2", "staging")),
         Seen("POST", f"/{ORG}/_apis/distributedtask/variablegroups", {}, group_body(plain)),
         Seen(
             "POST",
@@ -182,14 +200,17 @@ def test_first_run_creates_everything(devops, https_server):
             pipeline_body("aiship-release", ".azure-pipelines/release.yml"),
         ),
         permit("environment", "1", [12]),  # only the release pipeline deploys
+        permit("environment", "2", [12]),
         permit("variablegroup", "1", [11, 12]),
         permit("endpoint", ENDPOINT, [11, 12]),
         Seen("POST", f"{project}/policy/configurations", {}, BUILD_VALIDATION),
     ]
-    check = f"{project}/pipelines/checks/configurations"
-    assert [r.query for r in devops.requests if r.path == check and r.method == "GET"] == [
-        {"resourceType": "environment", "resourceId": "1", "$expand": "settings"}
-    ] * 2
+    reads = [r.query for r in devops.requests if r.path == checks and r.method == "GET"]
+    assert [(q["resourceType"], q["resourceId"], q["$expand"]) for q in reads] == [
+        ("environment", "1", "settings"),
+        ("environment", "1", "settings"),
+        ("environment", "2", "settings"),
+    ]
 
 
 def test_second_run_writes_nothing(devops, https_server, caplog):
@@ -200,9 +221,9 @@ def test_second_run_writes_nothing(devops, https_server, caplog):
         outputs = run_setup(devops, https_server)
 
     assert outputs["changed"] is False
-    assert outputs["environment"] == outputs["approval_check"] == "unchanged"
-    assert outputs["exclusive_lock"] == outputs["build_validation"] == "unchanged"
-    assert outputs["variable_group"] == "unchanged"
+    assert set(outputs["environments"].values()) == {"unchanged"}
+    assert set(outputs["checks"].values()) == {"unchanged"}
+    assert outputs["build_validation"] == outputs["variable_group"] == "unchanged"
     assert set(outputs["variables"].values()) == {"unchanged"}
     assert set(outputs["pipelines"].values()) == {"unchanged"}
     assert set(outputs["permits"].values()) == {"unchanged"}
@@ -223,10 +244,14 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
         variables={"ACR_NAME": "otheracr", "MODEL_NAME": "digits"},
     )
 
-    assert outputs["approval_check"] == "updated"
+    assert outputs["checks"] == {
+        "production Approval": "updated",
+        "production ExclusiveLock": "unchanged",
+        "staging ExclusiveLock": "unchanged",
+    }
     assert outputs["variable_group"] == "updated"
     assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "created"}
-    assert outputs["environment"] == "unchanged"
+    assert set(outputs["environments"].values()) == {"unchanged"}
     assert set(outputs["pipelines"].values()) == {"unchanged"}
     project = f"/{ORG}/{PROJECT}/_apis"
     assert devops.writes() == [
@@ -255,7 +280,7 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
 def test_a_pipeline_token_signs_in_as_bearer(devops, https_server):
     devops.token_header = "Bearer system-access-token-value"
     outputs = run_setup(devops, https_server, PIPELINE_TOKEN_VARIABLE, "system-access-token-value")
-    assert outputs["environment"] == "created"
+    assert outputs["environments"] == {"production": "created", "staging": "created"}
 
 
 @pytest.mark.parametrize(
@@ -331,18 +356,7 @@ def test_the_command_line_fails_in_one_line_without_the_token(devops, https_serv
         "error: the token may not create environment production: it needs the PAT scope "
         "'Environment (Read & manage)' and the Creator role on Pipelines > Environments"
     ]
-    assert (
-        devops.writes()
-        == [
-            Seen(
-                "POST",
-                f"/{ORG}/{PROJECT}/_apis/distributedtask/environments",
-                {},
-                {"description": "Releases wait here for approval", "name": "production"},
-            )
-        ]
-        * 2
-    )
+    assert devops.writes() == [PRODUCTION] * 2
     basic = base64.b64encode(f":{DEVOPS_PAT}".encode()).decode()
     # In Azure Pipelines the token is first registered as a secret; nowhere else does it show.
     assert verbose.stdout.splitlines()[0] == f"##vso[task.setsecret]{DEVOPS_PAT}"
@@ -375,12 +389,13 @@ def test_pre_and_post_check_approvals_are_left_alone(devops, https_server):
 
     outputs = run_setup(devops, https_server)
 
-    assert outputs["approval_check"] == "created"
+    assert outputs["checks"]["production Approval"] == "created"
     plain = [
         c for c in devops.checks if c["settings"].get("definitionRef", {}).get("name") == "approval"
     ]
     assert len(plain) == 1 and [a["id"] for a in plain[0]["settings"]["approvers"]] == [ALICE["id"]]
-    assert len(devops.checks) == 4  # the two others, untouched, and the approval and the lock
+    # the two others, untouched, and the approval and the lock; staging's lock is its own
+    assert sum(c["resource"]["name"] == "production" for c in devops.checks) == 4
 
 
 def test_a_build_validation_turned_off_by_hand_is_turned_on_again(devops, https_server):
@@ -405,3 +420,20 @@ def test_a_deploy_connection_of_its_own_is_permitted_to_the_release_only(devops,
     deploy = devops.endpoints["aiship-azure-deploy"]
     assert devops.permits[("endpoint", deploy)] == {12: True}  # aiship-release, not aiship-ci
     assert devops.permits[("endpoint", devops.endpoints["aiship-azure"])] == {11: True, 12: True}
+
+
+def test_a_staging_environment_made_by_hand_gets_its_lock_and_permit(devops, https_server, caplog):
+    devops.environments.append({"id": 1, "name": "staging"})
+
+    with caplog.at_level("INFO"):
+        outputs = run_setup(devops, https_server)
+
+    assert outputs["environments"] == {"production": "created", "staging": "unchanged"}
+    assert outputs["checks"]["staging ExclusiveLock"] == "created"
+    assert [c["resource"]["name"] for c in devops.checks if is_lock(c)] == ["production", "staging"]
+    assert devops.permits[("environment", "1")] == {12: True}  # the release pipeline only
+    assert "AcrPush on the registry" in caplog.records[-1].getMessage()
+
+
+def is_lock(check: dict) -> bool:
+    return check["type"]["id"] == EXCLUSIVE_LOCK_TYPE["id"]

@@ -27,36 +27,49 @@ def run_setup(github, https_server, **overrides) -> dict:
         return setup_github(request, session, https_server.url_for("")).outputs()
 
 
-def test_first_run_creates_the_environment_and_variables(github, https_server):
+NAMED_BRANCHES = {"protected_branches": False, "custom_branch_policies": True}
+
+
+def environment_put(name: str, reviewers: list[dict], wait_timer: int) -> Seen:
+    return Seen(
+        "PUT",
+        f"/repos/{REPO}/environments/{name}",
+        {},
+        {
+            "wait_timer": wait_timer,
+            "prevent_self_review": bool(reviewers),
+            "reviewers": reviewers,
+            "deployment_branch_policy": NAMED_BRANCHES,
+        },
+    )
+
+
+def main_only(name: str) -> Seen:
+    return Seen(
+        "POST",
+        f"/repos/{REPO}/environments/{name}/deployment-branch-policies",
+        {},
+        {"name": "main", "type": "branch"},
+    )
+
+
+def test_first_run_creates_the_environments_and_variables(github, https_server):
     outputs = run_setup(github, https_server)
 
-    assert outputs["environment"] == "created"
-    assert outputs["branch_policy"] == "created"
+    assert outputs["environments"] == {"production": "created", "staging": "created"}
+    assert outputs["branch_policies"] == {"production": "created", "staging": "created"}
     assert outputs["variables"] == {"MODEL_STORE": "created", "ACR_NAME": "created"}
     assert outputs["changed"] is True
     assert "MODEL_NAME" in outputs["unset"] and "MODEL_STORE" not in outputs["unset"]
+    assert "K8S_STAGING_NAMESPACE" in outputs["unset"]
     base = f"/repos/{REPO}"
     assert github.writes() == [
-        Seen(
-            "PUT",
-            f"{base}/environments/production",
-            {},
-            {
-                "wait_timer": 15,
-                "prevent_self_review": True,
-                "reviewers": [{"type": "User", "id": 101}, {"type": "Team", "id": 201}],
-                "deployment_branch_policy": {
-                    "protected_branches": False,
-                    "custom_branch_policies": True,
-                },
-            },
+        environment_put(
+            "production", [{"type": "User", "id": 101}, {"type": "Team", "id": 201}], 15
         ),
-        Seen(
-            "POST",
-            f"{base}/environments/production/deployment-branch-policies",
-            {},
-            {"name": "main", "type": "branch"},
-        ),
+        main_only("production"),
+        environment_put("staging", [], 0),  # no one to wait for; only main deploys there too
+        main_only("staging"),
         Seen(
             "POST",
             f"{base}/actions/variables",
@@ -66,6 +79,9 @@ def test_first_run_creates_the_environment_and_variables(github, https_server):
         Seen("POST", f"{base}/actions/variables", {}, {"name": "ACR_NAME", "value": "aishipacr"}),
     ]
     assert github.variables == VARIABLES
+    staging, production = github.environments["staging"], github.environments["production"]
+    assert (staging["reviewers"], staging["wait_timer"]) == ([], 0)
+    assert production["prevent_self_review"] is True
 
 
 def test_second_run_writes_nothing_and_says_so(github, https_server, caplog):
@@ -75,8 +91,8 @@ def test_second_run_writes_nothing_and_says_so(github, https_server, caplog):
     with caplog.at_level("INFO"):
         outputs = run_setup(github, https_server)
 
-    assert outputs["environment"] == "unchanged"
-    assert outputs["branch_policy"] == "unchanged"
+    assert outputs["environments"] == {"production": "unchanged", "staging": "unchanged"}
+    assert outputs["branch_policies"] == {"production": "unchanged", "staging": "unchanged"}
     assert outputs["variables"] == {"MODEL_STORE": "unchanged", "ACR_NAME": "unchanged"}
     assert outputs["changed"] is False
     assert github.writes() == []
@@ -96,22 +112,11 @@ def test_a_changed_setting_updates_only_that(github, https_server):
         variables={**VARIABLES, "ACR_NAME": "otheracr"},
     )
 
-    assert outputs["environment"] == "updated"
+    assert outputs["environments"] == {"production": "updated", "staging": "unchanged"}
     assert outputs["variables"] == {"MODEL_STORE": "unchanged", "ACR_NAME": "updated"}
     assert github.writes() == [
-        Seen(
-            "PUT",
-            f"/repos/{REPO}/environments/production",
-            {},
-            {
-                "wait_timer": 15,
-                "prevent_self_review": True,
-                "reviewers": [{"type": "User", "id": 101}, {"type": "User", "id": 102}],
-                "deployment_branch_policy": {
-                    "protected_branches": False,
-                    "custom_branch_policies": True,
-                },
-            },
+        environment_put(
+            "production", [{"type": "User", "id": 101}, {"type": "User", "id": 102}], 15
         ),
         Seen(
             "PATCH",
@@ -235,7 +240,7 @@ def test_in_github_actions_the_token_is_masked_first(github, https_server, tmp_p
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == f"::add-mask::{GITHUB_TOKEN}"
     assert GITHUB_TOKEN not in "\n".join(done.stdout.splitlines()[1:]) + done.stderr
-    assert "environment=created\n" in outputs.read_text()
+    assert 'environments={"production": "created", "staging": "created"}\n' in outputs.read_text()
 
 
 def test_an_environment_open_to_every_branch_is_closed_again(github, https_server):
@@ -248,11 +253,32 @@ def test_an_environment_open_to_every_branch_is_closed_again(github, https_serve
 
     outputs = run_setup(github, https_server)
 
-    assert (outputs["environment"], outputs["branch_policy"]) == ("updated", "unchanged")
+    assert outputs["environments"] == {"production": "updated", "staging": "unchanged"}
+    assert outputs["branch_policies"] == {"production": "unchanged", "staging": "unchanged"}
     stored = github.environments["production"]
     assert stored["prevent_self_review"] is True
     assert stored["deployment_branch_policy"]["custom_branch_policies"] is True
     assert [p["name"] for p in stored["branch_policies"]] == ["main"]
+
+
+def test_staging_edited_by_hand_gets_its_rules_back(github, https_server):
+    """A reviewer or a wait timer added to staging would hold every release twice, and a branch
+    opened there would hand the deploy identity to any branch: all of it is put back."""
+    run_setup(github, https_server)
+    github.environments["staging"].update(
+        reviewers=[{"type": "User", "id": 102}],
+        wait_timer=30,
+        deployment_branch_policy={"protected_branches": True, "custom_branch_policies": False},
+    )
+    github.requests.clear()
+
+    outputs = run_setup(github, https_server)
+
+    assert outputs["environments"] == {"production": "unchanged", "staging": "updated"}
+    assert github.writes() == [environment_put("staging", [], 0)]
+    stored = github.environments["staging"]
+    assert (stored["reviewers"], stored["wait_timer"]) == ([], 0)
+    assert stored["deployment_branch_policy"] == NAMED_BRANCHES
 
 
 def test_a_reviewer_without_access_is_named_and_nothing_else_is_written(github, https_server):
@@ -263,4 +289,18 @@ def test_a_reviewer_without_access_is_named_and_nothing_else_is_written(github, 
     message = str(raised.value)
     assert "422: Validation Failed; Reviewers must have read access to the repository" in message
     assert "check --reviewers" in message
-    assert [seen.method for seen in github.writes()] == ["PUT"]
+    assert [(seen.method, seen.path.rsplit("/", 1)[-1]) for seen in github.writes()] == [
+        ("PUT", "production")
+    ]
+
+
+def test_it_ends_naming_the_deploy_identitys_roles_and_credentials(github, https_server, caplog):
+    with caplog.at_level("INFO"):
+        run_setup(github, https_server)
+
+    last = caplog.records[-1].getMessage()
+    assert "AcrPush on the registry" in last and "RBAC Writer" in last
+    assert last.endswith(
+        f"federated credentials: repo:{REPO}:environment:production, "
+        f"repo:{REPO}:environment:staging"
+    )
