@@ -108,7 +108,7 @@ def stages(target: str = "kubernetes") -> tuple[Stage, ...]:
             Step("deploy staging", deploy_staging, "deploy"),
             Step("release-summary", summarize_release, "release-summary"),
             Step("approve", approve),
-            Step("deploy canary", deploy_production, "deploy"),
+            Step("deploy production", deploy_production, "deploy"),
         ]
     else:
         release += [Step("approve", approve), Step("deploy", deploy_swarm_service, "deploy")]
@@ -173,9 +173,9 @@ def run_step(step: Step, context: Context) -> None:
     try:
         note = step.run(context)
     except BaseException:
-        log.error("==> %-14s failed after %.1f s", step.name, time.monotonic() - begun)
+        log.error("==> %-17s failed after %.1f s", step.name, time.monotonic() - begun)
         raise
-    log.info("==> %-14s %5.1f s  %s", step.name, time.monotonic() - begun, note)
+    log.info("==> %-17s %5.1f s  %s", step.name, time.monotonic() - begun, note)
 
 
 # The stand-ins
@@ -310,6 +310,7 @@ def approve(context: Context) -> str:
 
 
 def cluster_up(context: Context) -> str:
+    """The local cluster, with a namespace for each environment (in CI: AKS credentials)."""
     from .kube_cluster import status, up
 
     cluster_dir = context.stack.state_dir / "cluster"
@@ -324,9 +325,21 @@ def cluster_up(context: Context) -> str:
             ) from None
         context.stack.record["cluster"] = {"started": True, "state_dir": str(cluster_dir)}
         context.stack.save()
-        return f"started the local cluster and its node ({cluster_dir})"
-    up(cluster_dir, registry_ports=registry)  # a no-op, but for a registry on a new port
-    return "the local cluster runs"
+        note = f"started the local cluster and its node ({cluster_dir})"
+    else:
+        up(cluster_dir, registry_ports=registry)  # a no-op, but for a registry on a new port
+        note = "the local cluster runs"
+    make_namespaces(kubeconfig_of(context), (K8S_STAGING, K8S_PRODUCTION))
+    return note
+
+
+def make_namespaces(kubeconfig: Path, names: tuple[str, ...]) -> None:
+    from ..clients.kubectl import Kubectl
+
+    kubectl = Kubectl(kubeconfig)
+    for name in names:
+        if kubectl.get("namespace", name) is None:
+            kubectl.run("create", "namespace", name)
 
 
 def release_of(context: Context):
@@ -359,13 +372,9 @@ def kubeconfig_of(context: Context) -> Path:
 
 
 def deploy_to(context: Context, namespace: str, overlay: str, canary=None):
-    """deploy --target kubernetes into NAMESPACE (made when missing), smoke-tested."""
-    from ..clients.kubectl import Kubectl
+    """deploy --target kubernetes into NAMESPACE, smoke-tested."""
     from ..commands.deploy.kubernetes import deploy_kubernetes
 
-    kubectl = Kubectl(kubeconfig_of(context))
-    if kubectl.get("namespace", namespace) is None:
-        kubectl.run("create", "namespace", namespace)
     return recorded(
         context,
         lambda: deploy_kubernetes(

@@ -83,7 +83,7 @@ def require_staging_pass(ledger: Ledger, release: Release, skip: bool = False) -
             "staging pass of %s: %s in %s at %s",
             release.image,
             found.payload.get("result"),
-            found.payload.get("namespace"),
+            found.payload.get("where"),
             found.created,
         )
         return found
@@ -144,7 +144,6 @@ def proven_deploy(
         kinds.append(STAGING_PASS)
     for kind in kinds:
         write_records(ledger, release, outcome, kind)
-    log.info("recorded %s about %s", " and ".join(kinds), release.image.rsplit("@", 1)[1][:19])
     return result
 
 
