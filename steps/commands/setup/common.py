@@ -60,9 +60,10 @@ VAR = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
 DEPLOY_ROLES = (
     "the deploy identity needs: Azure Kubernetes Service Cluster User Role on the cluster; "
     "Azure Kubernetes Service RBAC Writer scoped to the staging and the production namespace; "
-    "AcrPush on the registry, or a writer role scoped to the image's repository (it writes the "
-    "staging pass and the deploy records next to the image); Reader on the registry resource "
-    "(to find its login server)"
+    "AcrPush on the registry, or on a registry with ABAC repository permissions Container "
+    "Registry Repository Writer conditioned to the image's repository (it writes the staging "
+    "pass and the deploy records next to the image); Reader on the registry resource (to find "
+    "its login server)"
 )
 
 
