@@ -305,7 +305,7 @@ def approve(context: Context) -> str:
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
-        raise StepError("the release was not approved: nothing was deployed")
+        raise StepError(f"the release was not approved: {options.target} production is untouched")
     return "approved"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import pty
 import re
@@ -80,9 +81,11 @@ def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stac
         "verify-push",
         "promote-image",
         "resolve-image",
-        "approve",
         "cluster up",
-        "deploy",
+        "deploy staging",
+        "release-summary",
+        "approve",
+        "deploy production",
     ]
     assert "published the sample model digits 1.0.0" in first.stderr
     outputs = first.outputs
@@ -129,8 +132,10 @@ def test_a_no_at_the_approval_gate_deploys_nothing(local_stack):
         r"[0-9a-f]{12}\) to kubernetes\? \[y/N\]",
         declined.stderr,
     )
-    assert declined.error_lines == ["error: the release was not approved: nothing was deployed"]
-    assert "==> deploy" not in declined.stderr
+    assert declined.error_lines == [
+        "error: the release was not approved: kubernetes production is untouched"
+    ]
+    assert "==> deploy production" not in declined.stderr
     assert local_stack.version() == serving
 
 
@@ -143,7 +148,10 @@ def test_a_new_model_version_rolls_out(local_stack, tmp_path):
 
     rolled = local_stack.run("--approve")
     assert rolled.returncode == 0, rolled.stderr
-    assert (rolled.outputs["result"], rolled.outputs["model_version"]) == ("deployed", "2.0.0")
+    # Production ran 1.0.0: 2.0.0 went through staging and the canary, judged at each step.
+    assert (rolled.outputs["result"], rolled.outputs["model_version"]) == ("promoted", "2.0.0")
+    assert len(json.loads(rolled.outputs["checks"])) == 2
+    assert "canary    canary step 2/2: 50%" in rolled.stdout
     assert local_stack.version()["model"]["version"] == "2.0.0"
 
 

@@ -171,8 +171,9 @@ def watch_step(
         seconds = time.monotonic() - started
         line = (
             f"canary step {number}/{len(analysis.steps)}: {step.weight}% "
-            f"({replicas} canary pods), {seconds:.0f} s, requests {canary.requests} canary / "
-            f"{stable.requests} stable: " + "; ".join(check.line() for check in checks)
+            f"({replicas} canary pod{'s' if replicas > 1 else ''}), {seconds:.0f} s, "
+            f"requests {canary.requests} canary / {stable.requests} stable: "
+            + "; ".join(check.line() for check in checks)
         )
         log.debug("%s", line)
         if any(check.passed is False for check in checks):
