@@ -1,14 +1,19 @@
 """Release timings on a local swarm and on the local Kubernetes cluster's real node: the cluster's
 own start and stop, deploy-to-serving, failed rollouts back to the previous version serving,
-requests lost while pods are replaced, and what the node costs in memory.
+requests lost while pods are replaced, what the node costs in memory, and the production canary:
+the decision to promoted for a good candidate and to aborted for bad ones, against a plain rolling
+update of the same release.
 
-`python -m bench.deploy [--rounds N] [--only swarm|kubernetes]` (as root: it starts dockerd when
-none answers, and the node needs root). Every figure is from the same run, next to its peer or
-floor: `docker run` of the same image until /v2/health/ready answers (the container-start floor),
-and the swarm step's own figures. Images: model 1.0.0 and 2.0.0 built with the steps' own
+`python -m bench.deploy [--rounds N] [--only swarm|kubernetes|canary] [--pause S]` (as root: it
+starts dockerd when none answers, and the node needs root). Every figure is from the same run,
+next to its peer or floor: `docker run` of the same image until /v2/health/ready answers (the
+container-start floor), the swarm step's own figures, and for the canary the rolling update of the
+same v1 -> v2 under the same traffic. Images: model 1.0.0 and 2.0.0 built with the steps' own
 `build_image` and pushed with `push_image` into docker-registry on 127.0.0.1; the broken ones
 derived from v1 at the registry level (tests/kubecluster.py): a model that does not verify, a
-server on another port than the probes ask (never ready), a process that exits after 3 s.
+server on another port than the probes ask (never ready), a process that exits after 3 s; and the
+canary's bad candidates, ready like v1 but bad in use (tests/canary_models.py): 500 to every real
+digit, 30 ms slower, a skewed prediction mix.
 The cluster lives under a temporary folder in /tmp, never the repo's .local; it is stopped at the
 end whatever happens. Traffic goes to 127.0.0.1 (the API server's service proxy, the swarm's
 port, the docker-run floor) and from there to the pods' addresses inside the node's namespace.
@@ -20,8 +25,10 @@ import argparse
 import contextlib
 import datetime
 import json
+import logging
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -32,17 +39,20 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
 from steps.clients.docker import docker
-from steps.clients.kubectl import kubectl_path
+from steps.clients.kubectl import Kubectl, kubectl_path
 from steps.clients.registry import ImageRef, RegistryLogin
 from steps.commands.build_image import ImageBuild, build_image
+from steps.commands.deploy.analysis import Analysis, load_analysis
+from steps.commands.deploy.canary import TRACK, Scrape, read_pods
 from steps.commands.deploy.kubernetes import deploy_kubernetes
 from steps.commands.deploy.release import Release
+from steps.commands.deploy.rollout import pod_state
 from steps.commands.deploy.swarm import deploy_swarm
 from steps.commands.push_image import push_image
 from steps.local import kube_node
@@ -51,17 +61,19 @@ from steps.local.docker_engine import ensure_engine
 from steps.local.kube_cluster import LocalCluster, down, up
 from steps.local.registry_server import LocalRegistry
 from steps.local.server import HOST, free_port
+from steps.local.traffic import digits_rows
 from steps.support import logs
 from steps.support.errors import RolledBack, StepError
-from steps.support.paths import REPO_ROOT
+from steps.support.paths import MANIFESTS, REPO_ROOT
 from steps.support.processes import run
-from tests.kubecluster import KubeCluster, broken_releases
+from tests.kubecluster import KubeCluster, broken_releases, canary_releases
 
 REPOSITORY = "aiship"
 NEVER_READY_TIMEOUT = 20.0  # the deploy --timeout for the never-ready release (see README)
 FAILURE_KINDS = ("bad_model", "crashing", "never_ready")
 LOGS = Path("/tmp/aiship-bench-deploy-logs")  # each cluster's logs, kept after the run
 TRAFFIC_LIMITS = {"max_requests": 6000, "max_seconds": 400.0}  # per traffic run
+CANDIDATES = ("answers_5xx", "slow", "skewed")  # the canary's bad candidates
 
 
 # Images
@@ -75,14 +87,19 @@ class Images:
     never_ready: Release
     crashing: Release
     local_tags: tuple[str, ...]  # in the docker engine, removed at the end
+    # The canary's bad candidates, made only when the canary is benched.
+    answers_5xx: Release | None = None
+    slow: Release | None = None
+    skewed: Release | None = None
 
     def release(self, name: str) -> Release:
         return getattr(self, name)
 
 
-def make_images(work: Path, registry: LocalRegistry) -> Images:
+def make_images(work: Path, registry: LocalRegistry, candidates: bool) -> Images:
     """v1 and v2 (models 1.0.0 and 2.0.0, two code revisions) built and pushed by the steps;
-    the broken variants derived from v1 in the registry, as the tests make them."""
+    the broken variants derived from v1 in the registry, as the tests make them, and with
+    CANDIDATES the canary's bad candidates too."""
     base = usable_base_image()
     login = RegistryLogin(registry.host)
     releases, tags = {}, []
@@ -111,10 +128,15 @@ def make_images(work: Path, registry: LocalRegistry) -> Images:
             f"{target.name}@{digest}", revision, built.card.version, built.card.sha256
         )
     v1 = releases["1.0.0"]
+    bad = {}
+    if candidates:
+        sys.path.insert(0, str(REPO_ROOT / "model"))  # tests/canary_models.py imports train
+        bad = canary_releases(login, v1, work / "model-1.0.0", work / "canary-models")
     return Images(
         v1=v1,
         v2=releases["2.0.0"],
         **broken_releases(login, v1),
+        **bad,
         local_tags=tuple(tags),
     )
 
@@ -129,6 +151,7 @@ class Figures:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     traffic: dict[str, list[tuple[int, int, float]]] = field(default_factory=dict)
     memory: list[tuple[str, int, float, float]] = field(default_factory=list)
+    canary: list[CanaryRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def add(self, case: str, value: float) -> None:
@@ -304,21 +327,60 @@ class Cluster:
             **{"overlay": "staging", "timeout": 300, "smoke_test": True, **options},
         )
 
-    def traffic(self, namespace: str):
+    def traffic(self, namespace: str, **options):
         view = KubeCluster(self.kubeconfig, self.state, self.registry.host)
-        return view.service_traffic(namespace, **TRAFFIC_LIMITS)
+        return view.service_traffic(namespace, **{**TRAFFIC_LIMITS, **options})
 
-    def app_pods(self, namespace: str) -> int:
+    def pods(self, namespace: str) -> list[dict]:
+        """The app's pods in NAMESPACE, both tracks, those on their way out too."""
         done = self.kubectl(
             "-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name=aiship", "-o", "json"
         )
-        items = json.loads(done.stdout or "{}").get("items", [])
+        return json.loads(done.stdout or "{}").get("items", [])
+
+    def app_pods(self, namespace: str) -> int:
         return sum(
             1
-            for pod in items
+            for pod in self.pods(namespace)
             if "deletionTimestamp" not in pod["metadata"]
             and pod.get("status", {}).get("phase") == "Running"
         )
+
+    def settle(self, namespace: str, pods: int, timeout: float = 120.0) -> None:
+        """Until NAMESPACE runs PODS app pods, all ready, and none is still on its way out (a
+        case's leftovers would take the node's CPU from the next one)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = self.pods(namespace)
+            if len(items) == pods and all(
+                "deletionTimestamp" not in pod["metadata"] and pod_state(pod) == "ready"
+                for pod in items
+            ):
+                return
+            time.sleep(1)
+        raise StepError(f"{namespace} did not settle on {pods} ready pods in {timeout:g} s")
+
+    def pull(self, releases: list[Release], timeout: float = 300.0) -> None:
+        """Each release's image onto the node, through a pod that runs `true` in it: the timed
+        cases start with every image there, as a real cluster's nodes mostly have them."""
+        names = [f"aiship-bench-pull-{i}" for i in range(len(releases))]
+        try:
+            for name, release in zip(names, releases, strict=True):
+                done = self.kubectl(
+                    "-n", "default", "run", name, f"--image={release.image}",
+                    "--restart=Never", "--command", "--", "true",
+                )  # fmt: skip
+                if done.returncode != 0:
+                    raise StepError(f"kubectl run {name}: {done.stderr.strip()}")
+            done = self.kubectl(
+                "-n", "default", "wait", "--for=jsonpath={.status.phase}=Succeeded",
+                f"--timeout={timeout:g}s", *(f"pod/{name}" for name in names),
+                timeout=timeout + 30,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise StepError(f"pulling the images onto the node: {done.stderr.strip()}")
+        finally:
+            self.kubectl("-n", "default", "delete", "pod", *names, "--ignore-not-found")
 
 
 def bench_cluster_life(
@@ -452,6 +514,185 @@ def node_memory(cluster: Cluster, pods: int, figures: Figures) -> None:
     )
 
 
+# The production canary
+
+
+PROMOTED = "canary: v1 -> v2 to promoted"
+ROLLING = "canary peer: rolling update v1 -> v2, no analysis"
+STABLE = f"{TRACK}=stable"
+# A step's line (canary.py's watch_step): its number, and the seconds it was watched.
+STEP_LINE = re.compile(r"canary step (\d+)/\d+: .*?, (\d+) s, requests ")
+
+
+def aborted(kind: str) -> str:
+    return f"canary: {kind} to aborted"
+
+
+@dataclass(frozen=True)
+class CanaryRun:
+    """One deploy of the canary bench under traffic: what it gave, what the clients saw."""
+
+    case: str
+    seconds: float
+    outcome: str  # promoted, aborted, deployed, or what went wrong
+    checks: tuple[str, ...]  # the step lines; for an abort, the failing one last
+    phases: tuple[tuple[str, float], ...]
+    sent: int
+    failed: int  # client-side failures through the Service
+    canary_500s: int | None  # of them, the canary's own 500s (answers_5xx: expected)
+    stable_5xx: int | None  # the stable pods' 5xx on their /metrics (an abort leaves them)
+
+    @property
+    def lost(self) -> int:
+        return self.failed - (self.canary_500s or 0)
+
+    @property
+    def caught_by(self) -> str:
+        """The failed checks of an abort's last line, or why else it ended."""
+        if self.outcome != "aborted":
+            return ""
+        last = self.checks[-1] if self.checks else ""
+        failed = [c for c in last.split(" stable: ", 1)[-1].split("; ") if c.endswith("FAILED")]
+        step = last.split(": ", 1)[0]
+        return f"{step}: {'; '.join(failed)}" if failed else last
+
+
+class DeployLog(logging.Handler):
+    """The deploy step's INFO lines with their times: where the canary's time went."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.created, record.getMessage()))
+
+
+def phases(started: float, lines: list[tuple[float, str]], ended: float) -> list[tuple[str, float]]:
+    """The deploy's time from STARTED to ENDED (epoch seconds), cut at its step lines and at
+    stable's apply: the time before each step's watch (the checks, the canary's pods coming up,
+    the smoke test at step 1), the watch (its own whole seconds), stable's rolling update with
+    its smoke test (a canary's promote), and the rest (the canary removed)."""
+    out, mark = [], started
+    for at, text in lines:
+        step = STEP_LINE.search(text)
+        if step:
+            number, watched = step[1], float(step[2])
+            before = "checks, canary pod up, smoke test" if number == "1" else "canary pods up"
+            out.append((f"step {number}: {before}", at - watched - mark))
+            out.append((f"step {number}: watched", watched))
+            mark = at
+        elif text.startswith("applying "):
+            out.append(("to stable's apply", at - mark))
+            mark = at
+        elif text.startswith("deployment/") and " runs " in text:
+            out.append(("stable's rolling update, smoke test", at - mark))
+            mark = at
+    out.append(("the rest", ended - mark))
+    return out
+
+
+def paced(analysis: Analysis, pause: float) -> Analysis:
+    """The shipped analysis with each step watched PAUSE seconds, as the tests run it."""
+    return replace(analysis, steps=tuple(replace(step, pause=pause) for step in analysis.steps))
+
+
+def canary_case(
+    cluster: Cluster,
+    namespace: str,
+    case: str,
+    release: Release,
+    analysis: Analysis | None,
+    expect: str,
+    figures: Figures,
+    own_500s: bool = False,
+) -> None:
+    """Deploy RELEASE (with ANALYSIS: a canary) under digits traffic, 16 rows a request, through
+    the Service; its time, what it ended with, what the clients and stable's pods saw. OWN_500S:
+    the candidate answers 500 by design, so the 500s that stable's pods did not answer are its."""
+    kubectl = Kubectl(cluster.kubeconfig, namespace)
+    cluster.settle(namespace, pods=3)
+    stable_before = Scrape(dict(read_pods(kubectl, STABLE)))
+    handler, logger = DeployLog(), logging.getLogger("steps.commands.deploy")
+    logger.addHandler(handler)
+    checks: tuple[str, ...] = ()
+    try:
+        with cluster.traffic(namespace, rows=digits_rows(), batch_size=16) as traffic:
+            time.sleep(1)  # the loop runs before the decision
+            started, wall = time.perf_counter(), time.time()
+            try:
+                result = cluster.deploy(release, namespace, overlay="production", canary=analysis)
+                outcome, checks = result.result, result.checks
+            except RolledBack as exc:
+                aborts = exc.outputs.get("result") == "aborted"
+                outcome = "aborted" if aborts else f"rolled back: {exc}"
+                checks = tuple(exc.outputs.get("checks", ()))
+            except StepError as exc:
+                outcome = f"failed: {exc}"
+            seconds, ended = time.perf_counter() - started, time.time()
+            time.sleep(1)
+    finally:
+        logger.removeHandler(handler)
+    lines = handler.lines + ([(ended, checks[-1])] if outcome == "aborted" and checks else [])
+    stable_5xx = canary_500s = None
+    if outcome == "aborted":  # stable's pods ran through it untouched: what did they answer?
+        _, stable = Scrape(dict(read_pods(kubectl, STABLE))).sides(stable_before)
+        stable_5xx = stable.errors
+        if own_500s:
+            served_500 = sum(1 for failure in traffic.failures if failure.startswith("500 "))
+            canary_500s = max(0, served_500 - stable_5xx)
+    measured = CanaryRun(
+        case,
+        seconds,
+        outcome,
+        tuple(checks),
+        tuple(phases(wall, lines, ended)),
+        traffic.total,
+        len(traffic.failures),
+        canary_500s,
+        stable_5xx,
+    )
+    figures.canary.append(measured)
+    if outcome == expect:
+        figures.add(case, seconds)
+    else:
+        figures.notes.append(f"{case}: {outcome} after {seconds:.1f} s, not {expect} (not counted)")
+        print(f"  {case}: UNEXPECTED {outcome}", file=sys.stderr, flush=True)
+    if measured.lost:
+        figures.notes.append(f"{case}: {measured.lost} requests lost, e.g. {traffic.failures[:3]}")
+
+
+def bench_canary(
+    work: Path,
+    registry: LocalRegistry,
+    images: Images,
+    rounds: int,
+    pause: float,
+    figures: Figures,
+) -> None:
+    """Production (three stable pods) on a cluster of its own, v1 stable before each case: the
+    bad candidates to aborted, v2 to promoted, and the rolling update of v1 -> v2 as the peer."""
+    analysis = paced(load_analysis(MANIFESTS / "analysis.yaml"), pause)
+    cluster = Cluster(work / "canary", registry)
+    try:
+        cluster.up()
+        cluster.pull([images.v1, images.v2, *(images.release(kind) for kind in CANDIDATES)])
+        production = cluster.namespace()
+        cluster.deploy(images.v1, production, overlay="production")
+        for _ in range(rounds):
+            for kind in CANDIDATES:
+                bad, own_500s = images.release(kind), kind == "answers_5xx"
+                case = aborted(kind)
+                canary_case(cluster, production, case, bad, analysis, "aborted", figures, own_500s)
+            canary_case(cluster, production, PROMOTED, images.v2, analysis, "promoted", figures)
+            cluster.deploy(images.v1, production, overlay="production")
+            canary_case(cluster, production, ROLLING, images.v2, None, "deployed", figures)
+            cluster.deploy(images.v1, production, overlay="production")
+        cluster.drop(production)
+    finally:
+        timed(figures, "cluster down (canary run)", cluster.down, fails=False)
+
+
 # Report
 
 
@@ -499,6 +740,9 @@ def report(figures: Figures) -> str:
     for case in s:
         if case.startswith("kubernetes: production"):
             row(case, None, "")
+    row(ROLLING, None, "")
+    for case in (PROMOTED, *map(aborted, CANDIDATES)):
+        row(case, ROLLING, "rolling")
     listed = {line.split(" | ")[0][2:] for line in out}
     out += [f"| {case} | {stats(v)} | |" for case, v in s.items() if case not in listed]
 
@@ -512,6 +756,8 @@ def report(figures: Figures) -> str:
             sent, failed = sum(r[0] for r in runs), sum(r[1] for r in runs)
             median = statistics.median(r[2] for r in runs)
             out.append(f"| {case} | {len(runs)} | {sent} | {failed} | {median:.1f} |")
+    if figures.canary:
+        out += ["", *canary_report(figures.canary, s.get(ROLLING))]
     if figures.memory:
         out += [
             "",
@@ -523,6 +769,33 @@ def report(figures: Figures) -> str:
     if figures.notes:
         out += ["", "Notes:", *(f"- {note}" for note in figures.notes)]
     return "\n".join(out)
+
+
+def canary_report(runs: list[CanaryRun], rolling: list[float] | None) -> list[str]:
+    """Each canary-bench deploy: its time over the rolling peer's median, how it ended, which
+    check caught it, what the clients lost; then where its time went, and the step lines."""
+    peer = statistics.median(rolling) if rolling else None
+    out = [
+        "| deploy under traffic | s | / rolling | result | caught by | requests sent | "
+        "client failures | canary's own 500s | stable pods' 5xx | lost |",
+        "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for one in runs:
+        ratio = f"{one.seconds / peer:.1f}x" if peer else ""
+        own = "-" if one.canary_500s is None else str(one.canary_500s)
+        stable = "-" if one.stable_5xx is None else str(one.stable_5xx)
+        out.append(
+            f"| {one.case} | {one.seconds:.1f} | {ratio} | {one.outcome} | {one.caught_by} | "
+            f"{one.sent} | {one.failed} | {own} | {stable} | {one.lost} |"
+        )
+    out += ["", "| deploy | where the time went (s) |", "| --- | --- |"]
+    for one in runs:
+        spent = "; ".join(f"{what} {seconds:.1f}" for what, seconds in one.phases)
+        out.append(f"| {one.case} | {spent} |")
+    out += ["", "Step lines:"]
+    for one in runs:
+        out += [f"- {one.case}: {line}" for line in one.checks]
+    return out
 
 
 def machine() -> str:
@@ -543,7 +816,10 @@ def load() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=("swarm", "kubernetes"))
+    parser.add_argument("--only", choices=("swarm", "kubernetes", "canary"))
+    parser.add_argument(
+        "--pause", type=float, default=10.0, help="canary: seconds each step is watched"
+    )
     args = parser.parse_args(argv)
     logs.configure()
     header = [
@@ -552,19 +828,23 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {machine()}",
         f"load average before: {load()}",
     ]
+    if args.only in (None, "canary"):
+        header.append(f"canary: manifests/analysis.yaml, each step's pause {args.pause:g} s")
     figures = Figures()
     engine = ensure_engine()
     try:
         with tempfile.TemporaryDirectory(prefix="aiship-bench-deploy-", dir="/tmp") as tmp:
             work = Path(tmp)
             with LocalRegistry(work / "registry") as registry:
-                images = make_images(work, registry)
+                images = make_images(work, registry, candidates=args.only in (None, "canary"))
                 try:
                     if args.only in (None, "swarm"):
                         bench_swarm(images, args.rounds, figures)
                     if args.only in (None, "kubernetes"):
                         bench_cluster_life(work, registry, images, args.rounds, figures)
                         bench_kubernetes(work, registry, images, args.rounds, figures)
+                    if args.only in (None, "canary"):
+                        bench_canary(work, registry, images, args.rounds, args.pause, figures)
                 finally:
                     docker(["rmi", "--no-prune", *images.local_tags], check=False, timeout=120)
     finally:
