@@ -151,7 +151,7 @@ class Notation:
             "trustStores": [f"ca:{name}"],
             "trustedIdentities": [f"x509.subject: {subject}"],
         }
-        policy = self.home / f".trustpolicy-{os.getpid()}.json"
+        policy = self.config_dir / f".trustpolicy-{os.getpid()}.json"
         policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
         try:
             self._notation(["policy", "import", "--force", str(policy)])
@@ -197,11 +197,14 @@ class Notation:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTATION_")}
         env["XDG_CONFIG_HOME"] = str(self.home)
-        credentials = self.credentials or credentials_from_env()
+        credentials = self._credentials()
         if credentials:  # notation's own variables: the password never is on a command line
-            env |= {"NOTATION_USERNAME": credentials.username}
-            env |= {"NOTATION_PASSWORD": credentials.password}
+            env["NOTATION_USERNAME"] = credentials.username
+            env["NOTATION_PASSWORD"] = credentials.password
         return env
+
+    def _credentials(self) -> Credentials | None:
+        return self.credentials or credentials_from_env()
 
     def _registry_flags(self, reference: str) -> list[str]:
         host = reference.split("/", 1)[0]
@@ -209,7 +212,7 @@ class Notation:
         return ["--insecure-registry"] if local or host in self.insecure_registries else []
 
     def _redact(self, text: str) -> str:
-        credentials = self.credentials or credentials_from_env()
+        credentials = self._credentials()
         return redact(text, (credentials.password,) if credentials else ())
 
     def _refusal(self, reference: str, stderr: str) -> StepError:
@@ -219,7 +222,7 @@ class Notation:
         if not failures:
             if "no signature is associated" in said:
                 return Unproven(f"{reference} has no signature: sign it first (attest-image)")
-            if "unable to retrieve digital signature" in said:
+            if "unable to retrieve digital signature" in said and "mismatch" in said:
                 return Unproven(f"{reference}: {INVALID} (its bytes do not match its digest)")
             if "trust policy is not present" in said or "trust store" in said:
                 return ConfigError(f"notation in {self.home} trusts no key yet: call trust()")
