@@ -134,6 +134,15 @@ class Notation:
             )
         return added[0]
 
+    def install_plugin(self, url: str, sha256: str) -> None:
+        """Install a signing plugin (e.g. Azure Key Vault's, from its release page) into home,
+        refused unless its archive has that sha256; already installed: nothing to do."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+            raise ConfigError(
+                f"--plugin-sha256 {sha256!r} is not a sha256: copy it from the release"
+            )
+        self._notation(["plugin", "install", "--url", url, "--sha256sum", sha256, "--force"])
+
     def trust(self, name: str, certificate: Path, identity: str) -> None:
         """Trust only `certificate` (trust store ca:NAME holds it alone) and only the signer
         `identity` (its x509 subject, e.g. "C=US, ST=WA, O=Example, CN=release"), for every

@@ -1,7 +1,8 @@
 """Records about an image digest: OCI artifacts in the image's repository whose `subject` is it.
 
 Everything the pipeline proves about an image (the staging pass, each deploy, ...) is one such
-record: an OCI image manifest with `artifactType` application/vnd.aiship.<kind>.v1+json, the
+record: an OCI image manifest with `artifactType` application/vnd.aiship.<kind>.v1+json (or a
+standard type: CycloneDX for an SBOM, in-toto for provenance), the
 empty config, one layer holding the record's JSON, and the creation time as an annotation. The
 registry lists a digest's records through the referrers API; registries without it (Debian's
 docker-registry 2.8) get the referrers tag schema, an image index at tag sha256-<hex> that the
@@ -52,11 +53,20 @@ class Record:
     created: str  # ISO 8601 UTC, from the manifest annotation org.opencontainers.image.created
 
 
+# Kinds whose documents have a standard media type, so that other tools (oras discover, Ratify,
+# an SBOM scanner) recognise them; every other kind is ours.
+STANDARD_TYPES = {
+    "sbom": "application/vnd.cyclonedx+json",
+    "provenance": "application/vnd.in-toto+json",
+}
+
+
 def artifact_type(kind: str) -> str:
-    """The artifactType of records of `kind`: application/vnd.aiship.<kind>.v1+json."""
+    """The artifactType of records of `kind`: a standard one (STANDARD_TYPES), else
+    application/vnd.aiship.<kind>.v1+json."""
     if not KIND.match(kind):
         raise ConfigError(f"record kind {kind!r} is not valid: use lowercase letters, digits, '-'")
-    return f"application/vnd.aiship.{kind}.v1+json"
+    return STANDARD_TYPES.get(kind, f"application/vnd.aiship.{kind}.v1+json")
 
 
 def referrers_tag(digest: str) -> str:

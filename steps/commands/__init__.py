@@ -13,6 +13,7 @@ MODULES = (
     "build_image",
     "push_image",
     "verify_push",
+    "attest",
     "image_tags",
     "aks_credentials",
     "deploy",

@@ -63,3 +63,20 @@ def _git(root: Path, *args: str) -> str:
     except (OSError, StepError):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def on_branch(root: Path, revision: str, refs: tuple[str, ...] = ("origin/main", "main")) -> str:
+    """The first of REFS whose history contains REVISION, else ""; StepError when REVISION is
+    not in ROOT's history at all (a shallow checkout cannot tell)."""
+    if not _git(root, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"):
+        raise StepError(
+            f"commit {revision} is not in the history of the checkout at {root}: check out with "
+            "the whole history (actions/checkout fetch-depth: 0; Azure Pipelines fetchDepth: 0)"
+        )
+    for ref in refs:
+        if not _git(root, "rev-parse", "--verify", "--quiet", ref):
+            continue
+        command = ["git", "-C", str(root), "merge-base", "--is-ancestor", revision, ref]
+        if run(command, what="`git merge-base`", timeout=30).returncode == 0:
+            return ref
+    return ""
