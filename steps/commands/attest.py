@@ -322,9 +322,12 @@ def _check_attest(args: argparse.Namespace) -> str:
 
 def _check_verify(args: argparse.Namespace) -> str:
     image = _pinned(args)
-    if not args.certificate.is_file():
-        raise ConfigError(f"--certificate {args.certificate} not found: pass the signing cert")
-    return f"verify the signature, SBOM and provenance of {image} as signed by {args.identity}"
+    if not args.identity.strip():
+        raise ConfigError("--identity is empty: set SIGNING_IDENTITY to the signer's X.509 subject")
+    return (
+        f"verify the signature, SBOM and provenance of {image} as signed by {args.identity} "
+        f"with the certificate {args.certificate}"
+    )
 
 
 def _attest(args: argparse.Namespace) -> Attestation:
@@ -337,6 +340,11 @@ def _attest(args: argparse.Namespace) -> Attestation:
 
 
 def _verify(args: argparse.Namespace) -> Verification:
+    if not args.certificate.is_file():
+        raise ConfigError(
+            f"--certificate {args.certificate} not found: commit the signing certificate (the "
+            "public part of the Key Vault key's) there"
+        )
     login, image = registry_login_of(args)
     notation = _notation(args, login, image)
     notation.trust("aiship", args.certificate, args.identity)

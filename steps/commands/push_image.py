@@ -44,7 +44,12 @@ class PushedImage:
         return f"{self.image.name}@{self.digest}"
 
     def outputs(self) -> dict[str, str]:
-        return {"image": self.pinned, "digest": self.digest, "tag": str(self.image)}
+        return {
+            "image": self.pinned,
+            "digest": self.digest,
+            "tag": str(self.image),
+            "repository": self.image.name,  # REGISTRY/REPOSITORY: an attestation's subject
+        }
 
 
 def push_image(

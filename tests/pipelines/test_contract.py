@@ -13,6 +13,7 @@ import pytest
 from app.card import ModelCard
 from steps.clients.registry import ImageRef
 from steps.commands.aks_credentials import AksCredentials
+from steps.commands.attest import Attestation, Verification
 from steps.commands.build_image import BuiltImage
 from steps.commands.deploy.release import DeployResult
 from steps.commands.image_tags import PromotedImage, ResolvedImage
@@ -38,6 +39,10 @@ SETTINGS = {
     "AKS_CLUSTER": "aks-prod",
     "K8S_NAMESPACE": "aiship",
     "K8S_STAGING_NAMESPACE": "aiship-staging",
+    "SIGNING_KEY_ID": "https://aishipkv.vault.azure.net/keys/aiship/0123456789abcdef",
+    "SIGNING_IDENTITY": "CN=aiship,O=Example,C=US",
+    "NOTATION_AKV_PLUGIN_URL": "https://example.org/notation-azure-kv_1.2.1_linux_amd64.tar.gz",
+    "NOTATION_AKV_PLUGIN_SHA256": "a" * 64,
 }
 # In Azure DevOps the service connection carries the identity: no client or tenant id to set.
 AZURE_SETTINGS = {
@@ -85,6 +90,10 @@ def outputs_of(command: str) -> dict[str, object]:
             "/tmp/kubeconfig", "aks-prod", "https://aks", False, True
         ),
         "deploy": DeployResult("kubernetes", pinned, "promoted", f"{TAGGED.name}@{OLDER}"),
+        "attest-image": Attestation(
+            pinned, "sha256:" + "2" * 64, "sha256:" + "3" * 64, ("sha256:" + "4" * 64,), 9, 1.0
+        ),
+        "verify-image": Verification(pinned, ("image signed",)),
         "release-summary": ReleaseSummary(
             pinned,
             RESOLVED_REVISION,

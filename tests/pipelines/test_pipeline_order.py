@@ -37,7 +37,7 @@ def test_on_a_swarm_the_steps_are_the_workflows_in_their_order_with_one_target()
     none out of order."""
     remaining = iter(workflow_commands())
     assert all(command in remaining for command in step_commands("swarm"))
-    assert step_commands("swarm")[-2:] == ["resolve-image", "deploy"]
+    assert step_commands("swarm")[-3:] == ["resolve-image", "verify-image", "deploy"]
 
 
 def test_the_gate_comes_after_staging_and_its_summary_and_before_production():
@@ -46,7 +46,7 @@ def test_the_gate_comes_after_staging_and_its_summary_and_before_production():
     gate = names.index("approve")
     before = [step.command for step in steps[:gate] if step.command]
     after = [step.command for step in steps[gate + 1 :] if step.command]
-    assert before[-3:] == ["resolve-image", "deploy", "release-summary"]
+    assert before[-4:] == ["resolve-image", "verify-image", "deploy", "release-summary"]
     assert after == ["deploy"]
     assert names.index("promote-image") < gate
     assert [stage.name for stage in stages()] == ["stand-ins", "ci", "release"]

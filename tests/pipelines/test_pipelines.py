@@ -116,12 +116,13 @@ def test_ci_builds_then_pushes_then_verifies():
         "build-image",
         "push-image",
         "verify-push",
+        "attest-image",
         "promote-image",
     ]
 
 
 def test_the_release_goes_through_staging_and_its_summary_before_production():
-    release = ["resolve-image", "aks-credentials", "deploy", "release-summary"]
+    release = ["resolve-image", "verify-image", "aks-credentials", "deploy", "release-summary"]
     release += ["aks-credentials", "deploy"]
     assert github_commands("release.yml") == azure_commands("release.yml") == release
     assert github_commands("release.yml", rollback="false") == release

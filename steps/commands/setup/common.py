@@ -19,6 +19,14 @@ STAGING = "staging"  # every release passes here first, with no one to wait for
 
 # The repository variables GitHub's workflows read (`vars.NAME`) and the variable group's
 # settings Azure's pipelines read (`$(NAME)`); tests/setup checks both against the YAML.
+# CI signs with a Key Vault key through Notation's plugin (its archive's URL and sha256, from
+# the plugin's release page); the release trusts the signer's X.509 subject.
+SIGNING = (
+    "SIGNING_KEY_ID",
+    "NOTATION_AKV_PLUGIN_URL",
+    "NOTATION_AKV_PLUGIN_SHA256",
+    "SIGNING_IDENTITY",
+)
 GITHUB_VARIABLES = (
     "MODEL_STORE",
     "MODEL_NAME",
@@ -34,6 +42,7 @@ GITHUB_VARIABLES = (
     "AKS_CLUSTER",
     "K8S_NAMESPACE",
     "K8S_STAGING_NAMESPACE",
+    *SIGNING,
 )
 AZURE_VARIABLES = (
     "MODEL_STORE",
@@ -47,6 +56,7 @@ AZURE_VARIABLES = (
     "AKS_CLUSTER",
     "K8S_NAMESPACE",
     "K8S_STAGING_NAMESPACE",
+    *SIGNING,
 )
 # Read by the steps from their environment rather than from a flag: GitHub's workflows map the
 # variables into `env:`; Azure Pipelines exports every variable of the group to every script.
