@@ -56,9 +56,16 @@ class Signer:
     key: str | None = None
     key_id: str | None = None
     plugin: str | None = None
+    plugin_config: tuple[tuple[str, str], ...] = ()  # e.g. (("self_signed", "true"),)
 
     def sign(self, notation: Notation, reference: str) -> str:
-        return notation.sign(reference, key=self.key, key_id=self.key_id, plugin=self.plugin)
+        return notation.sign(
+            reference,
+            key=self.key,
+            key_id=self.key_id,
+            plugin=self.plugin,
+            plugin_config=dict(self.plugin_config),
+        )
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,13 @@ def _attest_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plugin", default="azure-kv", help="Notation's plugin for --key-id (default azure-kv)"
     )
+    parser.add_argument(
+        "--plugin-config",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the plugin's settings, e.g. self_signed=true for a self-signed Key Vault certificate",
+    )
     parser.add_argument("--plugin-url", help="install the plugin from this archive URL first")
     parser.add_argument("--plugin-sha256", help="the archive's sha256 (from its release page)")
 
@@ -316,8 +330,20 @@ def _check_attest(args: argparse.Namespace) -> str:
     image = _pinned(args)
     if args.plugin_url and not args.key_id:
         raise ConfigError("--plugin-url installs a plugin for --key-id: give --key-id too")
+    _plugin_config(args)
     key = f"key {args.key}" if args.key else f"Key Vault key {args.key_id} ({args.plugin})"
     return f"record the SBOM and provenance of {image} and sign all three with {key}"
+
+
+def _plugin_config(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """--plugin-config NAME=VALUE pairs (an empty one, as an unset variable gives, is none)."""
+    pairs = []
+    for item in filter(None, args.plugin_config):
+        name, equals, value = item.partition("=")
+        if not (name and equals):
+            raise ConfigError(f"--plugin-config {item!r}: write NAME=VALUE, e.g. self_signed=true")
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 def _check_verify(args: argparse.Namespace) -> str:
@@ -335,7 +361,9 @@ def _attest(args: argparse.Namespace) -> Attestation:
     notation = _notation(args, login, image)
     if args.key_id and args.plugin_url:
         notation.install_plugin(args.plugin_url, args.plugin_sha256 or "")
-    signer = Signer(args.key, args.key_id, args.plugin if args.key_id else None)
+    signer = Signer(
+        args.key, args.key_id, args.plugin if args.key_id else None, _plugin_config(args)
+    )
     return attest_image(login, image, notation, signer)
 
 

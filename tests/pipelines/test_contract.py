@@ -43,6 +43,7 @@ SETTINGS = {
     "SIGNING_IDENTITY": "CN=aiship,O=Example,C=US",
     "NOTATION_AKV_PLUGIN_URL": "https://example.org/notation-azure-kv_1.2.1_linux_amd64.tar.gz",
     "NOTATION_AKV_PLUGIN_SHA256": "a" * 64,
+    "NOTATION_AKV_PLUGIN_CONFIG": "self_signed=true",
 }
 # In Azure DevOps the service connection carries the identity: no client or tenant id to set.
 AZURE_SETTINGS = {

@@ -175,6 +175,7 @@ def test_first_run_creates_everything(devops, https_server):
             "K8S_NAMESPACE",
             "K8S_STAGING_NAMESPACE",
             "MODEL_NAME",
+            "NOTATION_AKV_PLUGIN_CONFIG",
             "NOTATION_AKV_PLUGIN_SHA256",
             "NOTATION_AKV_PLUGIN_URL",
             "SIGNING_IDENTITY",
