@@ -373,10 +373,19 @@ def _verify(args: argparse.Namespace) -> Verification:
             f"--certificate {args.certificate} not found: commit the signing certificate (the "
             "public part of the Key Vault key's) there"
         )
+    from ..support.outputs import summarize
+
     login, image = registry_login_of(args)
     notation = _notation(args, login, image)
     notation.trust("aiship", args.certificate, args.identity)
-    return verify_image(login, image, notation)
+    try:
+        verified = verify_image(login, image, notation)
+    except Unproven as exc:
+        summarize(f"### Image not verified: release refused\n\n**{exc}**\n")
+        raise
+    lines = "\n".join(f"- {check}" for check in verified.checks)
+    summarize(f"### Image verified: `{verified.image}`\n\n{lines}\n")
+    return verified
 
 
 COMMANDS = (
