@@ -160,7 +160,7 @@ def attest_image(
     from ..clients.records import write_record
     from ..clients.registry import RegistryClient
     from ..clients.sbom import image_sbom, validate_sbom
-    from .deploy.proof import ci_run
+    from ..support.git import ci_run
 
     started = time.monotonic()
     began = datetime.now(UTC).isoformat(timespec="seconds")

@@ -21,6 +21,26 @@ def ci_revision(env: Mapping[str, str] | None = None) -> str:
     return env.get("GITHUB_SHA") or env.get("BUILD_SOURCEVERSION") or ""
 
 
+def ci_run(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The CI run this step runs in (system, id, url); system "local" outside CI."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_RUN_ID"):
+        url = f"{env.get('GITHUB_SERVER_URL')}/{env.get('GITHUB_REPOSITORY')}"
+        return {
+            "system": "github",
+            "id": env["GITHUB_RUN_ID"],
+            "url": f"{url}/actions/runs/{env['GITHUB_RUN_ID']}",
+        }
+    if env.get("TF_BUILD") and env.get("BUILD_BUILDID"):
+        project = f"{env.get('SYSTEM_COLLECTIONURI', '')}{env.get('SYSTEM_TEAMPROJECT', '')}"
+        return {
+            "system": "azure-pipelines",
+            "id": env["BUILD_BUILDID"],
+            "url": f"{project}/_build/results?buildId={env['BUILD_BUILDID']}",
+        }
+    return {"system": "local", "id": "", "url": ""}
+
+
 def git_revision(root: Path, env: Mapping[str, str] | None = None) -> str:
     """The commit being built: the CI system's word for it, else the one checked out at ROOT,
     else "unknown"."""

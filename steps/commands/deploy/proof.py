@@ -8,14 +8,14 @@ outcome, writes a *deploy* record; a production deploy refuses a digest without 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ...clients.records import Record, read_records, write_record
 from ...clients.registry import ImageRef, RegistryClient, RegistryLogin
 from ...support.errors import StepError, Unproven
+from ...support.git import ci_run
 from .release import DeployResult, Release
 
 log = logging.getLogger(__name__)
@@ -43,26 +43,6 @@ class Ledger:
 
     def write(self, digest: str, kind: str, payload: dict) -> Record:
         return write_record(self.client, self.repository, digest, kind, payload)
-
-
-def ci_run(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The CI run this step runs in (system, id, url), or the machine's user for a local run."""
-    env = os.environ if env is None else env
-    if env.get("GITHUB_RUN_ID"):
-        url = f"{env.get('GITHUB_SERVER_URL')}/{env.get('GITHUB_REPOSITORY')}"
-        return {
-            "system": "github",
-            "id": env["GITHUB_RUN_ID"],
-            "url": f"{url}/actions/runs/{env['GITHUB_RUN_ID']}",
-        }
-    if env.get("TF_BUILD") and env.get("BUILD_BUILDID"):
-        project = f"{env.get('SYSTEM_COLLECTIONURI', '')}{env.get('SYSTEM_TEAMPROJECT', '')}"
-        return {
-            "system": "azure-pipelines",
-            "id": env["BUILD_BUILDID"],
-            "url": f"{project}/_build/results?buildId={env['BUILD_BUILDID']}",
-        }
-    return {"system": "local", "id": "", "url": ""}
 
 
 def release_fields(release: Release) -> dict[str, object]:
