@@ -485,7 +485,7 @@ def deploy_production(context: Context) -> str:
         result = deploy_to(context, K8S_PRODUCTION, "production", canary=analysis)
     url = serve_on_loopback(context, kubeconfig, options.service, options.port)
     context.values["deploy"] = replace(result, url=url)
-    return f"{result.result} in {K8S_PRODUCTION} ({result.image.rsplit('@', 1)[1][:19]})"
+    return f"{result.result} in {K8S_PRODUCTION} ({result.digest[:19]})"
 
 
 def deploy_swarm_service(context: Context) -> str:
@@ -506,7 +506,7 @@ def deploy_swarm_service(context: Context) -> str:
         where=f"swarm service {options.service}",
     )
     record_service(context.stack, options.service, options.port, result.url)
-    return f"{result.result} ({result.image.rsplit('@', 1)[1][:19]})"
+    return f"{result.result} ({result.digest[:19]})"
 
 
 def serve_on_loopback(context: Context, kubeconfig: Path, service: str, port: int) -> str:

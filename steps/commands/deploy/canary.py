@@ -102,7 +102,7 @@ def run_canary(
             outputs={
                 "target": "kubernetes",
                 "image": release.image,
-                "digest": release.image.rsplit("@", 1)[1],
+                "digest": release.digest,
                 "result": "aborted",
                 "checks": [*lines, f"{step}: {exc}"],
             },

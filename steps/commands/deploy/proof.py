@@ -48,7 +48,7 @@ class Ledger:
 def release_fields(release: Release) -> dict[str, object]:
     return {
         "image": release.image,
-        "digest": release.image.rsplit("@", 1)[1],
+        "digest": release.digest,
         "revision": release.revision,
         "model": {"version": release.model_version, "sha256": release.model_sha256},
     }
@@ -56,7 +56,7 @@ def release_fields(release: Release) -> dict[str, object]:
 
 def require_staging_pass(ledger: Ledger, release: Release, skip: bool = False) -> Record | None:
     """The newest staging pass of RELEASE's digest; none: Unproven, unless SKIP (logged)."""
-    passes = ledger.read(release.image.rsplit("@", 1)[1], STAGING_PASS)
+    passes = ledger.read(release.digest, STAGING_PASS)
     if passes:
         found = passes[-1]
         log.info(
@@ -128,10 +128,9 @@ def proven_deploy(
 
 
 def write_records(ledger: Ledger, release: Release, payload: dict, kind: str = DEPLOY) -> Record:
-    digest = release.image.rsplit("@", 1)[1]
     stamped = {**payload, "time": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
-        return ledger.write(digest, kind, stamped)
+        return ledger.write(release.digest, kind, stamped)
     except StepError as exc:
         raise StepError(
             f"the deploy ended ({payload.get('result', '?')}), but its {kind} record could not be "

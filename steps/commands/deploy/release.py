@@ -43,6 +43,10 @@ class Release:
             )
 
     @property
+    def digest(self) -> str:
+        return self.image.rsplit("@", 1)[1]
+
+    @property
     def change_cause(self) -> str:
         return f"deploy {self.image} (revision {self.revision}, model {self.model_version})"
 
