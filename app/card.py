@@ -14,6 +14,9 @@ from pathlib import Path
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
+# The golden set: labelled rows held out from training, published with the model (the pipeline's
+# evaluate-model scores the built image on them). JSON Lines, never a pickle.
+GOLDEN_FILE = "golden.jsonl"
 
 # Open Inference Protocol (V2) tensor datatypes this service can carry.
 DATATYPES = ("BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "FP16", "FP32", "FP64")
@@ -53,6 +56,25 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class GoldenSet:
+    """Where the card points at its golden set: the file's sha256 and its number of rows."""
+
+    sha256: str
+    rows: int
+
+    @classmethod
+    def from_dict(cls, data: object) -> GoldenSet:
+        if not isinstance(data, dict):
+            raise CardError("model.json golden must be an object with sha256 and rows")
+        sha256, rows = data.get("sha256"), data.get("rows")
+        if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise CardError("model.json golden.sha256 must be 64 lowercase hex digits")
+        if type(rows) is not int or rows < 1:
+            raise CardError("model.json golden.rows must be a positive integer")
+        return cls(sha256, rows)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     name: str
     version: str
@@ -63,6 +85,7 @@ class ModelCard:
     created: str
     labels: tuple[str, ...] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    golden: GoldenSet | None = None
 
     @classmethod
     def from_dict(cls, data: object) -> ModelCard:
@@ -103,6 +126,7 @@ class ModelCard:
             created=str(data["created"]),
             labels=tuple(labels) if labels is not None else None,
             metrics=dict(metrics),
+            golden=GoldenSet.from_dict(data["golden"]) if data.get("golden") is not None else None,
         )
 
     def to_dict(self) -> dict:
@@ -172,16 +196,21 @@ def write_card(model_dir: Path, card: ModelCard) -> Path:
     return path
 
 
-def verify_model_dir(model_dir: Path) -> ModelCard:
-    """Read model.json and check that model.onnx is the file it describes."""
+def verify_model_dir(model_dir: Path, *, golden: bool = False) -> ModelCard:
+    """Read model.json and check that model.onnx (and with GOLDEN the golden set, when the card
+    names one: the pipeline has it, the image does not) are the files it describes."""
     card = read_card(model_dir)
-    model_path = Path(model_dir) / MODEL_FILE
-    if not model_path.is_file():
-        raise CardError(f"{model_path} not found")
-    actual = file_sha256(model_path)
-    if actual != card.sha256:
-        raise CardError(
-            f"{model_path} has sha256 {actual} but {CARD_FILE} says {card.sha256}: "
-            "the model was changed or truncated; fetch or train it again"
-        )
+    expected = {MODEL_FILE: card.sha256}
+    if golden and card.golden:
+        expected[GOLDEN_FILE] = card.golden.sha256
+    for file, sha256 in expected.items():
+        path = Path(model_dir) / file
+        if not path.is_file():
+            raise CardError(f"{path} not found")
+        actual = file_sha256(path)
+        if actual != sha256:
+            raise CardError(
+                f"{path} has sha256 {actual} but {CARD_FILE} says {sha256}: "
+                "the file was changed or truncated; fetch or train the model again"
+            )
     return card

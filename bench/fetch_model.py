@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from app.card import file_sha256, read_card, write_card
-from steps.clients.stores import open_store
+from steps.clients.stores import open_model_store
 from steps.commands.model_store import fetch_model, publish_model
 from steps.local.azurite import ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 from steps.support.paths import REPO_ROOT
@@ -125,7 +125,7 @@ def curl_once(url: str, out: Path, server: psutil.Process, script: str = CURL) -
 
 def fetch_once(store_url: str, dest: Path, concurrency: int, server: psutil.Process) -> Sample:
     """One in-process fetch into DEST."""
-    store = open_store(store_url, max_concurrency=concurrency)
+    store = open_model_store(store_url, max_concurrency=concurrency)
     me = psutil.Process()
     baseline, client, served = me.memory_info().rss, cpu(me), cpu(server)
     with PeakRss() as rss:
@@ -158,7 +158,7 @@ def run(size_mib: int, rounds: int, concurrencies: list[int]) -> str:
             store_url = f"{azurite.account_url}/{CONTAINER}?{sas}"
             os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
             started = time.perf_counter()
-            publish_model(open_store(f"{azurite.account_url}/{CONTAINER}"), model_dir)
+            publish_model(open_model_store(f"{azurite.account_url}/{CONTAINER}"), model_dir)
             publish_seconds = time.perf_counter() - started
             blob_url = f"{azurite.account_url}/{CONTAINER}/digits/1.0.0/model.onnx?{sas}"
 

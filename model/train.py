@@ -2,8 +2,9 @@
 
     python model/train.py --out DIR [--version 1.0.0] [--name digits]
 
-Writes DIR/model.onnx (ONNX, no ZipMap, free batch dimension) and DIR/model.json (the model
-card, see model/README.md). Training is deterministic: the same code gives the same model.onnx.
+Writes DIR/model.onnx (ONNX, no ZipMap, free batch dimension), DIR/golden.jsonl (the held-out
+rows the pipeline scores the built image on) and DIR/model.json (the model card, see
+model/README.md). Training is deterministic: the same code gives the same files.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -24,21 +26,44 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from app.card import MODEL_FILE, ModelCard, TensorSpec, check_version, write_card
+from app.card import (
+    GOLDEN_FILE,
+    MODEL_FILE,
+    GoldenSet,
+    ModelCard,
+    TensorSpec,
+    check_version,
+    file_sha256,
+    write_card,
+)
 
 SEED = 0
 FEATURES = 64  # 8x8 pixels, grey levels 0..16
 
 
-def train(seed: int = SEED):
-    """Fit the classifier; return it with its held-out accuracy."""
+def split(seed: int = SEED):
+    """The digits, as float32 pixels, split into training and held-out rows (stratified)."""
     images, digits = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
+    return train_test_split(
         images.astype(np.float32), digits, test_size=0.25, random_state=seed, stratify=digits
     )
+
+
+def train(seed: int = SEED):
+    """Fit the classifier; return it with its held-out accuracy."""
+    x_train, x_test, y_train, y_test = split(seed)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     classifier.fit(x_train, y_train)
     return classifier, float(classifier.score(x_test, y_test))
+
+
+def write_golden(path: Path, rows, targets) -> GoldenSet:
+    """The golden set as JSON Lines: one {"inputs": {"input": [...]}, "target": "<class>"} a row."""
+    with open(path, "w", encoding="utf-8") as out:
+        for row, target in zip(rows, targets, strict=True):
+            line = {"inputs": {"input": [int(v) for v in row]}, "target": str(int(target))}
+            out.write(json.dumps(line, separators=(",", ":")) + "\n")
+    return GoldenSet(file_sha256(path), len(rows))
 
 
 def to_onnx_bytes(classifier) -> bytes:
@@ -56,6 +81,8 @@ def write_model(out: Path, name: str, version: str) -> ModelCard:
     onnx_bytes = to_onnx_bytes(classifier)
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_bytes(onnx_bytes)
+    _, x_test, _, y_test = split()
+    golden = write_golden(out / GOLDEN_FILE, x_test, y_test)
     card = ModelCard(
         name=name,
         version=version,
@@ -68,6 +95,7 @@ def write_model(out: Path, name: str, version: str) -> ModelCard:
         ),
         labels=tuple(str(d) for d in range(10)),
         metrics={"accuracy": round(accuracy, 4)},
+        golden=golden,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     write_card(out, card)

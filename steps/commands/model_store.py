@@ -1,24 +1,24 @@
-"""`publish-model` and `fetch-model`: model versions in a store, as NAME/VERSION/model.{onnx,json}.
+"""`publish-model` and `fetch-model`: immutable model versions in a model store.
 
-Versions are immutable (conditional creates), model.onnx goes up before model.json, and readers
-see only versions that have a model.json. A fetch verifies the sha256 of what it received.
+A version is model.onnx, the golden set when the card names one (golden.jsonl) and model.json;
+readers see it only once complete (steps/clients/stores/models.py). A fetch verifies the sha256
+of every file it received against the card before placing any of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.card import (
     CARD_FILE,
+    GOLDEN_FILE,
     MODEL_FILE,
     NAME_PATTERN,
     CardError,
@@ -30,18 +30,19 @@ from app.card import (
     version_key,
 )
 
-from ..clients.stores import MAX_CONCURRENCY, Store, open_store
-from ..support.errors import ConfigError, Conflict, IntegrityError, NotFound, StepError
+from ..clients.stores import MAX_CONCURRENCY, ModelStore, ProgressFactory, open_model_store
+from ..support.errors import ConfigError, Conflict, IntegrityError, NotFound
 from ..support.hashing import HashingWriter
-from ..support.progress import Progress, track
+from ..support.progress import track
 from .command import Command
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+ALIAS = "@"  # --version @champion: the version an alias (an MLflow alias, an Azure ML label) names
+ALIAS_PATTERN = NAME_PATTERN
 # Temp files are private (0600); the placed model is read by others too, e.g. an image's app user.
 PLACED_MODE = 0o644
-ProgressFactory = Callable[[str], Progress]
 
 
 @dataclass(frozen=True)
@@ -72,85 +73,65 @@ class FetchedModel:
 
 
 def publish_model(
-    store: Store,
+    store: ModelStore,
     model_dir: Path,
     version: str | None = None,
     *,
+    alias: str = "",
     progress: ProgressFactory = track,
 ) -> PublishedModel:
-    """Upload DIR's model as VERSION (default: model.json's), model.onnx first, model.json last."""
+    """Store DIR's model (and golden set) as VERSION (default: model.json's), the card last."""
     card = _publishable(model_dir, version)
+    _check_alias(alias)
     # Listing first fails fast (no container, no access) before a large upload starts.
     equal = [v for v in published_versions(store, card.name) if same_version(v, card.version)]
     if equal:
         raise _exists(store, card.name, card.version, equal[0])
-    base = f"{card.name}/{card.version}/"
-    model_path = Path(model_dir) / MODEL_FILE
+    files = {file: Path(model_dir) / file for file in version_files(card)}
+    card_bytes = _card_bytes(card)
     log.info("publishing %s %s to %s", card.name, card.version, store.describe())
     try:
-        with open(model_path, "rb") as source, progress(f"upload {MODEL_FILE}") as bar:
-            store.create(base + MODEL_FILE, source, model_path.stat().st_size, bar)
+        store.publish(card.name, card.version, files, card_bytes, progress, alias)
     except Conflict:
         raise _exists(store, card.name, card.version, card.version) from None
-    card_bytes = (json.dumps(card.to_dict(), indent=2) + "\n").encode()
-    try:
-        with progress(f"upload {CARD_FILE}") as bar:
-            store.create(base + CARD_FILE, io.BytesIO(card_bytes), len(card_bytes), bar)
-    except BaseException:
-        # The model blob is ours (created above): take it back so no half version remains.
-        with contextlib.suppress(StepError):
-            store.delete(base + MODEL_FILE)
-        raise
     log.info("published %s %s (sha256 %s)", card.name, card.version, card.sha256)
     return PublishedModel(card.name, card.version, card.sha256)
 
 
 def fetch_model(
-    store: Store,
+    store: ModelStore,
     name: str,
     dest: Path,
     version: str = LATEST,
     *,
     progress: ProgressFactory = track,
 ) -> FetchedModel:
-    """Resolve VERSION, download and verify model.onnx, and place both files in DEST."""
+    """Resolve VERSION, download and verify the version's files, and place them in DEST."""
     _check_wanted(name, version)
     resolved = resolve_version(store, name, version)
-    base = f"{name}/{resolved}/"
     card = _stored_card(store, name, resolved)
     dest = Path(dest)
-    card_bytes = (json.dumps(card.to_dict(), indent=2) + "\n").encode()
-    model_path = dest / MODEL_FILE
-    if model_path.is_file() and file_sha256(model_path) == card.sha256:
-        _place_bytes(dest / CARD_FILE, card_bytes)
+    wanted = {file: sha for file, sha in version_files(card).items() if not _holds(dest, file, sha)}
+    if not wanted:
+        _place_bytes(dest / CARD_FILE, _card_bytes(card))
         log.info("%s already holds %s %s (sha256 %s)", dest, name, resolved, card.sha256)
         return FetchedModel(name, resolved, card.sha256, dest, 0)
     log.info("fetching %s %s from %s", name, resolved, store.describe())
     made_dest = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{MODEL_FILE}.")
-    tmp = Path(tmp_name)
+    received: dict[str, Path] = {}
     try:
-        with (
-            open(handle, "w+b", buffering=0) as raw,  # unbuffered: the hasher reads it back
-            HashingWriter(raw) as out,
-            progress(f"download {name} {resolved}") as bar,
-        ):
-            store.download(base + MODEL_FILE, out, bar)
-        size = tmp.stat().st_size
-        # Hashed on the way in; a second pass only if an SDK rewrote a range it had sent.
-        received = out.hexdigest(size) or file_sha256(tmp)
-        if received != card.sha256:
-            raise IntegrityError(
-                f"{store.describe(base + MODEL_FILE)} has sha256 {received}, but its "
-                f"{CARD_FILE} says {card.sha256}: the stored model is damaged; publish it again "
-                "as a new version"
-            )
-        _place_bytes(dest / CARD_FILE, card_bytes)
-        tmp.chmod(PLACED_MODE)
-        os.replace(tmp, model_path)
+        for file, sha256 in wanted.items():
+            received[file] = _download_verified(store, name, resolved, file, sha256, dest, progress)
+        size = sum(path.stat().st_size for path in received.values())
+        # Every file verified: only now is anything in DEST replaced, the card last.
+        for file, path in received.items():
+            path.chmod(PLACED_MODE)
+            os.replace(path, dest / file)
+        _place_bytes(dest / CARD_FILE, _card_bytes(card))
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for path in received.values():
+            path.unlink(missing_ok=True)
         if made_dest:
             with contextlib.suppress(OSError):
                 dest.rmdir()
@@ -159,19 +140,66 @@ def fetch_model(
     return FetchedModel(name, resolved, card.sha256, dest, size)
 
 
-def published_versions(store: Store, name: str) -> list[str]:
-    """Versions of NAME that have a model.json (a complete publish), in ascending order."""
-    versions = set()
-    prefix = f"{name}/"
-    for key in store.keys(prefix):
-        version, _, file = key[len(prefix) :].partition("/")
-        if file == CARD_FILE and _valid(version):
-            versions.add(version)
-    return sorted(versions, key=version_key)
+def version_files(card: ModelCard) -> dict[str, str]:
+    """The files a version holds beside its card, each with the sha256 the card gives it."""
+    files = {MODEL_FILE: card.sha256}
+    if card.golden:
+        files[GOLDEN_FILE] = card.golden.sha256
+    return files
 
 
-def resolve_version(store: Store, name: str, version: str = LATEST) -> str:
-    """`latest` is the highest published version; 1.2 finds 1.2.0 (the same version)."""
+def _download_verified(
+    store: ModelStore,
+    name: str,
+    version: str,
+    file: str,
+    sha256: str,
+    dest: Path,
+    progress: ProgressFactory,
+) -> Path:
+    """FILE downloaded into a private temp file in DEST and checked against SHA256."""
+    handle, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{file}.")
+    tmp = Path(tmp_name)
+    try:
+        with (
+            open(handle, "w+b", buffering=0) as raw,  # unbuffered: the hasher reads it back
+            HashingWriter(raw) as out,
+            progress(f"download {name} {version} {file}") as bar,
+        ):
+            store.download(name, version, file, out, bar)
+        # Hashed on the way in; a second pass only if an SDK rewrote a range it had sent.
+        received = out.hexdigest(tmp.stat().st_size) or file_sha256(tmp)
+        if received != sha256:
+            raise IntegrityError(
+                f"{store.describe(name, version, file)} has sha256 {received}, but its "
+                f"{CARD_FILE} says {sha256}: the stored model is damaged; publish it again "
+                "as a new version"
+            )
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _holds(dest: Path, file: str, sha256: str) -> bool:
+    path = dest / file
+    return path.is_file() and file_sha256(path) == sha256
+
+
+def _card_bytes(card: ModelCard) -> bytes:
+    return (json.dumps(card.to_dict(), indent=2) + "\n").encode()
+
+
+def published_versions(store: ModelStore, name: str) -> list[str]:
+    """NAME's complete, valid versions, in ascending order."""
+    return sorted({v for v in store.versions(name) if _valid(v)}, key=version_key)
+
+
+def resolve_version(store: ModelStore, name: str, version: str = LATEST) -> str:
+    """`latest` is the highest published version, @ALIAS the one the alias names; 1.2 finds 1.2.0
+    (the same version)."""
+    if version.startswith(ALIAS):
+        return store.alias(name, version[len(ALIAS) :])
     versions = published_versions(store, name)
     if not versions:
         raise NotFound(
@@ -194,15 +222,15 @@ def same_version(a: str, b: str) -> bool:
     return version_key(a) == version_key(b)
 
 
-def _stored_card(store: Store, name: str, version: str) -> ModelCard:
-    key = f"{name}/{version}/{CARD_FILE}"
+def _stored_card(store: ModelStore, name: str, version: str) -> ModelCard:
+    where = store.describe(name, version, CARD_FILE)
     try:
-        card = ModelCard.from_dict(json.loads(store.read(key)))
+        card = ModelCard.from_dict(json.loads(store.read_card(name, version)))
     except (CardError, ValueError) as exc:
-        raise IntegrityError(f"{store.describe(key)} is not a valid model card: {exc}") from None
+        raise IntegrityError(f"{where} is not a valid model card: {exc}") from None
     if card.name != name or not same_version(card.version, version):
         raise IntegrityError(
-            f"{store.describe(key)} describes {card.name} {card.version}, not {name} {version}: "
+            f"{where} describes {card.name} {card.version}, not {name} {version}: "
             "the store was changed by hand; publish the model again as a new version"
         )
     return card
@@ -222,7 +250,7 @@ def _place_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _exists(store: Store, name: str, version: str, stored: str) -> Conflict:
+def _exists(store: ModelStore, name: str, version: str, stored: str) -> Conflict:
     same = "" if stored == version else f" (as {stored})"
     return Conflict(
         f"model {name!r} version {version} already exists{same} in {store.describe()}: "
@@ -242,17 +270,24 @@ def _check_wanted(name: str, version: str) -> None:
     """A model name and a version (or `latest`) that a store can hold."""
     if not NAME_PATTERN.match(name):
         raise ConfigError(f"--name {name!r} is not a model name: 1-64 of a-z, 0-9, '.', '_', '-'")
-    if version != LATEST:
+    if version.startswith(ALIAS):
+        _check_alias(version[len(ALIAS) :])
+    elif version != LATEST:
         try:
             check_version(version)
         except CardError as exc:
             raise ConfigError(f"--version: {exc}") from None
 
 
+def _check_alias(alias: str) -> None:
+    if alias and not ALIAS_PATTERN.match(alias):
+        raise ConfigError(f"alias {alias!r} is not valid: 1-64 of a-z, 0-9, '.', '_', '-'")
+
+
 def _publishable(model_dir: Path, version: str | None) -> ModelCard:
-    """The card of DIR's model, verified against model.onnx, as VERSION."""
+    """The card of DIR's model, verified against its files, as VERSION."""
     try:
-        card = verify_model_dir(Path(model_dir))
+        card = verify_model_dir(Path(model_dir), golden=True)
         return card.with_version(version or card.version)
     except CardError as exc:
         raise ConfigError(str(exc)) from None
@@ -264,8 +299,8 @@ def _publishable(model_dir: Path, version: str | None) -> ModelCard:
 def _store_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
-        help="https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX], s3://BUCKET[/PREFIX] "
-        "or a folder (default: $MODEL_STORE)",
+        help="https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX], s3://BUCKET[/PREFIX], "
+        "a folder, azureml://... or mlflow+https://HOST (default: $MODEL_STORE)",
     )
     parser.add_argument(
         "--max-concurrency",
@@ -282,20 +317,25 @@ def _publish_flags(parser: argparse.ArgumentParser) -> None:
     _store_flags(parser)
     parser.add_argument("--model-dir", required=True, type=Path, help="folder with the model")
     parser.add_argument("--version", help="version to publish (default: model.json's)")
+    parser.add_argument(
+        "--alias", default="", help="point this alias (MLflow) or label (Azure ML) at the version"
+    )
 
 
 def _fetch_flags(parser: argparse.ArgumentParser) -> None:
     _store_flags(parser)
     parser.add_argument("--name", help="model name (default: $MODEL_NAME)")
-    parser.add_argument("--version", default=LATEST, help="version or 'latest' (default)")
+    parser.add_argument(
+        "--version", default=LATEST, help="a version, @ALIAS (registries) or 'latest' (default)"
+    )
     parser.add_argument("--dest", required=True, type=Path, help="folder to place the model in")
 
 
-def _open(args: argparse.Namespace) -> Store:
+def _open(args: argparse.Namespace) -> ModelStore:
     if args.max_concurrency < 1 or args.retries < 0:
         raise ConfigError("--max-concurrency must be at least 1 and --retries at least 0")
     url = args.store or os.environ.get("MODEL_STORE", "")
-    return open_store(url, max_concurrency=args.max_concurrency, retries=args.retries)
+    return open_model_store(url, max_concurrency=args.max_concurrency, retries=args.retries)
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -313,8 +353,10 @@ def check_publish(args: argparse.Namespace) -> str:
         card = card.with_version(args.version or card.version)
     except CardError as exc:
         raise ConfigError(str(exc)) from None
-    if not (Path(args.model_dir) / MODEL_FILE).is_file():
-        raise ConfigError(f"{Path(args.model_dir) / MODEL_FILE} not found: train or fetch it first")
+    _check_alias(args.alias)
+    for file in version_files(card):
+        if not (Path(args.model_dir) / file).is_file():
+            raise ConfigError(f"{Path(args.model_dir) / file} not found: train or fetch it first")
     return f"publish {card.name} {card.version} (sha256 {card.sha256}) to {store.describe()}"
 
 
@@ -325,7 +367,7 @@ def check_fetch(args: argparse.Namespace) -> str:
 
 
 def run_publish(args: argparse.Namespace) -> PublishedModel:
-    return publish_model(_open(args), args.model_dir, args.version)
+    return publish_model(_open(args), args.model_dir, args.version, alias=args.alias)
 
 
 def run_fetch(args: argparse.Namespace) -> FetchedModel:
@@ -336,8 +378,9 @@ COMMANDS = (
     Command(
         "publish-model",
         help="upload model.onnx + model.json as a new, immutable model version",
-        description="Upload DIR/model.onnx and DIR/model.json as version V of the model "
-        "named in model.json. Publishing an existing version fails.",
+        description="Upload DIR/model.onnx, DIR/golden.jsonl when model.json names one, and "
+        "DIR/model.json as version V of the model named in model.json. Publishing an existing "
+        "version fails.",
         flags=_publish_flags,
         check=check_publish,
         run=run_publish,
@@ -345,8 +388,9 @@ COMMANDS = (
     Command(
         "fetch-model",
         help="download and verify a model version into a folder",
-        description="Resolve the version (latest = highest), download model.onnx, verify "
-        "its sha256 against model.json, and place both in DEST.",
+        description="Resolve the version (latest = highest, @ALIAS = what the alias names), "
+        "download model.onnx (and golden.jsonl), verify their sha256 against model.json, and place "
+        "them in DEST.",
         flags=_fetch_flags,
         check=check_fetch,
         run=run_fetch,

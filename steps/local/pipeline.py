@@ -74,10 +74,11 @@ class Context:
     values: dict[str, object] = field(default_factory=dict)
 
     def store(self):
-        from ..clients.stores import parse_store_url
+        from ..clients.stores import ObjectModelStore, parse_store_url
         from ..clients.stores.azure_blob import AzureBlobStore
 
-        return AzureBlobStore(parse_store_url(self.stack.store_url), env=DEV_STORAGE)
+        blobs = AzureBlobStore(parse_store_url(self.stack.store_url), env=DEV_STORAGE)
+        return ObjectModelStore(blobs)
 
     def login(self):
         from ..clients.registry import RegistryLogin

@@ -18,8 +18,12 @@ from ...support.progress import Progress
 STORE_FORMS = (
     "https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX], "
     "http://127.0.0.1:10000/devstoreaccount1/CONTAINER[/PREFIX] (Azurite), "
-    "s3://BUCKET[/PREFIX], file:///PATH or a folder path"
+    "s3://BUCKET[/PREFIX], file:///PATH or a folder path, "
+    "azureml://subscriptions/S/resourceGroups/G/workspaces/W, azureml://registries/R, "
+    "mlflow+http(s)://HOST[:PORT]"
 )
+AZUREML_SCHEME = "azureml"
+MLFLOW_SCHEMES = ("mlflow+http", "mlflow+https")
 ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 BUCKET = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -15,6 +15,7 @@ from steps.clients.stores import (
     AzureLocation,
     FolderLocation,
     S3Location,
+    open_model_store,
     open_store,
     parse_store_url,
 )
@@ -50,7 +51,7 @@ def test_the_store_stopped_mid_download_then_a_rerun_succeeds(big_model_dir, tmp
         (dest / "model.onnx").write_bytes(b"the model that was here")
         before = snapshot(dest)
         # Two at a time, so that chunks are still to be asked for when Azurite has gone.
-        store = open_store(target.url, retries=1, max_concurrency=2)
+        store = open_model_store(target.url, retries=1, max_concurrency=2)
         with pytest.raises(Unavailable, match=r"blob digits/1\.0\.0/model\.onnx .* reached"):
             fetch_model(
                 store, "digits", dest, progress=lambda label: StopsTheStore(label, tty=False)
@@ -89,7 +90,7 @@ def test_a_read_only_sas_can_fetch_but_not_publish(azure_target, model_dir, tmp_
     # The SAS in the URL wins over the connection string that could write.
     with pytest.raises(AuthError, match=r"denied \(\w+\): the store URL's SAS .* create \(c\)"):
         publish(sas_url, model_dir, version="2.0.0")
-    assert published_versions(open_store(azure_target.url), "digits") == ["1.0.0"]
+    assert published_versions(open_model_store(azure_target.url), "digits") == ["1.0.0"]
 
 
 def test_a_sas_from_the_environment(azure_target, model_dir, tmp_path, monkeypatch):

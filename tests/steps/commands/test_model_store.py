@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from app.card import file_sha256, read_card
-from steps.clients.stores import (
-    open_store,
-)
+from steps.clients.stores import open_model_store, open_store
 from steps.commands.model_store import fetch_model, publish_model, published_versions
 from steps.support.errors import (
+    ConfigError,
     Conflict,
     IntegrityError,
     NotFound,
@@ -39,8 +38,12 @@ def test_round_trip(store, model_dir, tmp_path):
     }
     assert (tmp_path / "dest/model.onnx").read_bytes() == (model_dir / "model.onnx").read_bytes()
     assert read_card(tmp_path / "dest") == card
-    assert fetched.downloaded_bytes == (model_dir / "model.onnx").stat().st_size
-    assert sorted(snapshot(tmp_path / "dest")) == ["model.json", "model.onnx"]
+    golden = (model_dir / "golden.jsonl").read_bytes()
+    assert (tmp_path / "dest/golden.jsonl").read_bytes() == golden
+    assert fetched.downloaded_bytes == sum(
+        (model_dir / file).stat().st_size for file in ("model.onnx", "golden.jsonl")
+    )
+    assert sorted(snapshot(tmp_path / "dest")) == ["golden.jsonl", "model.json", "model.onnx"]
 
 
 def test_a_big_model_is_hashed_on_the_way_in(store, big_model_dir, tmp_path, monkeypatch):
@@ -72,7 +75,7 @@ def test_latest_is_the_numerically_highest_complete_version(store, model_dir, tm
     store.put("digits/notes/model.json", b"{}")
     store.put("digits/README.txt", b"hello")
 
-    assert published_versions(open_store(store.url), "digits") == ["1.2", "1.9.0", "1.10.0"]
+    assert published_versions(open_model_store(store.url), "digits") == ["1.2", "1.9.0", "1.10.0"]
     assert fetch(store.url, tmp_path / "latest").version == "1.10.0"
     assert read_card(tmp_path / "latest").version == "1.10.0"
     # 1.9 and 1.9.0 are the same version.
@@ -98,15 +101,15 @@ def test_a_create_never_overwrites(store):
 
 
 def test_a_publish_that_cannot_finish_takes_its_model_back(store, model_dir, monkeypatch):
-    backend = open_store(store.url)
-    create = backend.create
+    backend = open_model_store(store.url)
+    create = backend.objects.create
 
     def card_upload_fails(key, source, size, progress):
         if key.endswith("model.json"):
-            raise Unavailable(f"{backend.describe(key)} could not be reached: test")
+            raise Unavailable(f"{backend.objects.describe(key)} could not be reached: test")
         create(key, source, size, progress)
 
-    monkeypatch.setattr(backend, "create", card_upload_fails)
+    monkeypatch.setattr(backend.objects, "create", card_upload_fails)
     with pytest.raises(Unavailable, match=r"model\.json.* could not be reached: test"):
         publish_model(backend, model_dir, progress=quiet)
     assert list(open_store(store.url).keys("digits/")) == []
@@ -180,12 +183,33 @@ def test_a_damaged_stored_model_fails_and_leaves_dest_alone(store, model_dir, tm
     assert snapshot(existing) == before
 
 
+def test_a_damaged_golden_set_fails_and_places_nothing(store, model_dir, tmp_path):
+    """The model verifies, the golden set does not: DEST gets neither, nor the card."""
+    publish(store.url, model_dir)
+    store.put("digits/1.0.0/golden.jsonl", b'{"inputs": {"input": [0]}, "target": "7"}\n')
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "model.onnx").write_bytes(b"the model that was here")
+    before = snapshot(existing)
+    with pytest.raises(IntegrityError, match=r"golden\.jsonl.* has sha256 [0-9a-f]{64}, but its"):
+        fetch(store.url, existing)
+    assert snapshot(existing) == before
+
+
+def test_a_golden_set_that_does_not_match_its_card_is_not_published(store, model_dir):
+    with open(model_dir / "golden.jsonl", "a") as golden:
+        golden.write('{"inputs": {"input": [1]}, "target": "1"}\n')
+    with pytest.raises(ConfigError, match=r"golden\.jsonl has sha256 .* but model\.json says"):
+        publish(store.url, model_dir)
+    assert published_versions(open_model_store(store.url), "digits") == []
+
+
 def test_an_unchanged_model_is_not_downloaded_again(store, model_dir, tmp_path, monkeypatch):
     publish(store.url, model_dir)
     fetch(store.url, tmp_path / "dest")
     (tmp_path / "dest/model.json").write_text("{}")  # only the card is stale
 
-    again = open_store(store.url)
+    again = open_model_store(store.url)
 
     def no_download(*args, **kwargs):
         raise AssertionError("downloaded although DEST holds the model")
@@ -203,7 +227,7 @@ def test_a_changed_model_in_dest_is_replaced(store, model_dir, tmp_path):
     (dest / "model.onnx").write_bytes(b"an older model")
     fetch(store.url, dest)
     assert file_sha256(dest / "model.onnx") == read_card(model_dir).sha256
-    assert sorted(snapshot(dest)) == ["model.json", "model.onnx"]
+    assert sorted(snapshot(dest)) == ["golden.jsonl", "model.json", "model.onnx"]
 
 
 @pytest.mark.parametrize(
@@ -214,6 +238,8 @@ def test_a_changed_model_in_dest_is_replaced(store, model_dir, tmp_path):
         (["--store", "{store}", "--name", "digits", "--version", "v1"], 2, "'v1' is not valid"),
         (["--store", "{store}", "--name", "digits", "--version", "7"], 4, "has no version 7"),
         (["--name", "digits"], 2, "no model store given: pass --store"),
+        (["--store", "{store}", "--name", "digits", "--version", "@Bad"], 2, "'Bad' is not valid"),
+        (["--store", "{store}", "--name", "digits", "--version", "@prod"], 2, "has no aliases"),
     ],
 )
 def test_command_line_errors(args, code, message, model_dir, tmp_path):
