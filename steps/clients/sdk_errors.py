@@ -80,6 +80,32 @@ def azure_errors(
         raise StepError(f"{what}: Azure answered {exc.status_code} {_code(exc)}") from None
 
 
+@contextlib.contextmanager
+def azureml_errors(what: str, *, role: str, fix_not_found: str = "") -> Iterator[None]:
+    """azure_errors, plus the azure-ai-ml SDK's own exceptions (raised before or instead of an
+    HTTP error): a changed asset path is a version that exists with other files."""
+    from azure.ai.ml.exceptions import AssetPathException, MlException
+    from azure.core.exceptions import HttpResponseError
+
+    with azure_errors(what, role=role, fix_not_found=fix_not_found):
+        try:
+            yield
+        except HttpResponseError as exc:
+            # The service's answer to a PUT that would change an existing version's files (the
+            # SDK means to turn it into AssetPathException but compares the whole message).
+            if "Asset paths cannot be updated" not in str(getattr(exc.error, "message", "")):
+                raise
+            raise Conflict(
+                f"{what} already exists with other files: versions are immutable"
+            ) from None
+        except AssetPathException:
+            raise Conflict(
+                f"{what} already exists with other files: versions are immutable"
+            ) from None
+        except MlException as exc:
+            raise StepError(f"{what}: Azure ML refused it: {_first_line(exc)}") from None
+
+
 # Azure DevOps answers a missing PAT scope or role with one of these exception types (401/403).
 _DEVOPS_DENIED = ("AccessDenied", "AccessCheck", "Unauthorized", "Security", "Permission")
 

@@ -1,0 +1,239 @@
+"""An Azure Machine Learning workspace as a model store, through the azure-ai-ml SDK.
+
+A version is one model asset of type custom_model: a folder holding model.onnx, golden.jsonl when
+given, and model.json, tagged with the sha256 and the card's main fields. The SDK uploads the folder
+to the workspace's default datastore first and registers the model version after, so readers see a
+version only once all its files are stored; a registration that fails leaves only unreferenced
+blobs. Labels are Azure ML's model stage (`--version @Production`: the highest version in that
+stage). Fetch reads the files straight from the datastore with the blob SDK, streaming.
+
+Other clouds (or a local fake) are found through the SDK's own ARM_CLOUD_METADATA_URL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from app.card import version_key
+
+from ...support import outputs
+from ...support.errors import ConfigError, Conflict, NotFound
+from ...support.progress import Progress
+from ..sdk_errors import azureml_errors
+from .location import MAX_CONCURRENCY
+from .models import CARD_FILE, ProgressFactory
+
+PUBLISH_ROLE = "AzureML Data Scientist"
+READ_ROLE = "AzureML Data Scientist (or Reader with Storage Blob Data Reader on its storage)"
+FORM = "azureml://subscriptions/S/resourceGroups/G/workspaces/W"
+ASSET_FOLDER = "model"  # the uploaded folder's name, the last part of the asset's path
+MODEL_TYPE = "custom_model"
+# The card's fields copied into the version's tags (beside sha256), where the studio shows them.
+CARD_TAGS = ("name", "version", "framework", "task", "created")
+CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Workspace:
+    subscription: str
+    resource_group: str
+    name: str
+
+    def describe(self) -> str:
+        return f"azureml://subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/workspaces/{self.name}"
+
+
+def parse_azureml_url(url: str) -> Workspace:
+    """azureml://subscriptions/S/resourceGroups/G/workspaces/W; the registry form is refused."""
+    parts = urlsplit(url.strip())
+    segments = [parts.netloc, *(s for s in parts.path.split("/") if s)]
+    if parts.query or parts.fragment:
+        raise ConfigError(f"store {url.split('?')[0]}: azureml:// URLs take no query: use {FORM}")
+    if segments and segments[0].lower() == "registries":
+        raise ConfigError(
+            f"store {url}: Azure ML registries are not supported yet; use a workspace: {FORM}"
+        )
+    keys = [s.lower() for s in segments[0::2]]
+    if keys != ["subscriptions", "resourcegroups", "workspaces"] or len(segments) != 6:
+        raise ConfigError(f"store {url} is not an Azure ML workspace URL: use {FORM}")
+    return Workspace(segments[1], segments[3], segments[5])
+
+
+class AzureMLStore:
+    """Model versions of one Azure ML workspace; every SDK call is translated by _errors."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        max_concurrency: int = MAX_CONCURRENCY,
+        retries: int = 3,
+        credential: Any = None,
+    ) -> None:
+        from azure.ai.ml import MLClient
+
+        from ..azure import credential as default_credential
+
+        self.workspace = workspace
+        self.max_concurrency = max_concurrency
+        self.retries = retries
+        self.credential = credential or default_credential()
+        with azureml_errors(workspace.describe(), role=READ_ROLE):
+            self.client = MLClient(
+                self.credential,
+                subscription_id=workspace.subscription,
+                resource_group_name=workspace.resource_group,
+                workspace_name=workspace.name,
+                enable_telemetry=False,  # the SDK's App Insights logging: never
+                show_progress=False,
+                retry_total=retries,
+            )
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, max_concurrency: int = MAX_CONCURRENCY, retries: int = 3
+    ) -> AzureMLStore:
+        return cls(parse_azureml_url(url), max_concurrency=max_concurrency, retries=retries)
+
+    def describe(self, name: str = "", version: str = "", file: str = "") -> str:
+        where = f"workspace {self.workspace.describe()}"
+        if not name:
+            return where
+        model = f"model {name}" + (f" version {version}" if version else "")
+        return f"{file + ' of ' if file else ''}{model} in {where}"
+
+    def versions(self, name: str, *, archived: bool = False) -> list[str]:
+        from azure.ai.ml.constants import ListViewType
+
+        view = ListViewType.ALL if archived else ListViewType.ACTIVE_ONLY
+        with self._errors(self.describe(), write=False, fix_not_found=f"check --store ({FORM})"):
+            return [model.version for model in self.client.models.list(name, list_view_type=view)]
+
+    def alias(self, name: str, alias: str) -> str:
+        stage = None if alias == "latest" else alias
+        with self._errors(self.describe(name), write=False):
+            found = [model.version for model in self.client.models.list(name, stage=stage)]
+        if not found:
+            raise NotFound(
+                f"no version of model {name} has the stage {alias!r} in "
+                f"{self.describe()}: publish one with --alias {alias}, or pass a version"
+            )
+        return max(found, key=version_key)
+
+    def read_card(self, name: str, version: str) -> bytes:
+        buffer = io.BytesIO()
+        with Progress(f"read {CARD_FILE}", tty=False) as quiet:
+            self.download(name, version, CARD_FILE, buffer, quiet)
+        return buffer.getvalue()
+
+    def download(
+        self, name: str, version: str, file: str, out: BinaryIO, progress: Progress
+    ) -> None:
+        what = self.describe(name, version, file)
+        with self._errors(what, write=False):
+            container, folder = self._asset_folder(name, version)
+            stream = container.download_blob(
+                f"{folder}/{file}",
+                max_concurrency=self.max_concurrency,
+                progress_hook=progress.update_to,
+            )
+            progress.set_total(stream.size)
+            stream.readinto(out)
+
+    def publish(
+        self,
+        name: str,
+        version: str,
+        files: Mapping[str, Path],
+        card: bytes,
+        progress: ProgressFactory,
+        alias: str = "",
+    ) -> None:
+        from azure.ai.ml.entities import Model
+
+        if alias == "latest":
+            raise ConfigError(
+                "--alias latest: 'latest' is always the highest version; name a stage"
+            )
+        existing = [
+            v for v in self.versions(name, archived=True) if version_key(v) == version_key(version)
+        ]
+        if existing:
+            raise Conflict(
+                f"{self.describe(name, existing[0])} exists: versions are immutable, publish "
+                "a new version"
+            )
+        tags = _tags(card)
+        with tempfile.TemporaryDirectory(prefix="aiship-azureml-") as tmp:
+            folder = Path(tmp) / ASSET_FOLDER
+            folder.mkdir()
+            for file, path in files.items():  # links: the SDK uploads what they point at
+                (folder / file).symlink_to(Path(path).resolve())
+            (folder / CARD_FILE).write_bytes(card)
+            model = Model(
+                name=name,
+                version=version,
+                path=str(folder),
+                type=MODEL_TYPE,
+                tags=tags,
+                stage=alias or None,
+                description=f"published by aiship (sha256 {tags.get('sha256', '?')})",
+            )
+            with progress(f"upload and register {name} {version}") as bar:
+                with self._errors(self.describe(name, version), write=True):
+                    self.client.models.create_or_update(model)
+                bar.set_total(1)
+                bar.update_to(1, 1)
+
+    def _asset_folder(self, name: str, version: str):
+        """The datastore container and blob folder that hold the version's files."""
+        from azure.storage.blob import ContainerClient
+
+        model = self.client.models.get(name, version=version)
+        datastore_name, folder = _datastore_path(str(model.path))
+        datastore = self.client.datastores.get(datastore_name, include_secrets=True)
+        credentials = datastore.credentials
+        secret = getattr(credentials, "account_key", None) or getattr(
+            credentials, "sas_token", None
+        )
+        if secret:
+            outputs.mask(secret)
+        account_url = f"{datastore.protocol}://{datastore.account_name}.blob.{datastore.endpoint}"
+        container = ContainerClient(
+            account_url,
+            datastore.container_name,
+            credential=secret or self.credential,
+            max_single_get_size=CHUNK,
+            max_chunk_get_size=CHUNK,
+            retry_total=self.retries,
+        )
+        return container, folder
+
+    def _errors(self, what: str, *, write: bool, fix_not_found: str = ""):
+        return azureml_errors(
+            what, role=PUBLISH_ROLE if write else READ_ROLE, fix_not_found=fix_not_found
+        )
+
+
+def _datastore_path(path: str) -> tuple[str, str]:
+    """azureml://[subscriptions/…/workspaces/W/]datastores/D/paths/P -> (D, P without '/')."""
+    marker = "/datastores/"
+    head, _, rest = path.partition(marker)
+    datastore, _, folder = rest.partition("/paths/")
+    if not (head.startswith("azureml:") and datastore and folder):
+        raise ConfigError(f"model path {path!r} is not on a datastore: it was not published here")
+    return datastore, folder.strip("/")
+
+
+def _tags(card: bytes) -> dict[str, str]:
+    fields = json.loads(card)
+    tags = {"sha256": str(fields.get("sha256", ""))}
+    tags.update({key: str(fields[key]) for key in CARD_TAGS if fields.get(key) is not None})
+    return tags
