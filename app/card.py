@@ -20,6 +20,8 @@ GOLDEN_FILE = "golden.jsonl"
 
 # Open Inference Protocol (V2) tensor datatypes this service can carry.
 DATATYPES = ("BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "FP16", "FP32", "FP64")
+INTEGER_DATATYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8"})
+FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 VERSION_PATTERN = re.compile(r"^\d+(\.\d+){0,3}$")
 
@@ -136,6 +138,16 @@ class ModelCard:
         data["labels"] = list(self.labels) if self.labels is not None else None
         return {k: v for k, v in data.items() if v is not None}
 
+    def class_outputs(self) -> tuple[str | None, str | None]:
+        """A classifier's outputs that carry its answer: the label (one integer per row, an
+        index into `labels`) and the scores (one float per label and row); None where absent,
+        both None for a card without labels."""
+        if not self.labels:
+            return None, None
+        label = next((s.name for s in self.outputs if _is_label(s)), None)
+        scores = next((s.name for s in self.outputs if _is_scores(s, len(self.labels))), None)
+        return label, scores
+
     def with_version(self, version: str) -> ModelCard:
         check_version(version)
         return replace(self, version=version)
@@ -156,6 +168,18 @@ def version_key(version: str) -> tuple[int, ...]:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def _is_label(spec: TensorSpec) -> bool:
+    """One integer per row: shape [-1] or [-1, 1]."""
+    return spec.datatype in INTEGER_DATATYPES and (
+        len(spec.shape) == 1 or (len(spec.shape) == 2 and spec.shape[1] == 1)
+    )
+
+
+def _is_scores(spec: TensorSpec, classes: int) -> bool:
+    """One float per class and row: shape [-1, classes]."""
+    return spec.datatype in FLOAT_DATATYPES and len(spec.shape) == 2 and spec.shape[1] == classes
 
 
 def _specs(data: object, where: str) -> tuple[TensorSpec, ...]:

@@ -21,7 +21,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .card import ModelCard, TensorSpec
+from .card import ModelCard
 
 # Methods are label values: anything else a client sends is counted as "other", so that no client
 # can grow the number of series.
@@ -29,8 +29,6 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # A predicted class outside the card's labels: the label values stay the card's, plus this one.
 OTHER_CLASS = "other"
-INTEGER_DATATYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8"})
-FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
 class Metrics:
@@ -125,10 +123,7 @@ class PredictionCounter:
     @classmethod
     def for_card(cls, card: ModelCard, registry: CollectorRegistry) -> PredictionCounter | None:
         """The counter for a classifier (a card with labels whose outputs carry a class)."""
-        if not card.labels:
-            return None
-        label = next((s.name for s in card.outputs if _is_label(s)), None)
-        scores = next((s.name for s in card.outputs if _is_scores(s, len(card.labels))), None)
+        label, scores = card.class_outputs()
         if label is None and scores is None:
             return None
         return cls(card.labels, label, scores, registry)
@@ -146,15 +141,3 @@ class PredictionCounter:
         counts = np.bincount(classes, minlength=other + 1)
         for index in np.flatnonzero(counts):
             self._children[index].inc(int(counts[index]))
-
-
-def _is_label(spec: TensorSpec) -> bool:
-    """One integer per row: shape [-1] or [-1, 1]."""
-    return spec.datatype in INTEGER_DATATYPES and (
-        len(spec.shape) == 1 or (len(spec.shape) == 2 and spec.shape[1] == 1)
-    )
-
-
-def _is_scores(spec: TensorSpec, classes: int) -> bool:
-    """One float per class and row: shape [-1, classes]."""
-    return spec.datatype in FLOAT_DATATYPES and len(spec.shape) == 2 and spec.shape[1] == classes

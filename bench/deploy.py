@@ -60,11 +60,11 @@ from steps.local.base_image import usable_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.kube_cluster import LocalCluster, down, up
 from steps.local.registry_server import LocalRegistry
-from steps.local.server import HOST, free_port
 from steps.local.traffic import digits_rows
 from steps.support import logs
 from steps.support.errors import RolledBack, StepError
 from steps.support.paths import MANIFESTS, REPO_ROOT
+from steps.support.ports import HOST, free_port
 from steps.support.processes import run
 from tests.kubecluster import KubeCluster, broken_releases, canary_releases
 

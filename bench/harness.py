@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from steps.local.server import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
 from steps.support.paths import REPO_ROOT
+from steps.support.ports import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 FEATURES = 64

@@ -22,8 +22,8 @@ from steps.clients.docker import docker
 from steps.commands.build_image import BuiltImage, ImageBuild, build_image
 from steps.local.base_image import usable_base_image
 from steps.local.docker_engine import ensure_engine
-from steps.local.server import free_port
 from steps.support.paths import REPO_ROOT
+from steps.support.ports import free_port
 from tests.contracts.held import Held
 from tests.kubecluster import (  # noqa: F401  (fixtures)
     kube_cluster,

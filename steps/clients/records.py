@@ -28,8 +28,10 @@ from .registry import (
     DIGEST,
     OCI_INDEX,
     OCI_MANIFEST,
+    ImageRef,
     Manifest,
     RegistryClient,
+    RegistryLogin,
     sha256_digest,
 )
 
@@ -53,12 +55,54 @@ class Record:
     created: str  # ISO 8601 UTC, from the manifest annotation org.opencontainers.image.created
 
 
+EVALUATION = "evaluation"  # evaluate-model's verdict on the model in the image
+
 # Kinds whose documents have a standard media type, so that other tools (oras discover, Ratify,
 # an SBOM scanner) recognise them; every other kind is ours.
 STANDARD_TYPES = {
     "sbom": "application/vnd.cyclonedx+json",
     "provenance": "application/vnd.in-toto+json",
 }
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The records about one image repository's digests, in its registry, and the tags that
+    say which digest an environment runs."""
+
+    client: RegistryClient
+    repository: str
+
+    @classmethod
+    def of(cls, login: RegistryLogin, image: str) -> Ledger:
+        return cls(RegistryClient(login), ImageRef.parse(image).repository)
+
+    def read(self, digest: str, kind: str) -> list[Record]:
+        return read_records(self.client, self.repository, digest, kind)
+
+    def write(self, digest: str, kind: str, payload: dict) -> Record:
+        return write_record(self.client, self.repository, digest, kind, payload)
+
+    def runs(self, environment: str) -> str:
+        """The digest ENVIRONMENT runs, as its deploys last recorded it; "" before the first."""
+        try:
+            return self.client.manifest(self.repository, deployed_tag(environment)).digest
+        except NotFound:
+            return ""
+
+    def mark_running(self, environment: str, digest: str) -> None:
+        """Point ENVIRONMENT's tag at DIGEST (the same manifest bytes, no layer moved)."""
+        manifest = self.client.manifest(self.repository, digest)
+        self.client.put_manifest(self.repository, deployed_tag(environment), manifest)
+
+
+def deployed_tag(environment: str) -> str:
+    """The tag that follows what ENVIRONMENT runs: deployed-<environment>."""
+    if not KIND.match(environment):
+        raise ConfigError(
+            f"environment {environment!r} cannot name a tag: use lowercase letters, digits, '-'"
+        )
+    return f"deployed-{environment}"
 
 
 def artifact_type(kind: str) -> str:

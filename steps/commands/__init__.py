@@ -14,6 +14,7 @@ MODULES = (
     "push_image",
     "verify_push",
     "attest",
+    "evaluate",
     "image_tags",
     "aks_credentials",
     "deploy",

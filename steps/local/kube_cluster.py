@@ -23,12 +23,13 @@ import yaml
 from ..clients.kubectl import Kubectl, kubectl_path
 from ..support.errors import StepError, Unavailable
 from ..support.paths import local_state_dir
+from ..support.ports import free_port
 from ..support.processes import gone, last_line, run, stop
 from ..support.waiting import wait_for
 from . import kube_node
 from .kube_build import ETCD, KUBERNETES, KubeBinaries, ensure_binaries
 from .kube_node import NODE_NAME
-from .server import HOST, free_port
+from .server import HOST
 
 log = logging.getLogger(__name__)
 

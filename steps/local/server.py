@@ -7,24 +7,17 @@ lifecycle is this one.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import requests
 
 from ..support.errors import Unavailable
+from ..support.ports import free_port
 from ..support.processes import last_line
 from ..support.waiting import wait_for
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class LocalServer:

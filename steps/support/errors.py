@@ -59,3 +59,9 @@ class Unproven(StepError):
     """The release cannot prove what it must before it deploys (e.g. no staging pass)."""
 
     exit_code = 9
+
+
+class Rejected(StepError):
+    """The candidate was measured and found wanting: its model failed the quality gate."""
+
+    exit_code = 10

@@ -34,7 +34,7 @@ from steps.clients.azure import ACR_AUDIENCE
 from steps.clients.docker import docker
 from steps.clients.registry import DOCKER_MANIFEST
 from steps.local.registry_server import LocalRegistry, TokenAuth, write_htpasswd
-from steps.local.server import free_port
+from steps.support.ports import free_port
 from tests.contracts.held import Held
 from tests.stepscli import run_steps
 

@@ -19,7 +19,7 @@ from app.card import file_sha256, read_card, write_card
 from steps.clients.stores import open_model_store
 from steps.commands.model_store import fetch_model, publish_model
 from steps.local.azurite import Azurite
-from steps.local.server import free_port
+from steps.support.ports import free_port
 from steps.support.progress import Progress
 from steps.support.waiting import wait_for
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from steps.clients.docker import docker
-from steps.local.server import free_port
 from steps.support.errors import Unavailable
+from steps.support.ports import free_port
 from steps.support.waiting import wait_for
 
 READY_TIMEOUT = 60.0

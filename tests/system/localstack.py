@@ -21,8 +21,8 @@ import requests
 
 from steps.clients.docker import docker
 from steps.local.kube_cluster import down as cluster_down
-from steps.local.server import free_port
 from steps.support.paths import REPO_ROOT
+from steps.support.ports import free_port
 from tests.stepscli import run_steps
 
 RUN_TIMEOUT = 600

@@ -4,7 +4,7 @@ A version is one model asset of type custom_model: a folder holding model.onnx, 
 given, and model.json, tagged with the sha256 and the card's main fields. The SDK uploads the folder
 to the workspace's default datastore first and registers the model version after, so readers see a
 version only once all its files are stored; a registration that fails leaves only unreferenced
-blobs. Labels are Azure ML's model stage (`--version @Production`: the highest version in that
+blobs. Labels are Azure ML's model stage (`--version @production`: the highest version in that
 stage). Fetch reads the files straight from the datastore with the blob SDK, streaming.
 
 Other clouds (or a local fake) are found through the SDK's own ARM_CLOUD_METADATA_URL.
@@ -12,6 +12,7 @@ Other clouds (or a local fake) are found through the SDK's own ARM_CLOUD_METADAT
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
@@ -31,12 +32,13 @@ from .location import MAX_CONCURRENCY
 from .models import CARD_FILE, ProgressFactory
 
 PUBLISH_ROLE = "AzureML Data Scientist"
-READ_ROLE = "AzureML Data Scientist (or Reader with Storage Blob Data Reader on its storage)"
+READ_ROLE = PUBLISH_ROLE  # a fetch lists the datastore's secrets: a Reader may not
 FORM = "azureml://subscriptions/S/resourceGroups/G/workspaces/W"
 ASSET_FOLDER = "model"  # the uploaded folder's name, the last part of the asset's path
 MODEL_TYPE = "custom_model"
-# The card's fields copied into the version's tags (beside sha256), where the studio shows them.
-CARD_TAGS = ("name", "version", "framework", "task", "created")
+# The card's fields copied into the version's tags, where the studio shows them (metrics and the
+# golden set's sha256 too, as metric.NAME and golden.sha256).
+CARD_TAGS = ("sha256", "name", "version", "framework", "created")
 CHUNK = 8 << 20
 
 
@@ -47,7 +49,8 @@ class Workspace:
     name: str
 
     def describe(self) -> str:
-        return f"azureml://subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/workspaces/{self.name}"
+        group = f"subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+        return f"azureml://{group}/workspaces/{self.name}"
 
 
 def parse_azureml_url(url: str) -> Workspace:
@@ -85,6 +88,9 @@ class AzureMLStore:
         self.max_concurrency = max_concurrency
         self.retries = retries
         self.credential = credential or default_credential()
+        self._folders: dict[
+            tuple[str, str], tuple[Any, str]
+        ] = {}  # a version's files: looked up once
         with azureml_errors(workspace.describe(), role=READ_ROLE):
             self.client = MLClient(
                 self.credential,
@@ -186,14 +192,21 @@ class AzureMLStore:
                 stage=alias or None,
                 description=f"published by aiship (sha256 {tags.get('sha256', '?')})",
             )
-            with progress(f"upload and register {name} {version}") as bar:
-                with self._errors(self.describe(name, version), write=True):
-                    self.client.models.create_or_update(model)
-                bar.set_total(1)
-                bar.update_to(1, 1)
+            # The SDK uploads without a progress hook and prints a colour reset to stderr after.
+            with (
+                progress(f"upload and register {name} {version}"),
+                self._errors(self.describe(name, version), write=True),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                self.client.models.create_or_update(model)
 
     def _asset_folder(self, name: str, version: str):
         """The datastore container and blob folder that hold the version's files."""
+        if (name, version) not in self._folders:
+            self._folders[(name, version)] = self._look_up_folder(name, version)
+        return self._folders[(name, version)]
+
+    def _look_up_folder(self, name: str, version: str):
         from azure.storage.blob import ContainerClient
 
         model = self.client.models.get(name, version=version)
@@ -228,12 +241,17 @@ def _datastore_path(path: str) -> tuple[str, str]:
     head, _, rest = path.partition(marker)
     datastore, _, folder = rest.partition("/paths/")
     if not (head.startswith("azureml:") and datastore and folder):
-        raise ConfigError(f"model path {path!r} is not on a datastore: it was not published here")
+        raise ConfigError(
+            f"model path {path!r} is not on a datastore: the version was not published by "
+            "publish-model; publish the model again as a new version"
+        )
     return datastore, folder.strip("/")
 
 
 def _tags(card: bytes) -> dict[str, str]:
     fields = json.loads(card)
-    tags = {"sha256": str(fields.get("sha256", ""))}
-    tags.update({key: str(fields[key]) for key in CARD_TAGS if fields.get(key) is not None})
+    tags = {key: str(fields[key]) for key in CARD_TAGS if key in fields}
+    tags.update({f"metric.{key}": str(value) for key, value in fields.get("metrics", {}).items()})
+    if fields.get("golden"):
+        tags["golden.sha256"] = str(fields["golden"]["sha256"])
     return tags

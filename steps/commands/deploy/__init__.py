@@ -59,7 +59,7 @@ def _target_flags(parser: argparse.ArgumentParser) -> None:
     kube.add_argument(
         "--environment",
         help="the environment recorded with the image (default: the overlay's name); "
-        f"{PRODUCTION} requires a staging pass",
+        f"{PRODUCTION} requires a staging pass and a passing evaluation",
     )
 
 
@@ -87,6 +87,11 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         "--skip-staging-check",
         action="store_true",
         help=f"deploy to {PRODUCTION} without a staging pass (logged)",
+    )
+    parser.add_argument(
+        "--skip-evaluation-check",
+        action="store_true",
+        help=f"deploy to {PRODUCTION} without a passing evaluation (logged)",
     )
     kube = parser.add_argument_group("kubernetes canary")
     kube.add_argument(
@@ -198,7 +203,9 @@ def _run(args: argparse.Namespace) -> DeployResult:
                 smoke_url=args.smoke_url,
             )
 
-    return _recorded(args, plan, deploy, args.smoke_test, args.skip_staging_check)
+    return _recorded(
+        args, plan, deploy, args.smoke_test, args.skip_staging_check, args.skip_evaluation_check
+    )
 
 
 def _recorded(
@@ -207,6 +214,7 @@ def _recorded(
     deploy: Callable[[], DeployResult],
     smoke_tested: bool,
     skip_staging_check: bool,
+    skip_evaluation_check: bool,
 ) -> DeployResult:
     """DEPLOY with its proof and records (proof.py), its outcome written as the job summary."""
     from ...clients.login import registry_login
@@ -228,6 +236,7 @@ def _recorded(
             where=plan.where,
             smoke_tested=smoke_tested,
             skip_staging_check=skip_staging_check,
+            skip_evaluation_check=skip_evaluation_check,
         )
     except StepError as exc:
         summarize(summary(plan, exc.outputs.get("result", "failed"), exc.outputs, str(exc)))
@@ -291,8 +300,8 @@ def _rollback(args: argparse.Namespace) -> DeployResult:
         )
         return replace(result, result="rolled-back")
 
-    # It ran in production before: its staging pass is not asked for again.
-    return _recorded(args, plan, deploy, smoke_tested=True, skip_staging_check=True)
+    # It ran in production before: its staging pass and evaluation are not asked for again.
+    return _recorded(args, plan, deploy, True, skip_staging_check=True, skip_evaluation_check=True)
 
 
 COMMANDS = (

@@ -12,11 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from jsonschema import Draft202012Validator, ValidationError
-from jsonschema.exceptions import best_match
 from prometheus_client.parser import text_string_to_metric_families
 
+from ...support.declared import read_declared
 from ...support.errors import ConfigError, StepError
 
 # What app/metrics.py exposes and app/rest.py routes; the tests read a real app's /metrics to
@@ -122,18 +120,7 @@ class Analysis:
 
 def load_analysis(path: Path) -> Analysis:
     """The declared analysis in PATH, validated; a ConfigError names the field and the fix."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path} not found: point at a canary analysis file (manifests/analysis.yaml)"
-        ) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problem = " ".join(str(exc).split())
-        raise ConfigError(f"{path} cannot be read as YAML: {problem}") from None
-    error = best_match(Draft202012Validator(SCHEMA).iter_errors(data))
-    if error is not None:
-        raise ConfigError(f"{path}: {_explain(error)}")
+    data = read_declared(path, SCHEMA, "a canary analysis file (manifests/analysis.yaml)")
     steps = tuple(CanaryStep(s["weight"], float(s["pause"])) for s in data["steps"])
     for i in range(1, len(steps)):
         if steps[i].weight <= steps[i - 1].weight:
@@ -158,24 +145,6 @@ def load_analysis(path: Path) -> Analysis:
         p99_slack_seconds=float(checks["latencyP99"]["slackSeconds"]),
         max_psi=float(checks["predictions"]["maxPsi"]),
     )
-
-
-def _explain(error: ValidationError) -> str:
-    """One schema error as 'field: what is wrong: what it must be'."""
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    where = where.lstrip(".")
-    if error.validator == "required":
-        missing = next(n for n in error.validator_value if n not in error.instance)
-        name = f"{where}.{missing}".lstrip(".")
-        fix = error.schema["properties"][missing].get("description", "see the file's comments")
-        return f"{name} is missing: add it ({fix})"
-    if error.validator == "additionalProperties":
-        known = sorted(error.schema["properties"])
-        unknown = sorted(set(error.instance) - set(known))
-        return f"{where or 'the top level'} has unknown fields {unknown}: the fields are {known}"
-    fix = error.schema.get("description")
-    problem = f"{where or 'the file'}: {error.message}"
-    return f"{problem}: it must be {fix}" if fix else problem
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,18 @@
 own registry (steps/clients/records.py), so the proof travels with the image.
 
 A staging deploy that passed its smoke test writes a *staging pass*; every deploy, whatever its
-outcome, writes a *deploy* record; a production deploy refuses a digest without a staging pass.
+outcome, writes a *deploy* record, and one that left the environment running a release points
+the tag deployed-<environment> at it (evaluate-model's baseline). A production deploy refuses a
+digest without a staging pass and a passing *evaluation* (evaluate-model's, from CI).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ...clients.records import Record, read_records, write_record
-from ...clients.registry import ImageRef, RegistryClient, RegistryLogin
+from ...clients.records import EVALUATION, Ledger, Record
 from ...support.errors import StepError, Unproven
 from ...support.git import ci_run
 from .release import DeployResult, Release
@@ -25,24 +25,6 @@ DEPLOY = "deploy"
 STAGING = "staging"
 PRODUCTION = "production"  # the environment that requires a staging pass
 PASSED = frozenset({"deployed", "unchanged", "promoted"})
-
-
-@dataclass(frozen=True)
-class Ledger:
-    """The records about one image repository's digests, in its registry."""
-
-    client: RegistryClient
-    repository: str
-
-    @classmethod
-    def of(cls, login: RegistryLogin, image: str) -> Ledger:
-        return cls(RegistryClient(login), ImageRef.parse(image).repository)
-
-    def read(self, digest: str, kind: str) -> list[Record]:
-        return read_records(self.client, self.repository, digest, kind)
-
-    def write(self, digest: str, kind: str, payload: dict) -> Record:
-        return write_record(self.client, self.repository, digest, kind, payload)
 
 
 def release_fields(release: Release) -> dict[str, object]:
@@ -78,6 +60,24 @@ def require_staging_pass(ledger: Ledger, release: Release, skip: bool = False) -
     )
 
 
+def require_evaluation(ledger: Ledger, release: Release, skip: bool = False) -> Record | None:
+    """The newest evaluation of RELEASE's digest, which must have passed; else Unproven, unless
+    SKIP (logged)."""
+    found = ledger.read(release.digest, EVALUATION)
+    newest = found[-1] if found else None
+    if newest is not None and newest.payload.get("passed") is True:
+        log.info("evaluation of %s: passed at %s", release.image, newest.created)
+        return newest
+    if newest is None:
+        problem = "has no evaluation: run evaluate-model on it (CI does, before promote-image)"
+    else:
+        problem = f"failed its quality gate ({newest.payload.get('reason', '?')})"
+    if skip:
+        log.warning("%s %s: deploying anyway (--skip-evaluation-check)", release.image, problem)
+        return None
+    raise Unproven(f"{release.image} {problem}; or override with --skip-evaluation-check")
+
+
 def proven_deploy(
     deploy: Callable[[], DeployResult],
     *,
@@ -88,12 +88,15 @@ def proven_deploy(
     where: str,
     smoke_tested: bool,
     skip_staging_check: bool = False,
+    skip_evaluation_check: bool = False,
 ) -> DeployResult:
-    """DEPLOY, once a production release's staging pass is found, then its records: a deploy
-    record whatever the outcome, and a staging pass for a staging deploy that passed its smoke
-    test. A deploy whose records cannot be written fails, saying what did happen."""
+    """DEPLOY, once a production release's staging pass and evaluation are found, then its
+    records: a deploy record whatever the outcome, a staging pass for a staging deploy that
+    passed its smoke test, and the environment's tag. A deploy whose records cannot be written
+    fails, saying what did happen."""
     if environment == PRODUCTION:
         require_staging_pass(ledger, release, skip_staging_check)
+        require_evaluation(ledger, release, skip_evaluation_check)
     outcome = {
         **release_fields(release),
         "environment": environment,
@@ -124,6 +127,13 @@ def proven_deploy(
         kinds.append(STAGING_PASS)
     for kind in kinds:
         write_records(ledger, release, outcome, kind)
+    try:
+        ledger.mark_running(environment, release.digest)
+    except StepError as exc:
+        raise StepError(
+            f"the deploy ended ({result.result}), but the tag of what {environment} runs could "
+            f"not be moved: {exc}"
+        ) from None
     return result
 
 

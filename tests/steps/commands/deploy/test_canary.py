@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from steps.clients.kubectl import Kubectl
+from steps.clients.records import EVALUATION
 from steps.clients.registry import RegistryClient, RegistryLogin
 from steps.commands.deploy.analysis import load_analysis
 from steps.commands.deploy.canary import CANARY, read_pods
@@ -85,13 +86,18 @@ def test_a_good_release_passes_staging_and_the_canary_is_promoted_then_rolled_ba
 ):
     v1, v2 = release_images.v1, release_images.v2
     production = kube_namespace
-    recorded(kube_cluster, production, v1, "production", "production", skip_staging_check=True)
+    first = {"skip_staging_check": True, "skip_evaluation_check": True}
+    recorded(kube_cluster, production, v1, "production", "production", **first)
+    assert ledger(kube_cluster).runs("production") == v1.digest
 
     staged = recorded(kube_cluster, staging_namespace, v2, "staging", "staging")
+    # What CI's evaluate-model writes for a model that passed (tests/steps/commands/test_evaluate).
+    ledger(kube_cluster).write(v2.digest, EVALUATION, {"passed": True})
     assert staged.result == "deployed"
     with traffic(kube_cluster, production) as load:
         promoted = recorded(kube_cluster, production, v2, "production", "production", analysis)
     assert promoted.result == "promoted"
+    assert ledger(kube_cluster).runs("production") == v2.digest
     assert load.failures == [] and load.ok > 0
     assert len(promoted.checks) == len(analysis.steps)
     assert all("error rate" in line and "p99" in line for line in promoted.checks)

@@ -1,0 +1,89 @@
+"""What a deploy must find proven, against a real registry (the deploy itself is ours, so a
+stand-in function): production needs a staging pass and a passing evaluation; a deploy that
+leaves an environment running a release points deployed-<environment> at it."""
+
+from __future__ import annotations
+
+import pytest
+
+from steps.clients.records import EVALUATION, Ledger
+from steps.clients.registry import RegistryClient, RegistryLogin
+from steps.commands.deploy.proof import STAGING_PASS, proven_deploy
+from steps.commands.deploy.release import DeployResult, Release
+from steps.support.errors import RolledBack, Unproven
+from tests.steps.registries import put_image
+
+REPO = "proof"
+
+
+@pytest.fixture
+def ledger(registry) -> Ledger:
+    return Ledger(RegistryClient(RegistryLogin(registry.host)), REPO)
+
+
+@pytest.fixture
+def release(registry) -> Release:
+    digest = put_image(registry, REPO, "v1", {"app": "1"})
+    return Release(f"{registry.host}/{REPO}@{digest}")
+
+
+def deploy_to(environment: str, ledger: Ledger, release: Release, deploy=None, **skips):
+    deployed = []
+
+    def succeed() -> DeployResult:
+        deployed.append(release.image)
+        return DeployResult("kubernetes", release.image, "deployed", None)
+
+    result = proven_deploy(
+        deploy or succeed,
+        ledger=ledger,
+        release=release,
+        environment=environment,
+        strategy="rolling",
+        where="a test",
+        smoke_tested=True,
+        **skips,
+    )
+    return result, deployed
+
+
+def test_production_needs_a_passing_evaluation_besides_the_staging_pass(ledger, release):
+    deploy_to("staging", ledger, release)
+    assert ledger.read(release.digest, STAGING_PASS)
+    assert ledger.runs("staging") == release.digest and ledger.runs("production") == ""
+
+    with pytest.raises(Unproven, match=r"has no evaluation: run evaluate-model on it"):
+        deploy_to("production", ledger, release)
+    ledger.write(release.digest, EVALUATION, {"passed": False, "reason": "accuracy 0.5 is low"})
+    with pytest.raises(Unproven, match=r"failed its quality gate \(accuracy 0\.5 is low\)"):
+        deploy_to("production", ledger, release)
+    assert ledger.runs("production") == ""
+
+    ledger.write(release.digest, EVALUATION, {"passed": True})
+    result, deployed = deploy_to("production", ledger, release)
+    assert result.result == "deployed" and deployed == [release.image]
+    assert ledger.runs("production") == release.digest
+
+
+def test_the_evaluation_check_can_be_skipped_and_a_failed_deploy_moves_no_tag(
+    registry, ledger, release
+):
+    result, _ = deploy_to(
+        "production", ledger, release, skip_staging_check=True, skip_evaluation_check=True
+    )
+    assert result.result == "deployed" and ledger.runs("production") == release.digest
+
+    def fail() -> DeployResult:
+        raise RolledBack("the new pods never got ready", outputs={"result": "rolled-back"})
+
+    v2 = Release(f"{registry.host}/{REPO}@{put_image(registry, REPO, 'v2', {'app': '2'})}")
+    with pytest.raises(RolledBack):
+        deploy_to(
+            "production",
+            ledger,
+            v2,
+            deploy=fail,
+            skip_staging_check=True,
+            skip_evaluation_check=True,
+        )
+    assert ledger.runs("production") == release.digest
