@@ -73,6 +73,8 @@ def test_round_trip_latest_label_and_only_loopback(azureml, trained_model_dir, t
         == file_sha256(trained_model_dir / MODEL_FILE)
     )
     assert resource["tags"]["version"] == "1.2.0"
+    assert resource["tags"]["golden.sha256"] == card.golden.sha256
+    assert {f"metric.{key}" for key in card.metrics} <= set(resource["tags"])
     folder = resource["modelUri"].split("/paths/", 1)[1].rstrip("/")
     assert {f"{folder}/{f}" for f in (MODEL_FILE, GOLDEN_FILE, "model.json")} <= set(
         azureml.blob_names()
