@@ -25,7 +25,7 @@ from app.card import verify_model_dir
 from ..support.errors import ConfigError, StepError
 from ..support.git import git_branch, git_revision
 from ..support.labels import default_tags
-from ..support.paths import REPO_ROOT
+from ..support.paths import MANIFESTS, REPO_ROOT
 from ..support.processes import spawn, stop
 from .server import HOST
 from .stack import DEV_STORAGE, Stack, locked, record_service, start_missing
@@ -126,6 +126,7 @@ def stages(target: str = "kubernetes") -> tuple[Stage, ...]:
                 Step("build-image", build, "build-image"),
                 Step("push-image", push, "push-image"),
                 Step("verify-push", verify, "verify-push"),
+                Step("evaluate-model", evaluate, "evaluate-model"),
                 Step("attest-image", attest, "attest-image"),
                 Step("promote-image", promote, "promote-image"),
             ),
@@ -298,6 +299,25 @@ def attest(context: Context) -> str:
     return f"SBOM, provenance and three signatures ({attested.bytes_pushed} bytes of documents)"
 
 
+def evaluate(context: Context) -> str:
+    """evaluate-model: the quality gate, on the pushed image, against production's evaluation."""
+    from ..clients.records import Ledger
+    from ..clients.registry import RegistryClient
+    from ..commands.evaluate import evaluate_model
+    from ..commands.evaluate.gate import load_thresholds
+
+    evaluated = evaluate_model(
+        Ledger(RegistryClient(context.login()), REPOSITORY),
+        context.values["pinned"],
+        context.values["model"].dest,
+        load_thresholds(MANIFESTS / "quality.yaml"),
+    )
+    versus = f"production {evaluated.baseline[:19]}" if evaluated.baseline else "no production yet"
+    accuracy = evaluated.metrics.get("accuracy")
+    figure = f"accuracy {accuracy:.4f}" if accuracy is not None else evaluated.reason
+    return f"{figure}, {len(evaluated.checks)} checks passed ({versus})"
+
+
 def promote(context: Context) -> str:
     from ..clients.registry import ImageRef
     from ..commands.image_tags import promote_image
@@ -463,7 +483,6 @@ def deploy_production(context: Context) -> str:
     from ..clients.kubectl import Kubectl
     from ..commands.deploy.analysis import load_analysis
     from ..commands.deploy.rollout import APP
-    from ..support.paths import MANIFESTS
     from .traffic import digits_rows, service_traffic
 
     analysis = load_analysis(MANIFESTS / "analysis.yaml")

@@ -16,6 +16,7 @@ from steps.commands.aks_credentials import AksCredentials
 from steps.commands.attest import Attestation, Verification
 from steps.commands.build_image import BuiltImage
 from steps.commands.deploy.release import DeployResult
+from steps.commands.evaluate import Evaluation
 from steps.commands.image_tags import PromotedImage, ResolvedImage
 from steps.commands.model_store import FetchedModel
 from steps.commands.push_image import PushedImage
@@ -83,6 +84,7 @@ def outputs_of(command: str) -> dict[str, object]:
         "verify-push": VerifiedImage(
             TAGGED, DIGEST, {LABEL_REVISION: REVISION, LABEL_MODEL_SHA256: MODEL_SHA256}
         ),
+        "evaluate-model": Evaluation(pinned, "digits 1.0.0", {"accuracy": 0.97}, (), "", 5.0),
         "promote-image": PromotedImage(f"{TAGGED.name}:main", DIGEST),
         "resolve-image": ResolvedImage(
             pinned, DIGEST, RESOLVED_REVISION, "1.0.0", RESOLVED_MODEL_SHA256

@@ -116,6 +116,7 @@ def test_ci_builds_then_pushes_then_verifies():
         "build-image",
         "push-image",
         "verify-push",
+        "evaluate-model",
         "attest-image",
         "promote-image",
     ]

@@ -24,6 +24,7 @@ from ...clients.records import EVALUATION, Ledger
 from ...support.errors import ConfigError, IntegrityError, Rejected, StepError, Unavailable
 from ...support.git import ci_run
 from ...support.outputs import summarize
+from ...support.paths import MANIFESTS
 from ..command import (
     REGISTRY_ENVIRONMENT,
     Command,
@@ -37,7 +38,6 @@ from .scoring import classification, regression
 
 log = logging.getLogger(__name__)
 
-MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 BASELINE = "production"  # the environment whose evaluation a new model must not fall behind
 REQUEST_TIMEOUT = 60
 
@@ -241,27 +241,29 @@ def _flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _checked(args: argparse.Namespace):
+    """The image and the thresholds; the model folder is fetch-model's, read at run time."""
     image = check_image(args)
     if not image.digest:
         raise ConfigError(
             f"--image {image}: give the pushed image by digest (REPOSITORY@sha256:...)"
         )
-    return image, golden_card(args.model_dir), load_thresholds(args.thresholds)
+    return image, load_thresholds(args.thresholds)
 
 
 def _check(args: argparse.Namespace) -> str:
-    image, card, thresholds = _checked(args)
+    image, thresholds = _checked(args)
     limits = ", ".join(sorted(thresholds.metrics))
     return (
-        f"run {image.name}@{image.digest}, score {card.name} {card.version} on "
-        f"{card.golden.rows} golden rows, judge {limits} and record the evaluation"
+        f"run {image.name}@{image.digest}, score the model in {args.model_dir} on its golden "
+        f"set, judge {limits} and record the evaluation"
     )
 
 
 def _run(args: argparse.Namespace) -> Evaluation:
     from ...clients.docker import docker_config
 
-    _, _, thresholds = _checked(args)
+    _, thresholds = _checked(args)
+    golden_card(args.model_dir)  # before anything runs: a folder without a verified golden set
     login, image = registry_login_of(args)
     with docker_config(login) as config:
         return evaluate_model(
