@@ -79,6 +79,7 @@ def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stac
         "build-image",
         "push-image",
         "verify-push",
+        "evaluate-model",
         "attest-image",
         "promote-image",
         "resolve-image",
@@ -90,6 +91,8 @@ def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stac
         "deploy production",
     ]
     assert "published the sample model digits 1.0.0" in first.stderr
+    evaluated = re.search(r"^==> evaluate-model .* s  (.*)$", first.stderr, re.MULTILINE)[1]
+    assert evaluated.startswith("accuracy 0.9") and "(no production yet)" in evaluated
     outputs = first.outputs
     assert outputs["result"] == "deployed"
     assert outputs["url"] == local_stack.url

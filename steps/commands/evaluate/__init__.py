@@ -80,7 +80,8 @@ class Evaluation:
             f"### Model evaluation: {'passed' if self.passed else 'FAILED'}",
             "",
             f"`{self.image}` ({self.model}), baseline: "
-            + (f"`{self.baseline}` (production)" if self.baseline else "none (first release)"),
+            + (f"`{self.baseline}` (production)" if self.baseline else "none (first release)")
+            + f", measured in {self.seconds:.1f} s",
             "",
             "| metric | rule | measured | limit | |",
             "|---|---|---|---|---|",
