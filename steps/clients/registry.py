@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import parse_dict_header
 from urllib3.util.retry import Retry
 
@@ -31,6 +30,7 @@ from ..support.errors import (
     StepError,
     Unavailable,
 )
+from ..support.http import retrying_session
 from ..support.logs import redact
 from ..support.outputs import mask
 
@@ -174,11 +174,7 @@ def new_session(retries: int = 3, backoff: float = 0.3) -> requests.Session:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return retrying_session(retry)
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:

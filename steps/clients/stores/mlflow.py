@@ -31,12 +31,12 @@ from typing import BinaryIO
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from app.card import version_key
 
 from ...support.errors import AuthError, ConfigError, Conflict, NotFound, StepError, Unavailable
+from ...support.http import retrying_session
 from ...support.outputs import mask
 from ...support.progress import Progress
 from .models import CARD_FILE, ProgressFactory
@@ -507,10 +507,7 @@ def new_session(retries: int, env: Mapping[str, str]) -> requests.Session:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session = retrying_session(retry)
     user = env.get("MLFLOW_TRACKING_USERNAME", "")
     password = env.get("MLFLOW_TRACKING_PASSWORD", "")
     token = env.get("MLFLOW_TRACKING_TOKEN", "")
