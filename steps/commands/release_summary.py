@@ -1,7 +1,8 @@
 """`release-summary`: what the production approval gate is asked to approve.
 
-The digest and what it carries (its labels), its staging pass (a record in the registry), and what
-production runs now, as a job summary for the reviewers and as outputs.
+The digest and what it carries (its labels), its staging pass and CI's evaluation of its model
+(records in the registry), and what production runs now, as a job summary for the reviewers and
+as outputs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ReleaseSummary:
     model_sha256: str
     staging_pass: str  # "passed in NAMESPACE at TIME (RUN)", or "none"
     production_image: str  # "" when production runs nothing yet
+    evaluation: str = "none"  # "passed: accuracy 0.9689, ... (every check passed)", or "none"
 
     def outputs(self) -> dict[str, str]:
         return {
@@ -41,6 +43,7 @@ class ReleaseSummary:
             "digest": self.image.rsplit("@", 1)[1],
             "staging_pass": self.staging_pass,
             "production_image": self.production_image,
+            "evaluation": self.evaluation,
         }
 
     def markdown(self) -> str:
@@ -49,6 +52,7 @@ class ReleaseSummary:
             ("revision", self.revision or "?"),
             ("model", f"{self.model_version or '?'} (sha256 `{self.model_sha256[:12] or '?'}`)"),
             ("staging", self.staging_pass),
+            ("quality gate", self.evaluation),
             (
                 "production now",
                 f"`{self.production_image}`" if self.production_image else "nothing",
@@ -67,18 +71,21 @@ def release_summary(
 ) -> ReleaseSummary:
     """IMAGE (by digest) as the approval sees it, against what NAMESPACE runs now."""
     from ..clients.kubectl import Kubectl
+    from ..clients.records import EVALUATION, Ledger
     from .deploy.kubernetes import check_access
-    from .deploy.proof import STAGING_PASS, Ledger
+    from .deploy.proof import STAGING_PASS
     from .deploy.rollout import APP, container_image
     from .image_tags import resolve_image
 
     resolved = resolve_image(login, image, image.digest)
-    passes = Ledger.of(login, resolved.image).read(resolved.digest, STAGING_PASS)
+    ledger = Ledger.of(login, resolved.image)
+    passes = ledger.read(resolved.digest, STAGING_PASS)
     staging = "none"
     if passes:
         found = passes[-1]
         run = found.payload.get("run", {}).get("url") or "a local run"
         staging = f"passed in {found.payload.get('where', '?')} at {found.created} ({run})"
+    evaluations = ledger.read(resolved.digest, EVALUATION)
     kubectl = Kubectl(kubeconfig, namespace, context)
     check_access(kubectl)
     current = kubectl.get("deployment", APP)
@@ -89,9 +96,18 @@ def release_summary(
         model_sha256=resolved.model_sha256,
         staging_pass=staging,
         production_image=(container_image(current) or "") if current else "",
+        evaluation=_evaluation(evaluations[-1].payload) if evaluations else "none",
     )
     summarize(summary.markdown())
     return summary
+
+
+def _evaluation(payload: dict) -> str:
+    """An evaluation record in one line: the verdict, the overall metrics, the reason."""
+    verdict = "passed" if payload.get("passed") is True else "FAILED"
+    metrics = payload.get("metrics", {})
+    figures = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if "/" not in name)
+    return f"{verdict}: {figures} ({payload.get('reason', '?')})"
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:

@@ -472,7 +472,8 @@ def summarize_release(context: Context) -> str:
         K8S_PRODUCTION,
     )
     now = summary.production_image.rsplit("@", 1)[-1][:19] or "nothing"
-    return f"staging {summary.staging_pass.split(' (')[0]}; production runs {now}"
+    gate = summary.evaluation.split(":")[0]
+    return f"staging {summary.staging_pass.split(' (')[0]}; gate {gate}; production runs {now}"
 
 
 def deploy_production(context: Context) -> str:
