@@ -100,7 +100,8 @@ def deployed_tag(environment: str) -> str:
     """The tag that follows what ENVIRONMENT runs: deployed-<environment>."""
     if not KIND.match(environment):
         raise ConfigError(
-            f"environment {environment!r} cannot name a tag: use lowercase letters, digits, '-'"
+            f"--environment {environment!r} cannot name the tag deployed-<environment>: use "
+            "lowercase letters, digits and '-'"
         )
     return f"deployed-{environment}"
 

@@ -129,6 +129,11 @@ class Plan:
     where: str
     analysis: Analysis | None = None
 
+    def __post_init__(self) -> None:
+        from ...clients.records import deployed_tag
+
+        deployed_tag(self.environment)  # the environment names a tag: refused before any deploy
+
 
 def _plan(args: argparse.Namespace) -> Plan:
     release = Release(args.image, args.revision, args.model_version, args.model_sha256)

@@ -12,6 +12,7 @@ from steps.commands.deploy.proof import STAGING_PASS, proven_deploy
 from steps.commands.deploy.release import DeployResult, Release
 from steps.support.errors import RolledBack, Unproven
 from tests.steps.registries import put_image
+from tests.stepscli import run_steps
 
 REPO = "proof"
 
@@ -87,3 +88,19 @@ def test_the_evaluation_check_can_be_skipped_and_a_failed_deploy_moves_no_tag(
             skip_evaluation_check=True,
         )
     assert ledger.runs("production") == release.digest
+
+
+def test_an_environment_that_cannot_name_its_tag_is_refused_before_anything(tmp_path):
+    image = f"127.0.0.1:5000/{REPO}@sha256:{'0' * 64}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    done = run_steps(
+        "deploy",
+        *("--target", "kubernetes", "--image", image, "--namespace", "aiship"),
+        *("--kubeconfig", str(kubeconfig), "--environment", "Prod_EU", "--dry-run"),
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: --environment 'Prod_EU' cannot name the tag deployed-<environment>: use "
+        "lowercase letters, digits and '-'"
+    )
