@@ -148,6 +148,14 @@ class ModelCard:
         scores = next((s.name for s in self.outputs if _is_scores(s, len(self.labels))), None)
         return label, scores
 
+    def files(self, *, golden: bool = True) -> dict[str, str]:
+        """The files the card describes beside itself, each with its sha256: model.onnx, and
+        with GOLDEN the golden set when the card names one."""
+        files = {MODEL_FILE: self.sha256}
+        if golden and self.golden:
+            files[GOLDEN_FILE] = self.golden.sha256
+        return files
+
     def with_version(self, version: str) -> ModelCard:
         check_version(version)
         return replace(self, version=version)
@@ -224,10 +232,7 @@ def verify_model_dir(model_dir: Path, *, golden: bool = False) -> ModelCard:
     """Read model.json and check that model.onnx (and with GOLDEN the golden set, when the card
     names one: the pipeline has it, the image does not) are the files it describes."""
     card = read_card(model_dir)
-    expected = {MODEL_FILE: card.sha256}
-    if golden and card.golden:
-        expected[GOLDEN_FILE] = card.golden.sha256
-    for file, sha256 in expected.items():
+    for file, sha256 in card.files(golden=golden).items():
         path = Path(model_dir) / file
         if not path.is_file():
             raise CardError(f"{path} not found")

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from app.card import (
     CARD_FILE,
-    GOLDEN_FILE,
-    MODEL_FILE,
     NAME_PATTERN,
     CardError,
     ModelCard,
@@ -87,7 +85,7 @@ def publish_model(
     equal = [v for v in published_versions(store, card.name) if same_version(v, card.version)]
     if equal:
         raise _exists(store, card.name, card.version, equal[0])
-    files = {file: Path(model_dir) / file for file in version_files(card)}
+    files = {file: Path(model_dir) / file for file in card.files()}
     card_bytes = _card_bytes(card)
     log.info("publishing %s %s to %s", card.name, card.version, store.describe())
     try:
@@ -111,7 +109,7 @@ def fetch_model(
     resolved = resolve_version(store, name, version)
     card = _stored_card(store, name, resolved)
     dest = Path(dest)
-    wanted = {file: sha for file, sha in version_files(card).items() if not _holds(dest, file, sha)}
+    wanted = {file: sha for file, sha in card.files().items() if not _holds(dest, file, sha)}
     if not wanted:
         _place_bytes(dest / CARD_FILE, _card_bytes(card))
         log.info("%s already holds %s %s (sha256 %s)", dest, name, resolved, card.sha256)
@@ -138,14 +136,6 @@ def fetch_model(
         raise
     log.info("fetched %s %s to %s (sha256 %s)", name, resolved, dest, card.sha256)
     return FetchedModel(name, resolved, card.sha256, dest, size)
-
-
-def version_files(card: ModelCard) -> dict[str, str]:
-    """The files a version holds beside its card, each with the sha256 the card gives it."""
-    files = {MODEL_FILE: card.sha256}
-    if card.golden:
-        files[GOLDEN_FILE] = card.golden.sha256
-    return files
 
 
 def _download_verified(
@@ -354,7 +344,7 @@ def check_publish(args: argparse.Namespace) -> str:
     except CardError as exc:
         raise ConfigError(str(exc)) from None
     _check_alias(args.alias)
-    for file in version_files(card):
+    for file in card.files():
         if not (Path(args.model_dir) / file).is_file():
             raise ConfigError(f"{Path(args.model_dir) / file} not found: train or fetch it first")
     return f"publish {card.name} {card.version} (sha256 {card.sha256}) to {store.describe()}"
