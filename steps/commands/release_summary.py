@@ -105,8 +105,10 @@ def release_summary(
 def _evaluation(payload: dict) -> str:
     """An evaluation record in one line: the verdict, the overall metrics, the reason."""
     verdict = "passed" if payload.get("passed") is True else "FAILED"
-    metrics = payload.get("metrics", {})
-    figures = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if "/" not in name)
+    from .evaluate.scoring import overall
+
+    metrics = overall(payload.get("metrics", {}))
+    figures = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
     return f"{verdict}: {figures} ({payload.get('reason', '?')})"
 
 

@@ -303,13 +303,15 @@ def evaluate(context: Context) -> str:
     """evaluate-model: the quality gate, on the pushed image, against production's evaluation."""
     from ..clients.records import Ledger
     from ..clients.registry import RegistryClient
-    from ..commands.evaluate import evaluate_model
+    from ..commands.evaluate import evaluate_model, golden_card
     from ..commands.evaluate.gate import load_thresholds
 
+    model_dir = context.values["model"].dest
     evaluated = evaluate_model(
         Ledger(RegistryClient(context.login()), REPOSITORY),
         context.values["pinned"],
-        context.values["model"].dest,
+        model_dir,
+        golden_card(model_dir),
         load_thresholds(MANIFESTS / "quality.yaml"),
     )
     versus = f"production {evaluated.baseline[:19]}" if evaluated.baseline else "no production yet"

@@ -34,7 +34,7 @@ from ..command import (
 )
 from .gate import Check, Thresholds, judge, load_thresholds
 from .golden import GoldenRow, answers, batches, infer_request, read_golden
-from .scoring import classification, regression
+from .scoring import classification, overall, regression
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,8 @@ class Evaluation:
 
     def outputs(self) -> dict[str, str]:
         """The verdict, and each overall metric (not the per-class ones) as metric_NAME."""
-        figures = {
-            f"metric_{name}": f"{value:.4f}"
-            for name, value in self.metrics.items()
-            if "/" not in name
-        }
+        metrics = overall(self.metrics)
+        figures = {f"metric_{name}": f"{value:.4f}" for name, value in metrics.items()}
         return {
             "result": "passed" if self.passed else "failed",
             "reason": self.reason,
@@ -98,17 +95,18 @@ def evaluate_model(
     ledger: Ledger,
     image: str,
     model_dir: Path,
+    card: ModelCard,
     thresholds: Thresholds,
     *,
     config: Path | None = None,
 ) -> Evaluation:
-    """Measure IMAGE's model on DIR's golden set, judge it, record the verdict with the image;
-    Rejected when a check failed (the record is written first)."""
+    """Measure IMAGE's model on DIR's golden set (CARD is DIR's, verified by golden_card), judge
+    it, record the verdict with the image; Rejected when a check failed (the record is written
+    first)."""
     from ...clients.container import running_image
 
     started = time.monotonic()
     digest = image.rsplit("@", 1)[1]
-    card = golden_card(model_dir)
     rows = read_golden(model_dir, card)
     log.info("evaluating %s (%s %s) on %d golden rows", image, card.name, card.version, len(rows))
     with running_image(image, config=config) as url:
@@ -264,13 +262,14 @@ def _run(args: argparse.Namespace) -> Evaluation:
     from ...clients.docker import docker_config
 
     _, thresholds = _checked(args)
-    golden_card(args.model_dir)  # before anything runs: a folder without a verified golden set
+    card = golden_card(args.model_dir)  # before anything runs or logs in
     login, image = registry_login_of(args)
     with docker_config(login) as config:
         return evaluate_model(
             Ledger.of(login, image.name),
             f"{image.name}@{image.digest}",
             args.model_dir,
+            card,
             thresholds,
             config=config,
         )

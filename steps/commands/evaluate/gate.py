@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...support.declared import read_declared
-from .scoring import higher_is_better
+from .scoring import higher_is_better, overall
 
 BOUND = {"type": "number", "description": "a number"}
 SCHEMA = {
@@ -119,7 +119,7 @@ def judge(
     for metric, bounds in thresholds.metrics.items():
         value = measured.get(metric)
         if value is None:
-            known = ", ".join(sorted(m for m in measured if "/" not in m))
+            known = ", ".join(sorted(overall(measured)))
             checks.append(
                 Check(
                     metric,

@@ -7,7 +7,7 @@ and the worst of them (`min_recall`). Regressors: `mae`, `rmse` and `r2`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 # Metrics where a lower figure is the better one; every other metric is better higher.
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})
@@ -15,6 +15,11 @@ LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
+
+
+def overall(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The metrics of the whole golden set, without the per-class ones (`recall/<label>`)."""
+    return {name: value for name, value in metrics.items() if "/" not in name}
 
 
 def classification(
