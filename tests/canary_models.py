@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.card import MODEL_FILE, ModelCard, read_card, write_card
+from app.card import GOLDEN_FILE, MODEL_FILE, ModelCard, read_card, write_card
 from steps.local.traffic import digits_split
 
 SKEWED_VERSION, FAILING_VERSION, SLOW_VERSION = "1.0.1", "1.0.2", "1.0.3"
@@ -111,11 +112,15 @@ def _add_zeros(model: onnx.ModelProto, nodes: list, initializers: list, zeros: s
 def _write(
     out: Path, good: Path, onnx_bytes: bytes, version: str, metrics: dict | None = None
 ) -> ModelCard:
-    """OUT/model.onnx and the good model's card made to match it (its metrics unless given)."""
+    """OUT/model.onnx and the good model's card made to match it (its metrics unless given), with
+    the good model's golden set when the card names one (the candidates take the same inputs)."""
+    good_card = read_card(good)
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_bytes(onnx_bytes)
+    if good_card.golden:
+        shutil.copy(good / GOLDEN_FILE, out / GOLDEN_FILE)
     card = dataclasses.replace(
-        read_card(good).with_version(version),
+        good_card.with_version(version),
         sha256=hashlib.sha256(onnx_bytes).hexdigest(),
         **({} if metrics is None else {"metrics": metrics}),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import pytest
 
@@ -42,11 +41,6 @@ def ledger(registry) -> Ledger:
     return Ledger(RegistryClient(RegistryLogin(registry.host)), REPOSITORY)
 
 
-def with_golden(model_dir, good):
-    """MODEL_DIR given GOOD's golden set (the candidates are made from the good model's card)."""
-    shutil.copy(good / "golden.jsonl", model_dir / "golden.jsonl")
-
-
 def test_the_sample_model_passes_then_a_shuffled_labels_model_is_rejected(
     registry, pushed, trained_model_dir, tmp_path
 ):
@@ -67,7 +61,6 @@ def test_the_sample_model_passes_then_a_shuffled_labels_model_is_rejected(
     ledger(registry).mark_running("production", digest)
     skewed = tmp_path / "skewed"
     write_skewed(skewed, trained_model_dir)
-    with_golden(skewed, trained_model_dir)
     bad = pushed(skewed, "2" * 40)
     run = evaluate(bad, skewed)
     assert run.returncode == 10, run.stderr
@@ -106,7 +99,6 @@ def test_an_image_with_another_model_is_not_evaluated_with_this_golden_set(
 ):
     other = tmp_path / "skewed"
     write_skewed(other, trained_model_dir)
-    with_golden(other, trained_model_dir)
     image = pushed(trained_model_dir, "4" * 40)
     run = evaluate(image, other)
     assert run.returncode == 6, run.stderr
