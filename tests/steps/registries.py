@@ -9,6 +9,7 @@ Resource Manager for the real azure-mgmt-containerregistry SDK.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -147,14 +148,19 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _tar_gz(files: dict[str, bytes]) -> bytes:
+def tar_archive(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar of FILES (name -> bytes): what a layer's diff_id is the digest of."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    return gzip.compress(tar_archive(files))
 
 
 def _ungzip(data: bytes) -> bytes:
@@ -176,10 +182,7 @@ class LocalImages:
 
     def __call__(self, name: str, labels: dict[str, str], content: bytes = b"hello\n") -> str:
         tarball = self.folder / f"rootfs-{uuid.uuid4().hex}.tar"
-        with tarfile.open(tarball, "w") as tar:
-            info = tarfile.TarInfo("hello.txt")
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
+        tarball.write_bytes(tar_archive({"hello.txt": content}))
         changes = " ".join(f"{key}={value}" for key, value in labels.items())
         made = docker(["import", "--change", f"LABEL {changes}", str(tarball), name], timeout=60)
         self.ids.append(made.strip())

@@ -7,10 +7,8 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
-import io
 import json
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from steps.clients.sbom import image_sbom, sbom_model, validate_sbom
 from steps.commands.push_image import push_image
 from steps.local.registry_server import LocalRegistry
 from steps.support.errors import IntegrityError
-from tests.steps.registries import put_image
+from tests.steps.registries import put_image, tar_archive
 
 pytestmark = pytest.mark.docker
 
@@ -148,14 +146,9 @@ def add_layer(pushed: Pushed, files: dict[str, bytes], labels: dict | None = Non
     client = pushed.client
     manifest = client.manifest(REPOSITORY, pushed.digest).json()
     config = json.loads(client.blob(REPOSITORY, manifest["config"]["digest"]))
-    tar = io.BytesIO()
-    with tarfile.open(fileobj=tar, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    layer = gzip.compress(tar.getvalue())
-    config["rootfs"]["diff_ids"].append(sha256_digest(tar.getvalue()))
+    tar = tar_archive(files)
+    layer = gzip.compress(tar)
+    config["rootfs"]["diff_ids"].append(sha256_digest(tar))
     config["history"].append({"created_by": "a test's layer"})
     config["config"]["Labels"].update(labels or {})
     body = json.dumps(config).encode()
@@ -240,10 +233,8 @@ def test_a_layer_altered_in_the_registry_is_refused(registry):
     client = RegistryClient(RegistryLogin(registry.host))
     layer = client.manifest(REPOSITORY, digest).json()["layers"][0]["digest"]
     stored = next(registry.root.rglob(f"blobs/sha256/*/{layer[7:]}/data"))
-    swapped = io.BytesIO()
-    with tarfile.open(fileobj=swapped, mode="w:gz") as archive:
-        archive.addfile(tarfile.TarInfo("other.txt"))
-    stored.write_bytes(swapped.getvalue())  # a readable layer, just not the pushed one
+    # A readable layer, just not the pushed one.
+    stored.write_bytes(gzip.compress(tar_archive({"other.txt": b""})))
 
     with pytest.raises(IntegrityError, match=f"layer {layer} of {REPOSITORY} does not match"):
         image_sbom(client, REPOSITORY, digest, name=f"{registry.host}/{REPOSITORY}")
