@@ -92,8 +92,7 @@ class Ledger:
 
     def mark_running(self, environment: str, digest: str) -> None:
         """Point ENVIRONMENT's tag at DIGEST (the same manifest bytes, no layer moved)."""
-        manifest = self.client.manifest(self.repository, digest)
-        self.client.put_manifest(self.repository, deployed_tag(environment), manifest)
+        self.client.point_tag(self.repository, deployed_tag(environment), digest)
 
 
 def deployed_tag(environment: str) -> str:

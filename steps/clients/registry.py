@@ -270,6 +270,15 @@ class RegistryClient:
         response = self.push_manifest(repository, tag, manifest)
         return response.headers.get("Docker-Content-Digest", manifest.digest)
 
+    def point_tag(self, repository: str, tag: str, digest: str) -> None:
+        """Point TAG at the manifest DIGEST names (its own bytes: no layer moves); IntegrityError
+        when the registry then names another digest for it."""
+        moved = self.put_manifest(repository, tag, self.manifest(repository, digest))
+        if moved != digest:
+            raise IntegrityError(
+                f"{self.login.host}/{repository}:{tag} now points at {moved}, not {digest}"
+            )
+
     def push_manifest(
         self, repository: str, reference: str, manifest: Manifest
     ) -> requests.Response:

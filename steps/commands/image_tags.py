@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
-from ..support.errors import ConfigError, IntegrityError
+from ..support.errors import ConfigError
 from ..support.labels import LABEL_MODEL_SHA256, LABEL_MODEL_VERSION, LABEL_REVISION, tag_for
 from .command import (
     REGISTRY_ENVIRONMENT,
@@ -86,10 +86,7 @@ def promote_image(
     """Point `tag` at the image pinned by digest, without pulling or pushing any layer."""
     tag = _promotion(image, tag)
     client = client or RegistryClient(login)
-    manifest = client.manifest(image.repository, image.digest)
-    moved = client.put_manifest(image.repository, tag, manifest)
-    if moved != image.digest:
-        raise IntegrityError(f"{image.name}:{tag} now points at {moved}, not {image.digest}")
+    client.point_tag(image.repository, tag, image.digest)
     log.info("%s:%s -> %s", image.name, tag, image.digest)
     return PromotedImage(f"{image.name}:{tag}", image.digest)
 
