@@ -11,7 +11,6 @@ stops the pipeline where it stands.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from ..support.git import git_branch, git_revision
 from ..support.labels import default_tags
 from ..support.paths import MANIFESTS, REPO_ROOT
 from ..support.processes import spawn, stop
+from .sample_model import train_module
 from .server import HOST
 from .stack import DEV_STORAGE, Stack, locked, record_service, start_missing
 
@@ -206,15 +206,6 @@ def sample_model(context: Context) -> str:
         train_module().write_model(Path(folder), name=MODEL_NAME, version=SAMPLE_VERSION)
         published = publish_model(store, Path(folder))
     return f"published the sample model {published.name} {published.version}"
-
-
-def train_module():
-    """model/train.py, the data scientist's script (not a package, so loaded from its file)."""
-    path = REPO_ROOT / "model" / "train.py"
-    spec = importlib.util.spec_from_file_location("aiship_sample_train", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # CI

@@ -193,23 +193,8 @@ class _Credentials:
             self.scratch.cleanup()
 
 
-def digits_split():
-    """scikit-learn's digits data set split as model/train.py splits it (the same seed and
-    share): x_train, x_test, y_train, y_test."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        raise ConfigError(
-            "scikit-learn is missing (the digits data set comes with it): "
-            "install the train extra, pip install -e '.[train]'"
-        ) from None
-    images, digits = load_digits(return_X_y=True)
-    return train_test_split(
-        images.astype("float32"), digits, test_size=0.25, random_state=0, stratify=digits
-    )
-
-
 def digits_rows() -> list[list[float]]:
     """The digits data set's test split as rows: traffic whose prediction mix is realistic."""
+    from .sample_model import digits_split
+
     return digits_split()[1].tolist()
