@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 
 from .commands import all_commands
 from .commands.command import Command, DryRun
@@ -15,13 +16,23 @@ from .support import errors, logs, outputs
 log = logging.getLogger("steps")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m steps") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m steps",
+        prog=prog,
         description="Pipeline steps for shipping an AI application (code + ONNX model).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _add(parser, all_commands())
     return parser
+
+
+def _version() -> str:
+    """The installed aiship's version: what a pipeline pinned (a checkout run with PYTHONPATH
+    alone has no installed metadata)."""
+    try:
+        return version("aiship")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _add(parser: argparse.ArgumentParser, commands: Iterable[Command], depth: int = 0) -> None:
@@ -50,8 +61,13 @@ def _add(parser: argparse.ArgumentParser, commands: Iterable[Command], depth: in
         sub.set_defaults(command=command)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def console() -> int:
+    """The `aiship` console script: the same command line under its installed name."""
+    return main(prog="aiship")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m steps") -> int:
+    args = build_parser(prog).parse_args(argv)
     logs.configure(args.verbose)
     command: Command = args.command
     try:
