@@ -12,6 +12,8 @@ import orjson
 from flask import Response
 from flask.json.provider import JSONProvider
 
+from .errors import BadRequest
+
 
 def loads(data: bytes | str) -> object:
     """Parse a JSON document.
@@ -28,6 +30,14 @@ def loads(data: bytes | str) -> object:
             return json.loads(data)
         except RecursionError:
             raise ValueError(f"it is nested too deeply ({exc})") from None
+
+
+def parse_body(data: bytes) -> object:
+    """A request body's JSON, or BadRequest saying why it is not JSON."""
+    try:
+        return loads(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
 def dumps(obj: object) -> bytes:

@@ -12,10 +12,10 @@ from werkzeug.exceptions import HTTPException
 
 from . import jsonio
 from .dataplane import DataPlane
-from .errors import BadRequest, ServiceError, UnsupportedMediaType
+from .errors import ServiceError, UnsupportedMediaType
 from .logs import log_request
 from .metrics import Metrics
-from .v2 import InferenceRequest
+from .v2 import HEADER_LENGTH, InferenceRequest
 
 SERVER_NAME = "aiship"
 SERVER_VERSION = "0.1.0"
@@ -30,15 +30,12 @@ def dataplane() -> DataPlane:
 
 def json_body() -> object:
     """The request's JSON body; NaN and Infinity parse here and are refused by the data plane.
-    A body without a Content-Type is read as JSON, as V2 clients send it (tritonclient does)."""
+    A body without a Content-Type is read as JSON."""
     if request.mimetype and not request.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
         )
-    try:
-        return jsonio.loads(request.get_data(cache=False))
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    return jsonio.parse_body(request.get_data(cache=False))
 
 
 @bp.get("/v2/health/live")
@@ -71,7 +68,10 @@ def model_ready(name: str, version: str | None = None):
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    return dataplane().infer(name, InferenceRequest.parse(json_body()), version).to_dict()
+    inference = InferenceRequest.decode(
+        request.get_data(cache=False), request.mimetype, request.headers.get(HEADER_LENGTH)
+    )
+    return dataplane().infer(name, inference, version).encode()
 
 
 @bp.post("/predict")

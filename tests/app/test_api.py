@@ -40,7 +40,7 @@ def test_health_and_server_metadata(client):
     assert client.get("/v2/health/live").get_json() == {"live": True}
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
     meta = client.get("/v2").get_json()
-    assert meta["name"] == "aiship" and meta["extensions"] == []
+    assert meta["name"] == "aiship" and meta["extensions"] == ["binary_tensor_data"]
 
 
 def test_model_metadata_matches_the_card(client, trained_model_dir):
@@ -143,7 +143,7 @@ BAD_REQUESTS = [
         "/v2/models/digits/infer",
         {"inputs": [{**v2_input([ROW])["inputs"][0], "name": []}]},
         400,
-        "is not an input",
+        "must be a string naming an input",
     ),
     ("/v2/models/digits/infer", {"inputs": [ROW]}, 400, "must be an object"),
     ("/v2/models/digits/infer", {**v2_input([ROW]), "id": 7}, 400, "'id'"),
@@ -171,7 +171,6 @@ def test_bad_input_gets_a_clear_4xx(client, path, body, status, words):
         (b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "application/json", 400, "finite"),
         (b'{"instances": [[Infinity' + b", 0" * 63 + b"]]}", "application/json", 400, "finite"),
         (b"instances=1", "application/x-www-form-urlencoded", 415, "application/json"),
-        (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", 400, "deeply"),
         (json.dumps({"instances": [ROW] * 300}).encode(), "application/json", 413, "65536"),
     ],
 )
@@ -219,3 +218,129 @@ def test_a_body_without_content_type_is_read_as_json(client, digits):
 
     assert response.status_code == 200, response.get_json()
     assert [o["name"] for o in response.get_json()["outputs"]] == ["label", "probabilities"]
+
+
+def nested(body: object, depth: int) -> bytes:
+    """BODY as JSON with its "@" replaced by empty lists nested DEPTH deep."""
+    return json.dumps(body).replace('"@"', "[" * depth + "]" * depth).encode()
+
+
+V2_TENSOR = v2_input([ROW])["inputs"][0]
+NESTED_BODIES = [
+    # (path, body, depth, words the message must contain)
+    ("/predict", {"instances": "@"}, 5000, "nested too deeply"),
+    ("/predict", {"instances": "@"}, 1000, "nested deeper than the model's 2 dimensions"),
+    ("/v2/models/digits/infer", {"inputs": [{**V2_TENSOR, "data": "@"}]}, 5000, "too deeply"),
+    ("/v2/models/digits/infer", {"inputs": [{**V2_TENSOR, "data": "@"}]}, 1000, "deeper than"),
+    ("/v2/models/digits/infer", {"inputs": [{**V2_TENSOR, "name": "@"}]}, 1000, "a string"),
+    ("/v2/models/digits/infer", {**v2_input([ROW]), "outputs": [{"name": "@"}]}, 1000, "string"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "depth", "words"), NESTED_BODIES)
+def test_a_deeply_nested_body_gets_a_400_naming_it(client, logged, path, body, depth, words):
+    response = raw_post(client, path, nested(body, depth))
+
+    assert response.status_code == 400
+    assert words in response.get_json()["error"]
+    assert [r for r in logged if r.exc_info] == []
+
+
+def binary_infer(client, rows, header=None, headers=None, shape=None):
+    """A V2 infer request in the binary tensor data extension: ROWS as FP32 binary data, with
+    the SHAPE the header gives them (their own by default); a header given as None is left out."""
+    data = np.asarray(rows, dtype="<f4").tobytes()
+    tensor = {"name": "input", "datatype": "FP32", "shape": shape or list(np.shape(rows))}
+    tensor["parameters"] = {"binary_data_size": len(data)}
+    encoded = json.dumps({**(header or {}), "inputs": [tensor]}).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(encoded)),
+        **(headers or {}),
+    }
+    return client.post(
+        "/v2/models/digits/infer",
+        data=encoded + data,
+        headers={name: value for name, value in headers.items() if value is not None},
+    )
+
+
+def binary_outputs(response) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header of a binary response, and its outputs as arrays."""
+    length = int(response.headers["Inference-Header-Content-Length"])
+    header = json.loads(response.data[:length])
+    arrays, offset = {}, length
+    for output in header["outputs"]:
+        size = output.get("parameters", {}).get("binary_data_size")
+        dtype = {"FP32": "<f4", "INT64": "<i8"}[output["datatype"]]
+        if size is None:
+            array = np.asarray(output["data"], dtype=dtype)
+        else:
+            array = np.frombuffer(response.data[offset : offset + size], dtype)
+            offset += size
+        arrays[output["name"]] = array.reshape(output["shape"])
+    assert offset == len(response.data)
+    return header, arrays
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", None])
+def test_binary_inputs_and_outputs_give_what_json_gives(client, digits, content_type):
+    """With or without a Content-Type: tritonclient sends none."""
+    images, _ = digits
+    rows = images[:5]
+    as_json = client.post("/v2/models/digits/infer", json=v2_input(rows)).get_json()
+
+    response = binary_infer(
+        client,
+        rows,
+        {"id": "b1", "parameters": {"binary_data_output": True}},
+        {"Content-Type": content_type},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    header, arrays = binary_outputs(response)
+    assert header["id"] == "b1" and header["model_name"] == "digits"
+    expected = {o["name"]: o for o in as_json["outputs"]}
+    assert arrays["label"].tolist() == expected["label"]["data"]
+    assert arrays["probabilities"].shape == (5, 10)
+    assert np.allclose(arrays["probabilities"].ravel(), expected["probabilities"]["data"])
+
+
+def test_binary_inputs_with_json_outputs_or_one_binary_output(client, digits):
+    images, _ = digits
+    one_binary = {"outputs": [{"name": "label", "parameters": {"binary_data": True}}]}
+
+    as_json = binary_infer(client, images[:2])
+    mixed = binary_infer(client, images[:2], one_binary)
+
+    assert as_json.headers["Content-Type"] == "application/json"
+    labels = next(o["data"] for o in as_json.get_json()["outputs"] if o["name"] == "label")
+    header, arrays = binary_outputs(mixed)
+    assert [o["name"] for o in header["outputs"]] == ["label"]
+    assert arrays["label"].tolist() == labels
+
+
+@pytest.mark.parametrize(
+    ("rows", "headers", "shape", "status", "words"),
+    [
+        ([ROW], {"Content-Type": "text/plain"}, None, 415, "is application/octet-stream"),
+        ([ROW], {"Inference-Header-Content-Length": "x"}, None, 400, "the JSON header's length"),
+        ([ROW[:63]], {}, None, 400, "shape [1, 63] does not match the model's"),
+        ([ROW[:63]], {}, [1, 64], 400, "is 252 bytes but shape [1, 64] of FP32 needs 256"),
+        ([[float("nan")] * 64], {}, None, 400, "finite"),
+        ([ROW] * 9, {}, None, 400, "limit of 8"),
+    ],
+)
+def test_bad_binary_requests_get_a_clear_4xx(client, rows, headers, shape, status, words):
+    response = binary_infer(client, rows, headers=headers, shape=shape)
+
+    assert response.status_code == status
+    assert words in response.get_json()["error"]
+
+
+def test_octet_stream_without_the_header_length_is_refused(client):
+    response = raw_post(client, "/v2/models/digits/infer", b"{}", "application/octet-stream")
+
+    assert response.status_code == 415
+    assert "Inference-Header-Content-Length" in response.get_json()["error"]
