@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Load, verify and warm up the model, then build the app around it."""
     from flask import Flask
 
-    from . import rest
+    from . import docs, rest
     from .dataplane import DataPlane
     from .jsonio import OrjsonProvider
     from .logs import configure_logging
@@ -41,4 +41,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["metrics"] = metrics
 
     rest.init_app(app)
+    app.register_blueprint(docs.bp)
     return app
