@@ -46,6 +46,9 @@ class Subset:
 AZURE_RM = "specification/containerregistry/resource-manager/Microsoft.ContainerRegistry"
 AZURE_AKS = "specification/containerservice/resource-manager/Microsoft.ContainerService/aks"
 AZURE_ACR = "specification/containerregistry/data-plane/Azure.ContainerRegistry"
+AZURE_ML = (
+    "specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices"
+)
 
 SUBSETS = (
     Subset(
@@ -72,6 +75,18 @@ SUBSETS = (
             "Authentication_ExchangeAcrRefreshTokenForAcrAccessToken",
             "Authentication_GetAcrAccessTokenFromLogin",
         ),
+    ),
+    Subset(
+        "azure",
+        f"{AZURE_ML}/preview/2023-08-01-preview/mfe.json",
+        "azure/machinelearningservices/2023-08-01-preview/mfe.json",
+        ("ModelVersions_List", "ModelVersions_Get", "ModelVersions_CreateOrUpdate"),
+    ),
+    Subset(
+        "azure",
+        f"{AZURE_ML}/preview/2024-10-01-preview/mfe.json",
+        "azure/machinelearningservices/2024-10-01-preview/mfe.json",
+        ("Datastores_Get", "Datastores_ListSecrets"),
     ),
     Subset(
         "github",

@@ -278,3 +278,18 @@ def test_approval_settings_have_their_own_schema() -> None:
             "azure-devops", "ApprovalConfigSettings", {**settings, "executionOrder": "any"}
         )
     )
+
+
+def test_an_azure_ml_asset_holds_its_parents_properties_and_no_others() -> None:
+    url = (
+        f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.MachineLearningServices"
+        "/workspaces/ws1/models/digits/versions/1.0"
+    )
+    query = {"api-version": "2023-08-01-preview"}
+    # modelUri is ModelVersion's own, isArchived AssetBase's, tags ResourceBase's: all closed.
+    version = {"properties": {"modelUri": "azureml://x", "isArchived": False, "tags": {"a": "b"}}}
+    check("machinelearningservices", "PUT", url, 201, version, {"name": "1.0", **version}, query)
+    typo = {"properties": {**version["properties"], "modelURI": "azureml://x"}}
+    assert "'modelURI' was unexpected" in _reason(
+        lambda: check("machinelearningservices", "PUT", url, 201, typo, version, query)
+    )

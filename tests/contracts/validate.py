@@ -25,6 +25,10 @@ readings these services' own tooling applies:
   may be its wire form "type;identifier" (the examples, and the SDK's `str`).
 - Azure Resource Manager: the api-version is the description's `info.version`; paths match
   without regard to case.
+- Swagger from Microsoft: a definition's `allOf` of other definitions is inheritance (AutoRest
+  and Azure's validators read it so): the definition holds its parents' properties and required
+  names, and `additionalProperties: false` judges that whole set (Azure ML's asset definitions
+  close both the parent and the child, which read as separate JSON Schemas reject everything).
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "containerregistry": ("azure/containerregistry/containerregistry.json",),
     "containerservice": ("azure/containerservice/managedClusters.json",),
     "acr": ("azure/acr/containerregistry.json",),
+    "machinelearningservices": (
+        "azure/machinelearningservices/2023-08-01-preview/mfe.json",
+        "azure/machinelearningservices/2024-10-01-preview/mfe.json",
+    ),
     "github": ("github/api.github.com.json",),
     "azure-devops": (
         "azure-devops/core/core.json",
@@ -99,6 +107,40 @@ def _not_schema(key: str, value) -> bool:
     return key in _NOT_SCHEMAS
 
 
+def _inherited(raw: dict) -> dict:
+    """`raw` with each definition's parents (its `allOf` of local definitions) merged into it."""
+    definitions = raw.get("definitions", {})
+    merged: dict[str, dict] = {}
+
+    def merge(name: str) -> dict:
+        if name not in merged:
+            schema = definitions[name]
+            local = [
+                p
+                for p in schema.get("allOf", [])
+                if str(p.get("$ref", "")).startswith("#/definitions/")
+            ]
+            properties, required = {}, []
+            for parent in (merge(p["$ref"].rsplit("/", 1)[1]) for p in local):
+                properties.update(parent.get("properties", {}))
+                required += parent.get("required", [])
+            properties.update(schema.get("properties", {}))
+            required += schema.get("required", [])
+            flat = {k: v for k, v in schema.items() if k not in ("allOf", "properties", "required")}
+            if properties:
+                flat["properties"] = properties
+            if required:
+                flat["required"] = list(dict.fromkeys(required))
+            if rest := [p for p in schema.get("allOf", []) if p not in local]:
+                flat["allOf"] = rest
+            merged[name] = flat
+        return merged[name]
+
+    if not definitions:
+        return raw
+    return {**raw, "definitions": {name: merge(name) for name in definitions}}
+
+
 def _to_json_schema(node, *, loose_optional: bool):
     """The description's schemas as JSON Schema draft 4 (what Swagger 2.0 and OpenAPI 3.0 use)."""
     if isinstance(node, list):
@@ -149,7 +191,8 @@ class Spec:
         self.openapi3 = str(self.raw.get("openapi", "")).startswith("3.")
         self.devops = relpath.startswith("azure-devops/")
         self.microsoft = not self.openapi3
-        self.doc = _to_json_schema(self.raw, loose_optional=self.microsoft)
+        source = _inherited(self.raw) if self.microsoft else self.raw
+        self.doc = _to_json_schema(source, loose_optional=self.microsoft)
         definitions = self.doc.get("definitions", {})
         if self.devops and "IdentityDescriptor" in definitions:
             # Described as an object, sent as "type;identifier" (the examples, and the SDK's str).

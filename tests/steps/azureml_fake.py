@@ -1,7 +1,8 @@
 """A local stand-in for an Azure Machine Learning workspace, for the real azure-ai-ml SDK.
 
 - Resource Manager: an HTTPS fake (trustme CA) of the operations the SDK calls for a model store
-  (cloud metadata, datastore get and listSecrets, model versions list/get/create), plus a managed
+  (cloud metadata, datastore get and listSecrets, model versions list/get/create; each
+  held to the vendored Microsoft.MachineLearningServices descriptions), plus a managed
   identity endpoint where the real DefaultAzureCredential gets its token.
 - The datastore: a real Azurite over HTTPS. The SDK builds the account URL itself,
   https://ACCOUNT.blob.<the cloud's storage suffix>, here devstoreaccount1.blob.core.localhost:PORT;
@@ -35,6 +36,7 @@ from werkzeug import Request, Response
 from steps.clients.stores.azure_blob import DEV_ACCOUNT, DEV_ACCOUNT_KEY
 from steps.local.azurite import Azurite
 from steps.local.server import HOST
+from tests.contracts.held import Held
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 RESOURCE_GROUP = "rg-ml"
@@ -280,10 +282,6 @@ class AzureMLFake:
 
     def _model(self, request: Request, parts: list[str]) -> Response:
         name = parts[0] if parts else ""
-        if len(parts) == 1 and request.method == "GET":  # the model container
-            if not any(key[0] == name for key in self.models):
-                return _error(404, "UserError", f"model {name} not found")
-            return _json(self.container_resource(name))
         if len(parts) == 2 and parts[1] == "versions" and request.method == "GET":
             return _json({"value": self._listed(name, request)})
         if len(parts) == 3 and parts[1] == "versions":
@@ -337,14 +335,6 @@ class AzureMLFake:
         self.models[(name, version)] = resource
         return _json(resource, status=201)
 
-    def container_resource(self, name: str) -> dict:
-        return {
-            "id": f"{self.workspace_path}/models/{name}",
-            "name": name,
-            "type": "Microsoft.MachineLearningServices/workspaces/models",
-            "properties": {"isArchived": False, "properties": {}, "tags": {}},
-        }
-
     def blob_names(self) -> list[str]:
         return list(self.data.container(self.container).list_blob_names())
 
@@ -363,7 +353,8 @@ def _error(status: int, code: str, message: str, retry_after: str = "") -> Respo
 
 @pytest.fixture(name="azureml")
 def azureml_fixture(azureml_data_path, monkeypatch) -> Iterator[AzureMLFake]:
-    """A fresh workspace whose datastore is a new container; its env set for this process."""
+    """A fresh workspace whose datastore is a new container; its env set for this process. Every
+    Resource Manager exchange of the test is held to Azure ML's REST descriptions after it."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     azureml_data_path.ca.issue_cert(HOST).configure_cert(context)
     server = HTTPServer(host=HOST, port=0, ssl_context=context)
@@ -376,6 +367,11 @@ def azureml_fixture(azureml_data_path, monkeypatch) -> Iterator[AzureMLFake]:
         for name, value in fake.env().items():
             monkeypatch.setenv(name, value)
         yield fake
+        held = Held("machinelearningservices")
+        for request, response in server.log:
+            if request.path.startswith("/subscriptions/"):  # not the cloud metadata, not Entra ID
+                held.observe(request, response)
+        assert held.checked and held.violations == [], held.violations
     finally:
         server.clear()
         server.stop()
