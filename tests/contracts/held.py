@@ -24,6 +24,7 @@ EXEMPT = {
 @dataclass
 class Held:
     service: str
+    base: str = ""  # the path the service's description is served under (it names paths after it)
     violations: list[str] = field(default_factory=list)
     # Error answers the description does not declare (GitHub's omits most 401/403/5xx it sends):
     # their requests are judged, their bodies cannot be.
@@ -37,6 +38,7 @@ class Held:
         ):
             return
         self.checked += 1
+        path = request.path.removeprefix(self.base)
         # Azure DevOps' descriptions declare no error answers at all: only the request of a
         # refused call can be judged (its error body is the SDK's WrappedException, tested there).
         judged = not (self.service == "azure-devops" and response.status_code >= 400)
@@ -49,23 +51,25 @@ class Held:
         )
         if "api-version" not in query and "api-version" in accepted:
             query["api-version"] = [accepted["api-version"]]
-        failure = self._judge(request, query, response, judged)
+        failure = self._judge(request, path, query, response, judged)
         if failure and judged and response.status_code >= 400 and "is not declared" in failure:
             self.undeclared.append(f"{request.method} {request.path} -> {response.status_code}")
-            failure = self._judge(request, query, response, judged=False)
+            failure = self._judge(request, path, query, response, judged=False)
         if failure:
             self.violations.append(
                 f"{request.method} {request.path} -> {response.status_code}: {failure}"
             )
 
-    def _judge(self, request: Request, query: dict, response: Response, judged: bool) -> str:
+    def _judge(
+        self, request: Request, path: str, query: dict, response: Response, judged: bool
+    ) -> str:
         """Why the exchange leaves the description ("" when it does not); with `judged` False,
         only the request is held to it."""
         try:
             check(
                 self.service,
                 request.method,
-                request.path,
+                path,
                 response.status_code,
                 _body(request),
                 _json(response) if judged else None,

@@ -49,6 +49,10 @@ AZURE_ACR = "specification/containerregistry/data-plane/Azure.ContainerRegistry"
 AZURE_ML = (
     "specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices"
 )
+AZURE_ML_DISCOVERY = (
+    "specification/machinelearningservices/data-plane/"
+    "Microsoft.MachineLearningServices.RegistryDiscovery"
+)
 
 SUBSETS = (
     Subset(
@@ -87,6 +91,12 @@ SUBSETS = (
         f"{AZURE_ML}/preview/2024-10-01-preview/mfe.json",
         "azure/machinelearningservices/2024-10-01-preview/mfe.json",
         ("Datastores_Get", "Datastores_ListSecrets"),
+    ),
+    Subset(
+        "azure",
+        f"{AZURE_ML_DISCOVERY}/stable/v1.0/registry-discovery.json",
+        "azure/machinelearningservices/registry-discovery/registry-discovery.json",
+        ("RegistryManagement_GetDiscoveryInfo",),
     ),
     Subset(
         "github",

@@ -54,6 +54,9 @@ SERVICES: dict[str, tuple[str, ...]] = {
         "azure/machinelearningservices/2023-08-01-preview/mfe.json",
         "azure/machinelearningservices/2024-10-01-preview/mfe.json",
     ),
+    "azureml-registry": (
+        "azure/machinelearningservices/registry-discovery/registry-discovery.json",
+    ),
     "github": ("github/api.github.com.json",),
     "azure-devops": (
         "azure-devops/core/core.json",

@@ -1,11 +1,12 @@
-"""An Azure Machine Learning workspace as a model store, through the azure-ai-ml SDK.
+"""An Azure Machine Learning workspace or registry as a model store, through the azure-ai-ml SDK.
 
 A version is one model asset of type custom_model: a folder holding model.onnx, golden.jsonl when
 given, and model.json, tagged with the sha256 and the card's main fields. The SDK uploads the folder
-to the workspace's default datastore first and registers the model version after, so readers see a
-version only once all its files are stored; a registration that fails leaves only unreferenced
-blobs. Labels are Azure ML's model stage (`--version @production`: the highest version in that
-stage). Fetch reads the files straight from the datastore with the blob SDK, streaming.
+first (to the workspace's default datastore, or to the blob location a registry hands out for the
+new version) and registers the model version after, so readers see a version only once all its
+files are stored; a registration that fails leaves only unreferenced blobs. Labels are Azure ML's
+model stage (`--version @production`: the highest version in that stage). Fetch reads the files
+straight from blob storage, streaming: through the datastore's key, or the registry's read SAS.
 
 Other clouds (or a local fake) are found through the SDK's own ARM_CLOUD_METADATA_URL.
 """
@@ -33,7 +34,7 @@ from .models import CARD_FILE, ProgressFactory
 
 PUBLISH_ROLE = "AzureML Data Scientist"
 READ_ROLE = PUBLISH_ROLE  # a fetch lists the datastore's secrets: a Reader may not
-FORM = "azureml://subscriptions/S/resourceGroups/G/workspaces/W"
+FORM = "azureml://subscriptions/S/resourceGroups/G/workspaces/W or azureml://registries/R"
 ASSET_FOLDER = "model"  # the uploaded folder's name, the last part of the asset's path
 MODEL_TYPE = "custom_model"
 # The card's fields copied into the version's tags, where the studio shows them (metrics and the
@@ -50,31 +51,50 @@ class Workspace:
 
     def describe(self) -> str:
         group = f"subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-        return f"azureml://{group}/workspaces/{self.name}"
+        return f"workspace azureml://{group}/workspaces/{self.name}"
+
+    def client_scope(self) -> dict[str, str]:
+        return {
+            "subscription_id": self.subscription,
+            "resource_group_name": self.resource_group,
+            "workspace_name": self.name,
+        }
 
 
-def parse_azureml_url(url: str) -> Workspace:
-    """azureml://subscriptions/S/resourceGroups/G/workspaces/W; the registry form is refused."""
+@dataclass(frozen=True)
+class Registry:
+    """Its subscription and group come from Azure ML's registry discovery, not from the URL."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"registry azureml://registries/{self.name}"
+
+    def client_scope(self) -> dict[str, str]:
+        return {"registry_name": self.name}
+
+
+def parse_azureml_url(url: str) -> Workspace | Registry:
+    """azureml://subscriptions/S/resourceGroups/G/workspaces/W or azureml://registries/R."""
     parts = urlsplit(url.strip())
     segments = [parts.netloc, *(s for s in parts.path.split("/") if s)]
     if parts.query or parts.fragment:
         raise ConfigError(f"store {url.split('?')[0]}: azureml:// URLs take no query: use {FORM}")
-    if segments and segments[0].lower() == "registries":
-        raise ConfigError(
-            f"store {url}: Azure ML registries are not supported yet; use a workspace: {FORM}"
-        )
     keys = [s.lower() for s in segments[0::2]]
+    if keys == ["registries"] and len(segments) == 2:
+        return Registry(segments[1])
     if keys != ["subscriptions", "resourcegroups", "workspaces"] or len(segments) != 6:
-        raise ConfigError(f"store {url} is not an Azure ML workspace URL: use {FORM}")
+        raise ConfigError(f"store {url} is not an Azure ML workspace or registry URL: use {FORM}")
     return Workspace(segments[1], segments[3], segments[5])
 
 
 class AzureMLStore:
-    """Model versions of one Azure ML workspace; every SDK call is translated by _errors."""
+    """Model versions of one Azure ML workspace or registry; every SDK call is translated by
+    _errors."""
 
     def __init__(
         self,
-        workspace: Workspace,
+        scope: Workspace | Registry,
         *,
         max_concurrency: int = MAX_CONCURRENCY,
         retries: int = 3,
@@ -84,19 +104,17 @@ class AzureMLStore:
 
         from ..azure import credential as default_credential
 
-        self.workspace = workspace
+        self.scope = scope
         self.max_concurrency = max_concurrency
         self.retries = retries
         self.credential = credential or default_credential()
         self._folders: dict[
             tuple[str, str], tuple[Any, str]
         ] = {}  # a version's files: looked up once
-        with azureml_errors(workspace.describe(), role=READ_ROLE):
+        with azureml_errors(scope.describe(), role=READ_ROLE):
             self.client = MLClient(
                 self.credential,
-                subscription_id=workspace.subscription,
-                resource_group_name=workspace.resource_group,
-                workspace_name=workspace.name,
+                **scope.client_scope(),
                 enable_telemetry=False,  # the SDK's App Insights logging: never
                 show_progress=False,
                 retry_total=retries,
@@ -109,7 +127,7 @@ class AzureMLStore:
         return cls(parse_azureml_url(url), max_concurrency=max_concurrency, retries=retries)
 
     def describe(self, name: str = "", version: str = "", file: str = "") -> str:
-        where = f"workspace {self.workspace.describe()}"
+        where = self.scope.describe()
         if not name:
             return where
         model = f"model {name}" + (f" version {version}" if version else "")
@@ -123,9 +141,13 @@ class AzureMLStore:
             return [model.version for model in self.client.models.list(name, list_view_type=view)]
 
     def alias(self, name: str, alias: str) -> str:
-        stage = None if alias == "latest" else alias
+        # Filtered here: a registry's list takes no stage.
         with self._errors(self.describe(name), write=False):
-            found = [model.version for model in self.client.models.list(name, stage=stage)]
+            found = [
+                model.version
+                for model in self.client.models.list(name)
+                if alias in ("latest", model.stage)
+            ]
         if not found:
             raise NotFound(
                 f"no version of model {name} has the stage {alias!r} in "
@@ -210,24 +232,50 @@ class AzureMLStore:
         from azure.storage.blob import ContainerClient
 
         model = self.client.models.get(name, version=version)
-        datastore_name, folder = _datastore_path(str(model.path))
-        datastore = self.client.datastores.get(datastore_name, include_secrets=True)
-        credentials = datastore.credentials
-        secret = getattr(credentials, "account_key", None) or getattr(
-            credentials, "sas_token", None
-        )
+        if isinstance(self.scope, Registry):
+            account_url, container_name, folder, secret = self._registry_blobs(model)
+        else:
+            account_url, container_name, folder, secret = self._datastore_blobs(str(model.path))
         if secret:
             outputs.mask(secret)
-        account_url = f"{datastore.protocol}://{datastore.account_name}.blob.{datastore.endpoint}"
         container = ContainerClient(
             account_url,
-            datastore.container_name,
+            container_name,
             credential=secret or self.credential,
             max_single_get_size=CHUNK,
             max_chunk_get_size=CHUNK,
             retry_total=self.retries,
         )
         return container, folder
+
+    def _datastore_blobs(self, path: str) -> tuple[str, str, str, str]:
+        """Account URL, container, folder and key (or SAS) of a workspace version's files."""
+        datastore_name, folder = _datastore_path(path)
+        datastore = self.client.datastores.get(datastore_name, include_secrets=True)
+        credentials = datastore.credentials
+        secret = getattr(credentials, "account_key", None) or getattr(
+            credentials, "sas_token", None
+        )
+        account_url = f"{datastore.protocol}://{datastore.account_name}.blob.{datastore.endpoint}"
+        return account_url, datastore.container_name, folder, secret or ""
+
+    def _registry_blobs(self, model) -> tuple[str, str, str, str]:
+        """The same for a registry version: the service hands out a read SAS for its blob URI.
+        The SDK's own models.download makes this call; it has no public function of its own."""
+        from azure.ai.ml._utils._registry_utils import get_storage_details_for_registry_assets
+
+        uri, _ = get_storage_details_for_registry_assets(
+            self.client.models._registry_service_client,
+            asset_type="models",
+            asset_name=model.name,
+            asset_version=model.version,
+            rg_name=self.client.resource_group_name,
+            reg_name=self.scope.name,
+            uri=str(model.path),
+        )
+        blob = urlsplit(uri)
+        container_name, _, folder = blob.path.lstrip("/").partition("/")
+        return f"{blob.scheme}://{blob.netloc}", container_name, folder.strip("/"), blob.query
 
     def _errors(self, what: str, *, write: bool, fix_not_found: str = ""):
         return azureml_errors(

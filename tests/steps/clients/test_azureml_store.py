@@ -1,5 +1,6 @@
-"""azureml:// model stores: the real azure-ai-ml SDK against the local workspace stand-in, the
-model's bytes in a real Azurite behind it (tests/steps/azureml_fake.py)."""
+"""azureml:// model stores: the real azure-ai-ml SDK against the local workspace and registry
+stand-ins, the model's bytes in a real Azurite behind them (tests/steps/azureml_fake.py). Every test
+with the `azureml` fixture runs once for each form."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def test_round_trip_latest_label_and_only_loopback(azureml, trained_model_dir, t
     assert resource["tags"]["version"] == "1.2.0"
     assert resource["tags"]["golden.sha256"] == card.golden.sha256
     assert {f"metric.{key}" for key in card.metrics} <= set(resource["tags"])
-    folder = resource["modelUri"].split("/paths/", 1)[1].rstrip("/")
+    folder = azureml.folder("digits", "1.2.0")
     assert {f"{folder}/{f}" for f in (MODEL_FILE, GOLDEN_FILE, "model.json")} <= set(
         azureml.blob_names()
     )
@@ -140,10 +141,7 @@ def test_a_corrupted_download_leaves_dest_untouched(azureml, trained_model_dir, 
     dest.mkdir()
     (dest / "keep.txt").write_text("mine")
     before = snapshot(dest)
-    folder = azureml.models[("digits", "1.0")]["properties"]["modelUri"].split("/paths/", 1)[1]
-    azureml.data.container(azureml.container).upload_blob(
-        f"{folder.rstrip('/')}/{MODEL_FILE}", b"not the model", overwrite=True
-    )
+    azureml.overwrite("digits", "1.0", MODEL_FILE, b"not the model")
     with pytest.raises(IntegrityError, match="damaged"):
         fetch(azureml.store_url, dest)
     assert snapshot(dest) == before
@@ -220,10 +218,16 @@ def test_no_secret_in_the_logs_of_a_publish_and_fetch(azureml, trained_model_dir
 
 
 def test_store_urls():
-    from steps.clients.stores.azureml import parse_azureml_url
+    from steps.clients.stores.azureml import Registry, Workspace, parse_azureml_url
 
     workspace = parse_azureml_url("azureml://subscriptions/s/resourceGroups/g/workspaces/w")
-    assert (workspace.subscription, workspace.resource_group, workspace.name) == ("s", "g", "w")
-    for bad in ("azureml://registries/r", "azureml://subscriptions/s/workspaces/w"):
+    assert workspace == Workspace("s", "g", "w")
+    assert parse_azureml_url("azureml://registries/r") == Registry("r")
+    for bad in (
+        "azureml://registries",
+        "azureml://registries/r/models",
+        "azureml://subscriptions/s/workspaces/w",
+        "azureml://registries/r?x=1",
+    ):
         with pytest.raises(ConfigError):
             parse_azureml_url(bad)
