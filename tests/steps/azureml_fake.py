@@ -1,4 +1,4 @@
-"""A local stand-in for an Azure Machine Learning workspace or registry, for the real azure-ai-ml SDK.
+"""A local stand-in for an Azure Machine Learning workspace or registry, for the real SDK.
 
 - Control plane: an HTTPS fake (trustme CA) of the operations the SDK calls for a model store:
   cloud metadata; for a workspace, Resource Manager's datastore get and listSecrets and model
