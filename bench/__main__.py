@@ -20,11 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers per server (default 2)")
     parser.add_argument("--seconds", type=float, help="seconds per serving point / soak run")
     parser.add_argument("--rounds", type=int, default=1, help="serving: best of N rounds")
-    parser.add_argument("--no-mlflow", action="store_true", help="serving: no MLflow reference")
+    parser.add_argument(
+        "--server",
+        action="append",
+        dest="servers",
+        metavar="NAME",
+        help="serving: only this server (aiship, floor, mlflow, mlserver, kserve, bentoml, "
+        "litserve); repeat for more (default: all)",
+    )
     args = parser.parse_args(argv)
 
     seconds = {"seconds": args.seconds} if args.seconds else {}
-    serving_options = {"with_mlflow": not args.no_mlflow, "rounds": args.rounds, **seconds}
+    serving_options = {"names": args.servers, "rounds": args.rounds, **seconds}
     passed = True
     for name in BENCHMARKS if args.benchmark == "all" else (args.benchmark,):
         print(f"## {name}\n", flush=True)

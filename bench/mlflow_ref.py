@@ -1,19 +1,20 @@
-"""The MLflow reference: `mlflow models serve` on the same ONNX model, from a pinned venv.
-
-MLflow is heavy and conflicts with nothing of ours only when kept apart, so it lives in a venv
-of its own under the user cache dir, created on first use.
-"""
+"""The MLflow reference: `mlflow models serve` on the same ONNX model, from a venv of its own
+(bench/peers/venvs.py), the model saved with `mlflow.onnx.save_model` first."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
-from importlib.metadata import version
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
-from .harness import HOST, ROW, cache_dir, serve
+from .harness import HOST, Server
+from .peers import Endpoint, Peer, rows, serve
+from .peers.venvs import ours, pinned_venv
 
 MLFLOW_VERSION = "3.17.2"
 PATH = "/invocations"
@@ -24,41 +25,42 @@ mlflow.onnx.save_model(onnx.load(sys.argv[1]), sys.argv[2])
 """
 
 
-def body() -> str:
-    return json.dumps({"inputs": [ROW]})
+def body(batch: int) -> str:
+    return json.dumps({"inputs": rows(batch)})
+
+
+KEEP_ALIVE = Endpoint(PATH, PATH, body)
+CLOSE = Endpoint(f"{PATH}, close", PATH, body, ("Connection: close",))
 
 
 def venv() -> Path:
-    """The MLflow venv, installed on first use; the same onnx and onnxruntime as ours."""
-    path = cache_dir() / f"bench-mlflow-{MLFLOW_VERSION}"
-    done = path / ".installed"
-    if not done.exists():
-        print(f"installing MLflow {MLFLOW_VERSION} into {path} (once)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)
-        pins = [f"mlflow=={MLFLOW_VERSION}"]
-        pins += [f"{name}=={version(name)}" for name in ("onnx", "onnxruntime")]
-        subprocess.run(
-            [str(path / "bin" / "python"), "-m", "pip", "install", "-q", *pins],
-            check=True,
-            timeout=1800,
-        )
-        done.touch()
-    return path
+    """The MLflow venv, installed on first use, with the onnx we convert the model with."""
+    return pinned_venv("mlflow", MLFLOW_VERSION, [f"mlflow=={MLFLOW_VERSION}", *ours("onnx")])
 
 
-def save_model(model_dir: Path, out: Path) -> Path:
-    """model.onnx saved as an MLflow model (mlflow.onnx.save_model) in OUT."""
+def peer(model_file: Path) -> Peer:
+    """MLflow with keep-alive clients and with `Connection: close` ones: its answers on a kept
+    connection wait about 40 ms (bench/README.md, "Serving")."""
+    return Peer("mlflow", partial(_serve, model_file), (KEEP_ALIVE, CLOSE))
+
+
+def save_model(model_file: Path, out: Path) -> Path:
+    """MODEL_FILE saved as an MLflow model (mlflow.onnx.save_model) in OUT."""
     python = str(venv() / "bin" / "python")
-    command = [python, "-c", SAVE_MODEL, str(model_dir / "model.onnx"), str(out)]
+    command = [python, "-c", SAVE_MODEL, str(model_file), str(out)]
     subprocess.run(command, check=True, env=os.environ | NO_TELEMETRY | _path_env(), timeout=300)
     return out
 
 
-def mlflow_server(mlflow_model: Path, workers: int, port: int):
-    command = [str(venv() / "bin" / "mlflow"), "models", "serve", "-m", str(mlflow_model)]
-    command += ["--env-manager", "local", "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers)]
-    return serve("mlflow", command, port, PATH, body(), env=NO_TELEMETRY | _path_env())
+@contextmanager
+def _serve(model_file: Path, workers: int, port: int) -> Iterator[Server]:
+    with tempfile.TemporaryDirectory(prefix="bench-mlflow-") as tmp:
+        model = save_model(model_file, Path(tmp) / "model")
+        command = [str(venv() / "bin" / "mlflow"), "models", "serve", "-m", str(model)]
+        command += ["--env-manager", "local", "--host", HOST, "--port", str(port)]
+        command += ["--workers", str(workers)]
+        with serve("mlflow", command, port, KEEP_ALIVE, NO_TELEMETRY | _path_env()) as server:
+            yield server
 
 
 def _path_env() -> dict[str, str]:
