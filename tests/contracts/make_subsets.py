@@ -9,6 +9,7 @@ else is changed: key order, descriptions and extensions stay as the source has t
 
     python -m tests.contracts.make_subsets \
         --azure DIR    # a checkout (or partial copy) of Azure/azure-rest-api-specs
+        --azure-sdk-python DIR  # the same of Azure/azure-sdk-for-python (its ML swagger)
         --github FILE  # rest-api-description: descriptions/api.github.com/api.github.com.json
         --ado DIR      # a checkout of MicrosoftDocs/vsts-rest-api-specs
 
@@ -34,7 +35,7 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 @dataclass(frozen=True)
 class Subset:
-    root: str  # --azure, --github or --ado
+    root: str  # --azure, --azure-sdk-python, --github or --ado
     source: str  # path of the description inside that root
     out: str  # path under specs/
     operations: tuple[str, ...]  # operationIds
@@ -48,6 +49,11 @@ AZURE_AKS = "specification/containerservice/resource-manager/Microsoft.Container
 AZURE_ACR = "specification/containerregistry/data-plane/Azure.ContainerRegistry"
 AZURE_ML = (
     "specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices"
+)
+# The registry front end's API that azure-ai-ml calls, described only in the SDK's own repository.
+AZURE_ML_REGISTRY = (
+    "sdk/ml/azure-ai-ml/swagger/machinelearningservices/resource-manager/"
+    "Microsoft.MachineLearningServices/preview/2021-10-01-dataplanepreview"
 )
 AZURE_ML_DISCOVERY = (
     "specification/machinelearningservices/data-plane/"
@@ -97,6 +103,18 @@ SUBSETS = (
         f"{AZURE_ML_DISCOVERY}/stable/v1.0/registry-discovery.json",
         "azure/machinelearningservices/registry-discovery/registry-discovery.json",
         ("RegistryManagement_GetDiscoveryInfo",),
+    ),
+    Subset(
+        "azure-sdk-python",
+        f"{AZURE_ML_REGISTRY}/mfe.json",
+        "azure/machinelearningservices/2021-10-01-dataplanepreview/mfe.json",
+        (
+            "ModelVersions_List",
+            "ModelVersions_Get",
+            "ModelVersions_CreateOrUpdate",
+            "TemporaryDataReferences_CreateOrGetTemporaryDataReference",
+            "DataReferences_GetBlobReferenceSAS",
+        ),
     ),
     Subset(
         "github",
@@ -366,11 +384,17 @@ class Cutter:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--azure", type=Path)
+    parser.add_argument("--azure-sdk-python", type=Path)
     parser.add_argument("--github", type=Path, help="the api.github.com.json file")
     parser.add_argument("--ado", type=Path)
     parser.add_argument("--out", type=Path, default=HERE / "specs")
     args = parser.parse_args(argv)
-    roots = {"azure": args.azure, "github": args.github, "ado": args.ado}
+    roots = {
+        "azure": args.azure,
+        "azure-sdk-python": args.azure_sdk_python,
+        "github": args.github,
+        "ado": args.ado,
+    }
     for subset in SUBSETS:
         root = roots[subset.root]
         if root is None:

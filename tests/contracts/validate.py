@@ -56,6 +56,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     ),
     "azureml-registry": (
         "azure/machinelearningservices/registry-discovery/registry-discovery.json",
+        "azure/machinelearningservices/2021-10-01-dataplanepreview/mfe.json",
     ),
     "github": ("github/api.github.com.json",),
     "azure-devops": (

@@ -390,7 +390,7 @@ class AzureMLFake:
         ]
 
     def _put_version(self, name: str, version: str, body: dict, stored: dict | None) -> Response:
-        properties = body["properties"]
+        properties = {k: v for k, v in body["properties"].items() if v is not None}
         if stored is not None:
             # Azure ML: a version's path never changes; a PUT with the same path only updates.
             if stored["properties"]["modelUri"] != properties.get("modelUri"):
@@ -407,8 +407,9 @@ class AzureMLFake:
                 "tags": {},
                 "properties": {},
                 **properties,
-                "provisioningState": "Succeeded",
                 "isArchived": False,
+                # A workspace's versions have a provisioning state; a registry's description none.
+                **({"provisioningState": "Succeeded"} if self.form == "workspace" else {}),
             },
             "systemData": {"createdAt": "2026-11-30T00:00:00Z", "createdBy": "ci"},
         }
@@ -482,13 +483,13 @@ def azureml_fixture(request, azureml_data_path, monkeypatch) -> Iterator[AzureML
 
 
 def _hold(log) -> None:
-    """Resource Manager's exchanges to its description, registry discovery's to its own; not the
-    cloud metadata nor Entra ID's token."""
-    arm, registry = Held("machinelearningservices"), Held("azureml-registry")
+    """Resource Manager's exchanges to its description, the registry front end's and discovery's
+    to theirs; not the cloud metadata nor Entra ID's token."""
+    arm, registry = Held("machinelearningservices"), Held("azureml-registry", REGISTRY_FRONT_END)
     for request, response in log:
         if request.path.startswith("/subscriptions/"):
             arm.observe(request, response)
-        elif request.path.startswith(DISCOVERY):
+        elif request.path.startswith((REGISTRY_FRONT_END, DISCOVERY)):
             registry.observe(request, response)
     assert arm.checked + registry.checked, "no control-plane exchange was held"
     assert arm.violations + registry.violations == [], arm.violations + registry.violations

@@ -53,6 +53,9 @@ class Workspace:
         group = f"subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
         return f"workspace azureml://{group}/workspaces/{self.name}"
 
+    # A workspace keeps a version's stage in the asset's own field.
+    stage_tag = ""
+
     def client_scope(self) -> dict[str, str]:
         return {
             "subscription_id": self.subscription,
@@ -66,6 +69,8 @@ class Registry:
     """Its subscription and group come from Azure ML's registry discovery, not from the URL."""
 
     name: str
+    # The registry API the SDK calls (2021-10-01-dataplanepreview) has no stage: a tag holds it.
+    stage_tag = "stage"
 
     def describe(self) -> str:
         return f"registry azureml://registries/{self.name}"
@@ -146,7 +151,7 @@ class AzureMLStore:
             found = [
                 model.version
                 for model in self.client.models.list(name)
-                if alias in ("latest", model.stage)
+                if alias in ("latest", self._stage(model))
             ]
         if not found:
             raise NotFound(
@@ -199,6 +204,8 @@ class AzureMLStore:
                 "a new version"
             )
         tags = _tags(card)
+        if alias and self.scope.stage_tag:
+            tags[self.scope.stage_tag] = alias
         with tempfile.TemporaryDirectory(prefix="aiship-azureml-") as tmp:
             folder = Path(tmp) / ASSET_FOLDER
             folder.mkdir()
@@ -211,7 +218,7 @@ class AzureMLStore:
                 path=str(folder),
                 type=MODEL_TYPE,
                 tags=tags,
-                stage=alias or None,
+                stage=None if self.scope.stage_tag else alias or None,
                 description=f"published by aiship (sha256 {tags.get('sha256', '?')})",
             )
             # The SDK uploads without a progress hook and prints a colour reset to stderr after.
@@ -221,6 +228,10 @@ class AzureMLStore:
                 contextlib.redirect_stderr(io.StringIO()),
             ):
                 self.client.models.create_or_update(model)
+
+    def _stage(self, model) -> str | None:
+        tag = self.scope.stage_tag
+        return (model.tags or {}).get(tag) if tag else model.stage
 
     def _asset_folder(self, name: str, version: str):
         """The datastore container and blob folder that hold the version's files."""
