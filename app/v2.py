@@ -44,8 +44,8 @@ class InferenceRequest:
     inputs: tuple[RequestInput, ...]
     outputs: tuple[str, ...] | None = None  # None: every output of the model
     id: str | None = None
-    binary_output: bool = False  # binary_data_output: every output as binary data...
-    binary: dict[str, bool] = field(default_factory=dict)  # ...unless its binary_data says
+    binary_data_output: bool = False  # every output as binary data...
+    binary_data: dict[str, bool] = field(default_factory=dict)  # ...unless its own flag says
 
     @classmethod
     def decode(cls, body: bytes, mimetype: str, header_length: str | None) -> InferenceRequest:
@@ -71,29 +71,29 @@ class InferenceRequest:
         return cls.parse(jsonio.parse_body(body[:size]), _BinaryData(memoryview(body)[size:]))
 
     @classmethod
-    def parse(cls, body: object, binary: _BinaryData | None = None) -> InferenceRequest:
-        """The request, or BadRequest naming the first thing wrong with it. BINARY holds the
+    def parse(cls, body: object, tensors: _BinaryData | None = None) -> InferenceRequest:
+        """The request, or BadRequest naming the first thing wrong with it. TENSORS holds the
         bytes after the JSON header, when there are any."""
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object with 'inputs'")
         if "id" in body and not isinstance(body["id"], str):
             raise BadRequest("'id' must be a string")
         parameters = _parameters(body, "the request")
-        binary_output = _flag(parameters, "binary_data_output", "the request") or False
+        binary_data_output = _flag(parameters, "binary_data_output", "the request") or False
         raw_inputs = body.get("inputs")
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise BadRequest("'inputs' must be a non-empty list of tensors")
-        binary = binary or _BinaryData(memoryview(b""))
-        inputs = tuple(_input(i, raw, binary) for i, raw in enumerate(raw_inputs))
-        binary.check_all_taken()
+        tensors = tensors or _BinaryData(memoryview(b""))
+        inputs = tuple(_input(i, raw, tensors) for i, raw in enumerate(raw_inputs))
+        tensors.check_all_taken()
         names = [item.name for item in inputs]
         if twice := next((n for i, n in enumerate(names) if n in names[:i]), None):
             raise BadRequest(f"input {twice!r} is given twice")
-        outputs, flags = _outputs(body.get("outputs"))
-        return cls(inputs, outputs, body.get("id"), binary_output, flags)
+        outputs, binary_data = _outputs(body.get("outputs"))
+        return cls(inputs, outputs, body.get("id"), binary_data_output, binary_data)
 
     def wants_binary(self, output: str) -> bool:
-        return self.binary.get(output, self.binary_output)
+        return self.binary_data.get(output, self.binary_data_output)
 
 
 @dataclass(slots=True)
@@ -179,7 +179,7 @@ class _BinaryData:
             )
 
 
-def _input(index: int, raw: object, binary: _BinaryData) -> RequestInput:
+def _input(index: int, raw: object, tensors: _BinaryData) -> RequestInput:
     if not isinstance(raw, dict):
         raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype, data")
     name = raw.get("name")
@@ -200,7 +200,7 @@ def _input(index: int, raw: object, binary: _BinaryData) -> RequestInput:
         raise BadRequest(f"{what}: binary_data_size must be an integer >= 0 (bytes)")
     if "data" in raw:
         raise BadRequest(f"{what}: give data or binary_data_size, not both")
-    return RequestInput(index, name, datatype, tuple(shape), binary.take(size, what))
+    return RequestInput(index, name, datatype, tuple(shape), tensors.take(size, what))
 
 
 def _outputs(raw: object) -> tuple[tuple[str, ...] | None, dict[str, bool]]:
