@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from app import jsonio
+from app.errors import BadRequest
 
 
 def test_numpy_values_are_numbers_not_strings():
@@ -30,3 +31,14 @@ def test_non_finite_literals_still_parse_so_the_data_plane_can_name_them(literal
 def test_malformed_json_raises_a_value_error():
     with pytest.raises(ValueError, match="Expecting"):
         jsonio.loads(b'{"instances": [[1.0,')
+
+
+def test_a_body_nested_past_the_parsers_depth_is_a_value_error_not_a_recursion_error():
+    with pytest.raises(ValueError, match="nested too deeply"):
+        jsonio.loads(b"[" * 5000 + b"]" * 5000)
+
+
+@pytest.mark.parametrize("body", [b'{"inputs": [', b"\xff\xfe", b"[" * 5000 + b"]" * 5000])
+def test_a_body_that_is_not_json_is_a_bad_request_saying_so(body):
+    with pytest.raises(BadRequest, match="the body is not valid JSON: "):
+        jsonio.parse_body(body)
