@@ -32,8 +32,6 @@ from ..sdk_errors import azureml_errors
 from .location import MAX_CONCURRENCY
 from .models import CARD_FILE, ProgressFactory
 
-PUBLISH_ROLE = "AzureML Data Scientist"
-READ_ROLE = PUBLISH_ROLE  # a fetch lists the datastore's secrets: a Reader may not
 FORM = "azureml://subscriptions/S/resourceGroups/G/workspaces/W or azureml://registries/R"
 ASSET_FOLDER = "model"  # the uploaded folder's name, the last part of the asset's path
 MODEL_TYPE = "custom_model"
@@ -55,6 +53,8 @@ class Workspace:
 
     # A workspace keeps a version's stage in the asset's own field.
     stage_tag = ""
+    # Publish and fetch alike: a fetch lists the datastore's secrets, which a Reader may not.
+    role = "AzureML Data Scientist"
 
     def client_scope(self) -> dict[str, str]:
         return {
@@ -71,6 +71,7 @@ class Registry:
     name: str
     # The registry API the SDK calls (2021-10-01-dataplanepreview) has no stage: a tag holds it.
     stage_tag = "stage"
+    role = "AzureML Registry User"  # reads and writes a registry's assets
 
     def describe(self) -> str:
         return f"registry azureml://registries/{self.name}"
@@ -116,7 +117,7 @@ class AzureMLStore:
         self._folders: dict[
             tuple[str, str], tuple[Any, str]
         ] = {}  # a version's files: looked up once
-        with azureml_errors(scope.describe(), role=READ_ROLE):
+        with azureml_errors(scope.describe(), role=scope.role):
             self.client = MLClient(
                 self.credential,
                 **scope.client_scope(),
@@ -142,12 +143,12 @@ class AzureMLStore:
         from azure.ai.ml.constants import ListViewType
 
         view = ListViewType.ALL if archived else ListViewType.ACTIVE_ONLY
-        with self._errors(self.describe(), write=False, fix_not_found=f"check --store ({FORM})"):
+        with self._errors(self.describe(), fix_not_found=f"check --store ({FORM})"):
             return [model.version for model in self.client.models.list(name, list_view_type=view)]
 
     def alias(self, name: str, alias: str) -> str:
         # Filtered here: a registry's list takes no stage.
-        with self._errors(self.describe(name), write=False):
+        with self._errors(self.describe(name)):
             found = [
                 model.version
                 for model in self.client.models.list(name)
@@ -170,7 +171,7 @@ class AzureMLStore:
         self, name: str, version: str, file: str, out: BinaryIO, progress: Progress
     ) -> None:
         what = self.describe(name, version, file)
-        with self._errors(what, write=False):
+        with self._errors(what):
             container, folder = self._asset_folder(name, version)
             stream = container.download_blob(
                 f"{folder}/{file}",
@@ -224,7 +225,7 @@ class AzureMLStore:
             # The SDK uploads without a progress hook and prints a colour reset to stderr after.
             with (
                 progress(f"upload and register {name} {version}"),
-                self._errors(self.describe(name, version), write=True),
+                self._errors(self.describe(name, version)),
                 contextlib.redirect_stderr(io.StringIO()),
             ):
                 self.client.models.create_or_update(model)
@@ -288,10 +289,8 @@ class AzureMLStore:
         container_name, _, folder = blob.path.lstrip("/").partition("/")
         return f"{blob.scheme}://{blob.netloc}", container_name, folder.strip("/"), blob.query
 
-    def _errors(self, what: str, *, write: bool, fix_not_found: str = ""):
-        return azureml_errors(
-            what, role=PUBLISH_ROLE if write else READ_ROLE, fix_not_found=fix_not_found
-        )
+    def _errors(self, what: str, *, fix_not_found: str = ""):
+        return azureml_errors(what, role=self.scope.role, fix_not_found=fix_not_found)
 
 
 def _datastore_path(path: str) -> tuple[str, str]:
