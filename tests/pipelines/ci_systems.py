@@ -3,10 +3,9 @@ environment it gives a step, and how step outputs flow on. Used by test_contract
 step command of both pipelines with --dry-run, in the environment that system would give it.
 
 What is modelled, from each system's own documentation:
-- GitHub Actions: `${{ }}` expressions are replaced before the shell sees the script (vars,
-  steps.<id>.outputs, needs.<job>.outputs, inputs, github); `env:` of workflow, job and step
-  merge in that order; the runner sets GITHUB_ACTIONS, GITHUB_SHA, GITHUB_REF_NAME, RUNNER_TEMP.
-  A job runs when its `if:` holds (the forms our workflows use) and every job it needs ran.
+- GitHub Actions (github_model.py): jobs, reusable workflows and composite actions as the runner
+  reaches them, `${{ }}` expressions evaluated; `env:` of workflow, job and step merge in that
+  order; the runner sets GITHUB_ACTIONS, GITHUB_SHA, GITHUB_REF_NAME, RUNNER_TEMP.
 - Azure Pipelines: template parameters at compile time (azure_yaml.py); `$(name)` macros replaced
   before the task runs, an undefined one left as it is; every non-secret variable also becomes an
   environment variable (upper case, '.' as '_'); output variables of earlier steps are
@@ -31,15 +30,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from steps.support.outputs import publish
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import pipeline as azure_pipeline
+from tests.pipelines.github_model import GitHubModel, Step
 
 GITHUB = REPO_ROOT / ".github" / "workflows"
-STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
-EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+AISHIP = "OWNER/aiship"  # our repository, as the model names it (its owner is whoever forks it)
+STEP_COMMAND = re.compile(r"(?:python -m steps|aiship) ([a-z][a-z-]*)")
 MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 RUNTIME = re.compile(r"^\$\[\s*stageDependencies\.(\w+)\.(\w+)\.outputs\['(\w+)\.(\w+)'\]\s*\]$")
 SET_OUTPUT = re.compile(r"^##vso\[task\.setvariable variable=([^;\]]+);isOutput=true\](.*)$")
@@ -66,18 +64,21 @@ class StepRun:
         return self.returncode == 0
 
 
-def run_script(script: str, env: Mapping[str, str], workdir: Path) -> subprocess.CompletedProcess:
-    """A step's script under bash, as both systems run it, with --dry-run --json added."""
+def run_script(
+    script: str, env: Mapping[str, str], workdir: Path, cwd: Path = REPO_ROOT
+) -> subprocess.CompletedProcess:
+    """A step's script under bash, as both systems run it, with --dry-run --json added to its
+    last line (the steps command)."""
     python = Path(sys.executable).parent
     environment = {
-        "PATH": f"{python}:{os.environ['PATH']}",  # `python` is the one with the steps installed
+        "PATH": f"{python}:{os.environ['PATH']}",  # `python` and `aiship` with the steps installed
         "HOME": str(workdir),
         "PYTHONPATH": str(REPO_ROOT),
         **env,
     }
     return subprocess.run(
         ["bash", "-e", "-c", f"{script.strip()} --dry-run --json"],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=environment,
         capture_output=True,
         text=True,
@@ -126,41 +127,54 @@ def _github_outputs(text: str) -> dict[str, str]:
 # GitHub Actions
 
 
+def github_model(
+    variables: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
+    workspace: Path = REPO_ROOT,
+    repository: str = AISHIP,
+) -> GitHubModel:
+    """A run in the repository REPOSITORY checked out at WORKSPACE, on main, our own repository
+    found in this checkout (as act's --local-repository maps it)."""
+    return GitHubModel(
+        workspace=workspace,
+        repositories={AISHIP: REPO_ROOT},
+        variables=variables or {},
+        github={"sha": REVISION, "repository": repository, "event": {"repository": {}}},
+        runner={"temp": str(workdir or workspace)},
+    )
+
+
+def github_steps(workflow: str | Path, **inputs: object) -> list[Step]:
+    """Every step of a workflow's jobs that run, as GitHub reaches them (actions entered)."""
+    return list(github_model().steps(GITHUB / workflow, inputs))
+
+
 @dataclass
 class GitHubRun:
-    """Runs the `python -m steps` steps of one workflow with the given repository variables."""
+    """Runs the steps commands of one workflow with the given repository variables."""
 
-    workflow: str
+    workflow: str | Path  # a file of .github/workflows, or a path
     variables: Mapping[str, str]
     outputs_of: Callable[[str], Mapping[str, object]]  # command -> its outputs
     workdir: Path
     inputs: Mapping[str, str] = field(default_factory=dict)
-    step_outputs: dict[str, dict[str, object]] = field(default_factory=dict)
-    job_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    workspace: Path = REPO_ROOT
+    repository: str = AISHIP
 
     def runs(self) -> Iterator[StepRun]:
-        document = yaml.safe_load((GITHUB / self.workflow).read_text())
-        for job_name, job in github_jobs(self.workflow, self.inputs):
-            self.step_outputs = {}
-            for index, step in enumerate(job["steps"]):
-                script = step.get("run", "")
-                found = STEP_COMMAND.search(script)
-                if not found:
-                    continue
-                env = {
-                    **self.runner_env(),
-                    **self.evaluated(document.get("env") or {}),
-                    **self.evaluated(job.get("env") or {}),
-                    **self.evaluated(step.get("env") or {}),
-                }
-                done = run_script(self.substitute(script), env, self.workdir)
-                where = f"{self.workflow}/{job_name}/{step.get('id', index)}"
-                yield StepRun("github", where, found.group(1), *_result(done))
-                if "id" in step:
-                    self.step_outputs[step["id"]] = through_the_bridge(
-                        self.outputs_of(found.group(1)), "github", self.workdir
-                    )
-            self.job_outputs[job_name] = self.evaluated(job.get("outputs") or {})
+        model = github_model(self.variables, self.workdir, self.workspace, self.repository)
+        for reached in model.steps(GITHUB / self.workflow, self.inputs):
+            script = str(reached.step.get("run", ""))
+            found = STEP_COMMAND.search(script)
+            if not found:
+                continue
+            env = {**self.runner_env(), **reached.env}
+            done = run_script(reached.scope.text(script), env, self.workdir, self.workspace)
+            yield StepRun("github", reached.where, found.group(1), *_result(done))
+            if "id" in reached.step:
+                values = self.outputs_of(found.group(1))
+                outputs = through_the_bridge(values, "github", self.workdir)
+                reached.scope.record(str(reached.step["id"]), outputs)
 
     def runner_env(self) -> dict[str, str]:
         return {
@@ -170,80 +184,10 @@ class GitHubRun:
             "GITHUB_REF": "refs/heads/main",
             "GITHUB_REF_NAME": "main",
             "GITHUB_REF_TYPE": "branch",
-            "GITHUB_WORKSPACE": str(REPO_ROOT),
+            "GITHUB_REPOSITORY": self.repository,
+            "GITHUB_WORKSPACE": str(self.workspace),
             "RUNNER_TEMP": str(self.workdir),
         }
-
-    def evaluated(self, mapping: Mapping[str, object]) -> dict[str, str]:
-        return {name: self.substitute(str(value)) for name, value in mapping.items()}
-
-    def substitute(self, text: str) -> str:
-        return EXPRESSION.sub(lambda m: self.expression(m.group(1)), text)
-
-    def expression(self, text: str) -> str:
-        """The value of one `${{ }}` expression; the forms our workflows use, and `!env.ACT`."""
-        parts = text.split(".")
-        if parts[0] == "vars" and len(parts) == 2:
-            return self.variables.get(parts[1], "")  # an unset variable is the empty string
-        if parts[0] == "steps" and parts[2] == "outputs":
-            return str(_output(self.step_outputs[parts[1]], parts[3], text))
-        if parts[0] == "needs" and parts[2] == "outputs":
-            return str(_output(self.job_outputs[parts[1]], parts[3], text))
-        if parts[0] == "inputs":
-            return self.inputs.get(parts[1], "")
-        if text == "github.ref_name":
-            return "main"
-        raise AssertionError(f"{self.workflow}: no model of the expression ${{{{ {text} }}}}")
-
-
-def needs_order(jobs: Mapping[str, dict]) -> list[str]:
-    ordered: list[str] = []
-    while len(ordered) < len(jobs):
-        ready = [
-            name
-            for name, job in jobs.items()
-            if name not in ordered and set(_as_list(job.get("needs"))) <= set(ordered)
-        ]
-        assert ready, "jobs wait on each other"
-        ordered.extend(ready)
-    return ordered
-
-
-def github_jobs(
-    workflow: str, inputs: Mapping[str, str] | None = None, event: str = "push"
-) -> list[tuple[str, dict]]:
-    """The jobs of a workflow that run, in `needs` order: their `if:` holds for these inputs and
-    this event on main, and every job they need ran (GitHub skips a job whose needs were)."""
-    jobs = yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
-    ran: list[str] = []
-    for name in needs_order(jobs):
-        job = jobs[name]
-        needs_ran = set(_as_list(job.get("needs"))) <= set(ran)
-        if needs_ran and job_condition(str(job.get("if", "true")), inputs or {}, event):
-            ran.append(name)
-    return [(name, jobs[name]) for name in ran]
-
-
-def job_condition(text: str, inputs: Mapping[str, str], event: str) -> bool:
-    """A job's `if:`, in the forms our workflows use: terms joined by `&&`, each `[!]inputs.X`
-    (an input not given is empty, so false) or `github.event_name|ref == 'literal'`."""
-    context = {"github.event_name": event, "github.ref": "refs/heads/main"}
-    expression = EXPRESSION.fullmatch(text.strip())
-    held = []
-    for term in (expression.group(1) if expression else text).split("&&"):
-        term = term.strip()
-        negated = term.startswith("!")
-        name = term.lstrip("!").strip()
-        if name == "true":
-            value = True
-        elif name.startswith("inputs."):
-            value = str(inputs.get(name.split(".", 1)[1], "")).lower() not in ("", "false")
-        else:
-            left, equals, literal = name.partition("==")
-            assert equals and left.strip() in context, f"no model of the job condition {text!r}"
-            value = context[left.strip()] == literal.strip().strip("'")
-        held.append(value != negated)
-    return all(held)
 
 
 # Azure Pipelines
@@ -362,7 +306,3 @@ def _output(outputs: Mapping[str, object], key: str, expression: str) -> object:
 
 def _result(done: subprocess.CompletedProcess) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
-
-
-def _as_list(value: object) -> list:
-    return value if isinstance(value, list) else [value] if value else []

@@ -3,23 +3,61 @@ services accept, tools the hosted images lack, logins that do not expire before 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from importlib import resources
 
 import pytest
 import yaml
 
 from steps.commands.setup.common import ENVIRONMENT, STAGING
-from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import AZURE, load, pipeline
+from tests.pipelines.ci_systems import GITHUB, STEP_COMMAND, github_model
 
-GITHUB = REPO_ROOT / ".github" / "workflows"
 PINNED_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
+RELEASE = "reusable-release.yml"  # release.yml calls it
 
 
 def github_jobs(workflow: str) -> dict:
     """Every job of a workflow, whichever path runs it."""
     return yaml.safe_load((GITHUB / workflow).read_text())["jobs"]
+
+
+def reached_jobs(workflow: str, variables: dict | None = None, **inputs: object) -> dict:
+    """job id -> the steps the runner reaches in it (actions entered), on the path INPUTS choose;
+    each with its `env:` evaluated and what its expressions read (`given` reads its `with:`)."""
+    jobs: dict[str, list[dict]] = {}
+    for reached in github_model(variables).steps(GITHUB / workflow, inputs):
+        step = {**reached.step, "env": dict(reached.env), "scope": reached.scope}
+        jobs.setdefault(reached.job.rsplit("/", 1)[-1], []).append(step)
+    return jobs
+
+
+def given(step: dict, name: str) -> str:
+    """The value of a reached step's `with:` input NAME, as the runner evaluates it."""
+    return step["scope"].text(str(step["with"][name]))
+
+
+def command_line(step: dict) -> str:
+    """The `aiship ...` command line a step's script runs, its variables expanded by bash."""
+    stub = 'aiship() { printf "aiship"; printf " %s" "$@"; }\n'
+    done = subprocess.run(
+        ["bash", "-e", "-c", stub + step["run"]],
+        env={"PATH": os.environ["PATH"], **step["env"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def release_jobs(variables: dict | None = None) -> dict:
+    """The release's jobs on both paths, a release and a rollback."""
+    return reached_jobs("release.yml", variables) | reached_jobs(
+        "release.yml", variables, rollback="true"
+    )
 
 
 def index_of(steps: list[dict], found) -> int:
@@ -28,8 +66,10 @@ def index_of(steps: list[dict], found) -> int:
 
 def runs(command: str):
     return lambda step: (
-        f"python -m steps {command}"
-        in (step.get("run") or (step.get("inputs") or {}).get("inlineScript") or "")
+        command
+        in STEP_COMMAND.findall(
+            step.get("run") or (step.get("inputs") or {}).get("inlineScript") or ""
+        )
     )
 
 
@@ -71,11 +111,12 @@ CLUSTER_JOBS = ("staging", "production", "rollback")  # in both systems
 
 
 def test_every_github_job_on_the_cluster_installs_a_pinned_kubelogin_before_the_credentials():
-    jobs = github_jobs("release.yml")
+    jobs = release_jobs()
+    assert set(CLUSTER_JOBS) <= set(jobs)
     for name in CLUSTER_JOBS:
-        steps = jobs[name]["steps"]
+        steps = jobs[name]
         install = index_of(steps, uses("azure/use-kubelogin"))
-        assert PINNED_VERSION.match(steps[install]["with"]["kubelogin-version"]), name
+        assert PINNED_VERSION.match(given(steps[install], "kubelogin-version")), name
         assert install < index_of(steps, runs("aks-credentials")), name
 
 
@@ -91,7 +132,7 @@ def test_every_azure_job_on_the_cluster_installs_a_pinned_kubelogin_before_the_c
 
 def test_the_environments_are_the_ones_setup_makes_and_staging_comes_first():
     """staging has no reviewers; production's are the gate, for a release and a rollback."""
-    jobs = github_jobs("release.yml")
+    jobs = github_jobs(RELEASE)
     assert {name: jobs[name]["environment"] for name in CLUSTER_JOBS} == {
         "staging": STAGING,
         "production": ENVIRONMENT,
@@ -110,38 +151,40 @@ def test_the_environments_are_the_ones_setup_makes_and_staging_comes_first():
 
 def test_azure_login_is_the_last_thing_before_the_steps_that_use_it():
     """Its federated assertion is short-lived: installs go before it, never after."""
-    for workflow in ("ci.yml", "release.yml"):
-        for name, job in github_jobs(workflow).items():
-            steps = job["steps"]
-            if not any(uses("azure/login")(step) for step in steps):
-                continue
-            login = index_of(steps, uses("azure/login"))
-            first_step = index_of(steps, lambda step: "python -m steps" in step.get("run", ""))
-            between = steps[login + 1 : first_step]
-            assert all("uses" not in s and "pip install" not in s.get("run", "") for s in between)
-            assert index_of(steps, lambda s: "pip install" in s.get("run", "")) < login, name
+    jobs = reached_jobs("ci.yml") | release_jobs()
+    assert {"build", "resolve", *CLUSTER_JOBS} <= set(jobs)
+    for name, steps in jobs.items():
+        if not any(uses("azure/login")(step) for step in steps):
+            continue
+        login = index_of(steps, uses("azure/login"))
+        first_step = index_of(steps, lambda step: STEP_COMMAND.search(step.get("run", "")))
+        between = steps[login + 1 : first_step]
+        assert all("uses" not in s and "pip install" not in s.get("run", "") for s in between)
+        assert index_of(steps, lambda s: "pip install" in s.get("run", "")) < login, name
 
 
 def test_only_jobs_that_sign_in_to_azure_may_ask_for_an_oidc_token():
-    """Least privilege, job by job: read the repository; an OIDC token only for azure/login."""
-    for name, job in github_jobs("release.yml").items():
-        signs_in = any(uses("azure/login")(step) for step in job["steps"])
-        wanted = {"contents": "read", **({"id-token": "write"} if signs_in else {})}
+    """Least privilege, job by job: read the repository; an OIDC token only for azure/login;
+    the caller grants the called workflow no more than its jobs ask for."""
+    wanted = {"contents": "read", "id-token": "write"}
+    for name, job in github_jobs(RELEASE).items():
+        assert any(uses("azure/login")(step) for step in job["steps"]), name
         assert job["permissions"] == wanted, name
-    workflow = yaml.safe_load((GITHUB / "release.yml").read_text())
-    assert workflow["permissions"] == {"contents": "read"}
+    assert github_jobs("release.yml")["release"]["permissions"] == wanted
+    for workflow in ("release.yml", RELEASE, "ci.yml", "reusable-ci.yml"):
+        assert yaml.safe_load((GITHUB / workflow).read_text())["permissions"] == {
+            "contents": "read"
+        }
 
 
 def test_the_release_deploys_with_its_own_identity_when_there_is_one():
-    jobs = github_jobs("release.yml")
-    for name, job in jobs.items():
-        login = next(s for s in job["steps"] if uses("azure/login")(s))
-        wanted = (
-            "${{ vars.AZURE_DEPLOY_CLIENT_ID || vars.AZURE_CLIENT_ID }}"
-            if name in CLUSTER_JOBS
-            else "${{ vars.AZURE_CLIENT_ID }}"
-        )
-        assert login["with"]["client-id"] == wanted, name
+    identities = {"AZURE_CLIENT_ID": "ci"}
+    for deploy in ("", "deploy"):
+        jobs = release_jobs({**identities, "AZURE_DEPLOY_CLIENT_ID": deploy})
+        for name, steps in jobs.items():
+            login = next(s for s in steps if uses("azure/login")(s))
+            wanted = (deploy or "ci") if name in CLUSTER_JOBS else "ci"
+            assert given(login, "client-id") == wanted, name
     connections = {"serviceConnection": "ci", "deployServiceConnection": "deploy"}
     for rollback in (False, True):
         for stage in pipeline("release.yml", rollback=rollback, **connections)["stages"]:
@@ -157,7 +200,8 @@ def test_the_release_deploys_with_its_own_identity_when_there_is_one():
 
 def test_the_release_yaml_writes_no_summary_of_its_own():
     """deploy, release-summary and rollback write theirs through steps.support.outputs."""
-    assert "GITHUB_STEP_SUMMARY" not in (GITHUB / "release.yml").read_text()
+    for workflow in ("release.yml", RELEASE):
+        assert "GITHUB_STEP_SUMMARY" not in (GITHUB / workflow).read_text()
     assert "uploadsummary" not in "".join(p.read_text() for p in AZURE.rglob("*.yml"))
 
 
@@ -165,19 +209,19 @@ def test_the_release_yaml_writes_no_summary_of_its_own():
 def test_production_is_a_canary_and_every_deploy_reads_and_writes_records_in_the_registry(system):
     if system == "github":
         scripts = [
-            s["run"]
-            for _, job in github_jobs("release.yml").items()
-            for s in job["steps"]
+            command_line(s)
+            for steps in reached_jobs("release.yml").values()
+            for s in steps
             if runs("deploy")(s)
         ]
     else:
         scripts = [
-            s["inputs"]["inlineScript"]
+            command_line({"run": s["inputs"]["inlineScript"], "env": s["env"]})
             for job in deployment_jobs().values()
             for s in deployment_steps(job)
             if runs("deploy")(s)
         ]
-    staging, production = (" ".join(script.split()) for script in scripts)
+    staging, production = scripts
     assert "--overlay staging --environment staging --smoke-test" in staging
     assert "--overlay production --environment production --strategy canary" in production
     for script in (staging, production):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 from steps.local.pipeline import stages, step_commands
-from tests.pipelines.ci_systems import github_jobs
-
-STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
+from tests.pipelines.ci_systems import STEP_COMMAND, github_steps
 
 
 def workflow_commands() -> list[str]:
     """The run: scripts of CI then release, the jobs a push and a nightly release run, in `needs`
-    order (a rollback run is another path); AKS credentials have no local counterpart."""
+    order, actions entered (a rollback run is another path); AKS credentials have no local
+    counterpart."""
     scripts = [
-        step.get("run", "")
+        str(reached.step.get("run", ""))
         for name in ("ci.yml", "release.yml")
-        for _, job in github_jobs(name)
-        for step in job["steps"]
+        for reached in github_steps(name)
     ]
     return [
         command

