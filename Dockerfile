@@ -34,7 +34,7 @@ WORKDIR /opt/aiship
 # Any uid works; the root filesystem can be read-only, with a tmpfs on /tmp.
 USER 10001:10001
 EXPOSE 8080
-# gunicorn drains in-flight requests on SIGTERM, then exits 0.
+# On SIGTERM, granian (app/server.py) lets requests in flight finish, for up to 20 s, then exits 0.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "app", "probe"]

@@ -5,20 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import urllib.request
-from pathlib import Path
 
+from . import server
 from .card import CardError, verify_model_dir
 from .settings import Settings, SettingsError
-
-GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a model directory with gunicorn")
+    serve = commands.add_parser("serve", help="serve a model directory with granian")
     serve.add_argument("--model-dir", help="folder with model.onnx and model.json [MODEL_DIR]")
     serve.add_argument("--host", help="address to listen on [HOST, default 127.0.0.1]")
     serve.add_argument("--port", type=int, help="port to listen on [PORT, default 8080]")
@@ -41,33 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return serve_forever(settings)
-
-
-def serve_forever(settings: Settings) -> int:
-    """Replace this process with gunicorn, so signals reach it directly (PID 1 in a container).
-
-    The Prometheus folder is set before gunicorn starts: prometheus_client picks its
-    multiprocess mode when first imported.
-    """
-    os.environ.update(
-        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="metrics-"),
-        MODEL_DIR=str(settings.model_dir.resolve()),
-        HOST=settings.host,
-        PORT=str(settings.port),
-        WORKERS=str(settings.workers),
-    )
-    os.execv(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(GUNICORN_CONF),
-            "app:create_app()",
-        ],
-    )
+    return server.serve(settings)
 
 
 def probe_ready(port: int) -> int:

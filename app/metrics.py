@@ -1,8 +1,9 @@
-"""Prometheus metrics, correct across gunicorn workers.
+"""Prometheus metrics, correct across the server's worker processes.
 
-Under gunicorn (PROMETHEUS_MULTIPROC_DIR set by `python -m app serve`, in app/__main__.py) each
-worker writes its samples to files and /metrics aggregates them; otherwise the app's own registry
-is served.
+Under `python -m app serve` (PROMETHEUS_MULTIPROC_DIR set in app/server.py) each worker writes its
+samples to files and /metrics aggregates them; otherwise the app's own registry is served. A dead
+worker's files stay, so its counts stay in the sums, as counters must; no gauge is live-mode, so
+there is nothing of a dead worker to mark dead.
 """
 
 from __future__ import annotations

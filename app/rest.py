@@ -8,7 +8,7 @@ from functools import partial
 from importlib import resources
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from . import jsonio
 from .dataplane import DataPlane
@@ -20,6 +20,10 @@ from .v2 import HEADER_LENGTH, InferenceRequest
 SERVER_NAME = "aiship"
 SERVER_VERSION = "0.1.0"
 STARTED = "app.started"  # WSGI environ key
+# The longest path plus query string answered: longer gets a JSON 414 here. granian itself answers
+# a URI over 64 KiB, a head over its 408 KiB buffer, over 100 header fields or a head it cannot
+# parse, with a bare status and no body.
+MAX_URI_BYTES = 8192
 
 bp = Blueprint("rest", __name__)
 
@@ -103,6 +107,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.wsgi_app = _timed(app.wsgi_app)
+    app.before_request(_limit_uri)
     app.after_request(partial(_record, app.extensions["metrics"]))
 
 
@@ -116,10 +121,18 @@ def _http_error(exc: HTTPException):
         405: f"{request.method} is not allowed on {request.path}",
         413: "the request body is over the limit of "
         f"{current_app.config['MAX_CONTENT_LENGTH']} bytes (MAX_REQUEST_BYTES)",
+        414: f"the path and query are over the limit of {MAX_URI_BYTES} bytes: send the data "
+        "in the body",
     }
     message = messages.get(exc.code or 500, exc.description or exc.name)
     allowed = getattr(exc, "valid_methods", None)  # a 405 must say what is allowed (RFC 9110)
     return jsonify(error=message), exc.code, {"Allow": ", ".join(allowed)} if allowed else {}
+
+
+def _limit_uri() -> None:
+    environ = request.environ
+    if len(environ["PATH_INFO"]) + len(environ.get("QUERY_STRING", "")) > MAX_URI_BYTES:
+        raise RequestURITooLarge()
 
 
 def _unexpected_error(exc: Exception):

@@ -18,6 +18,7 @@ INTEGER_SETTINGS = {
     "workers": ("WORKERS", 1, 64),
     "max_batch_size": ("MAX_BATCH_SIZE", 1, 1_000_000),
     "max_request_bytes": ("MAX_REQUEST_BYTES", 1024, 1 << 31),
+    "request_timeout": ("REQUEST_TIMEOUT", 1, 3600),
 }
 
 
@@ -33,6 +34,7 @@ class Settings:
     workers: int = 2
     max_batch_size: int = 256
     max_request_bytes: int = 4 * 1024 * 1024
+    request_timeout: int = 30  # seconds a request may run before its worker is replaced
     revision: str = "unknown"  # git revision of the application code
 
     def __post_init__(self) -> None:

@@ -1,20 +1,22 @@
 """Where a request's CPU goes: worker CPU per /predict for the floor, aiship, and aiship with one
 part switched off, each under the same wrk load, back to back.
 
-`python -m bench cost` (or `./dev bench cost`). The variants are the shipped app with parts
-replaced after it is built (create_variant below): the access log line and the Prometheus
-observations by no-ops, the onnxruntime run by its answer to a fixed input, the input checks by a
-fixed tensor. Every other byte of the request path is the same.
+`python -m bench cost` (or `./dev bench cost`). Every server is the service's own (granian, as
+app/server.py runs it, 2 workers). The variants are the shipped app with parts replaced after it
+is built (create_variant below, the parts named in COST_WITHOUT): the access log line and the
+Prometheus observations by no-ops, the onnxruntime run by its answer to a fixed input, the input
+checks by a fixed tensor. Every other byte of the request path is the same.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from flask import Flask
+from app.server import RequestTimeout
 
 from . import harness, serving
 from .harness import PREDICT_PATH, Server
@@ -30,13 +32,16 @@ VARIANTS = {
 }
 
 
-def create_variant(without: str = "") -> Flask:
-    """The service's app with the parts named in WITHOUT (comma-separated) switched off."""
-    from app import create_app, rest
+def create_variant() -> RequestTimeout:
+    """The service as served, with the parts named in COST_WITHOUT (comma-separated) switched
+    off."""
+    from app import rest
     from app.model import warmup_tensor
+    from app.server import create_served_app
 
-    app = create_app()
-    off = set(filter(None, without.split(",")))
+    served = create_served_app()
+    app = served.app
+    off = set(filter(None, os.environ.get("COST_WITHOUT", "").split(",")))
     if "access-log" in off:
         rest.log_request = lambda *args: None
     dataplane = app.extensions["dataplane"]
@@ -51,12 +56,12 @@ def create_variant(without: str = "") -> Flask:
     if "checks" in off:
         tensor = warmup_tensor(dataplane.model.card.inputs[0])
         dataplane._instances_tensor = lambda *args, **kwargs: tensor
-    return app
+    return served
 
 
 def variant_server(model_dir: Path, without: str, port: int) -> AbstractContextManager[Server]:
-    app_spec = f"bench.cost:create_variant({without!r})"
-    return harness.gunicorn_app("aiship", app_spec, 2, port, {"MODEL_DIR": str(model_dir)})
+    env = {"MODEL_DIR": str(model_dir), "COST_WITHOUT": without}
+    return harness.shipped_server("aiship", "bench.cost:create_variant", 2, port, env)
 
 
 def cpu_per_request(server: Server, connections: int, seconds: float) -> tuple[float, float]:
@@ -85,7 +90,7 @@ def run(connections: int = 8, seconds: float = 6, rounds: int = 3) -> str:
                     samples[label].append(cpu_per_request(server, connections, seconds))
     lines = [
         f"wrk, {connections} connections, {seconds:.0f} s per run after 2 s of warm-up, "
-        f"medians of {rounds} rounds; 2 gunicorn sync workers each.",
+        f"medians of {rounds} rounds; 2 granian workers each, as shipped.",
         "",
         "| server | worker CPU per request | req/s |",
         "| --- | ---: | ---: |",

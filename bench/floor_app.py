@@ -1,7 +1,5 @@
-"""The HTTP floor: gunicorn + Flask answering a constant, on the service's routes and settings.
-
-python -m gunicorn --config app/gunicorn_conf.py "bench.floor_app:create_app()"
-"""
+"""The HTTP floor: Flask answering a constant on the service's routes, served as the service is
+(`harness.shipped_server("floor", "bench.floor_app:create_app", ...)`) or on another server."""
 
 from __future__ import annotations
 

@@ -161,20 +161,23 @@ def _tail(log, size: int = 2000) -> str:
     return log.read().decode(errors="replace")[-size:]
 
 
-def gunicorn_app(
-    name: str, app_spec: str, workers: int, port: int, env: dict[str, str] | None = None
+# TARGET (`module:factory`) on granian configured as the service runs it (app/server.py).
+SHIPPED_SERVER = (
+    "import sys; from app.server import granian_server; "
+    "granian_server(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])).serve()"
+)
+
+
+def shipped_server(
+    name: str, target: str, workers: int, port: int, env: dict[str, str] | None = None
 ):
-    """APP_SPEC (`module:factory()`) under gunicorn with the service's own app/gunicorn_conf.py,
-    the environment `python -m app serve` would set, plus ENV."""
+    """TARGET, a factory of a WSGI app, on the service's own server, with its own metrics folder
+    and ENV."""
+    command = [sys.executable, "-c", SHIPPED_SERVER, target, HOST, str(port), str(workers)]
     settings = {
-        "HOST": HOST,
-        "PORT": str(port),
-        "WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"{name}-metrics-"),
         **(env or {}),
     }
-    conf = REPO_ROOT / "app" / "gunicorn_conf.py"
-    command = [sys.executable, "-m", "gunicorn", "--config", str(conf), app_spec]
     return serve(name, command, port, PREDICT_PATH, predict_body(), settings)
 
 

@@ -2,10 +2,14 @@
 
 For each server, the service (`app:create_app`) and the floor (`bench/floor_app.py`, a constant
 answer) with the same worker count, one server at a time, /predict with keep-alive clients:
-- gunicorn sync, as shipped (app/gunicorn_conf.py): closes every connection after the answer;
-- gunicorn gthread (the same conf, `--worker-class gthread --threads 4`): keeps connections alive;
-- granian's WSGI interface (a Rust HTTP server, keep-alive, a thread pool per worker).
-The figures decide which server the image runs (issue: the keep-alive server); none is asserted.
+- granian as shipped (app/server.py): its WSGI interface (a Rust HTTP/1.1 server, keep-alive)
+  with one Python thread per worker;
+- granian with its own defaults (256 Python threads per worker, HTTP/1 and 2);
+- gunicorn sync, what the service ran on before: it closes every connection after the answer;
+- gunicorn gthread (`--threads 4`): keeps connections alive;
+- uWSGI's HTTP router (`--http-keepalive`, one C process holding the client connections) in front
+  of its prefork workers, which it speaks to over a unix socket, one request at a time.
+The figures chose the server the image runs; none is asserted.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.server import SERVICE
+
 from . import harness
 from .harness import PREDICT_PATH, Server, WrkResult
 
 CONNECTIONS = (1, 8, 32)
-APPS = {"aiship": ("app", "create_app"), "floor": ("bench.floor_app", "create_app")}
+APPS = {"aiship": "app:create_app", "floor": "bench.floor_app:create_app"}
+BEFORE = "gunicorn sync"  # the ratios' reference
 
 
 @dataclass(frozen=True)
@@ -32,37 +39,45 @@ class Point:
     result: WrkResult
 
 
-def gunicorn(worker_args: tuple[str, ...]) -> Callable[..., AbstractContextManager[Server]]:
+def shipped(app: str, workers: int, port: int, env: dict[str, str]):
+    target = SERVICE if app == "aiship" else APPS[app]
+    return harness.shipped_server(app, target, workers, port, env)
+
+
+def gunicorn(options: tuple[str, ...]) -> Callable[..., AbstractContextManager[Server]]:
     def start(app: str, workers: int, port: int, env: dict[str, str]):
-        module, factory = APPS[app]
-        conf = harness.REPO_ROOT / "app" / "gunicorn_conf.py"
-        command = [sys.executable, "-m", "gunicorn", "--config", str(conf), *worker_args]
-        command.append(f"{module}:{factory}()")
-        settings = {
-            "HOST": harness.HOST,
-            "PORT": str(port),
-            "WORKERS": str(workers),
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"{app}-metrics-"),
-            **env,
-        }
-        return harness.serve(app, command, port, PREDICT_PATH, harness.predict_body(), settings)
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"{harness.HOST}:{port}"]
+        command += ["--workers", str(workers), *options, f"{APPS[app]}()"]
+        return _serve(app, command, port, env)
 
     return start
 
 
-def granian(app: str, workers: int, port: int, env: dict[str, str]):
-    module, factory = APPS[app]
+def granian_defaults(app: str, workers: int, port: int, env: dict[str, str]):
     command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory"]
     command += ["--host", harness.HOST, "--port", str(port), "--workers", str(workers)]
-    command += ["--no-log", f"{module}:{factory}"]
+    command += ["--no-log", APPS[app]]
+    return _serve(app, command, port, env)
+
+
+def uwsgi(app: str, workers: int, port: int, env: dict[str, str]):
+    command = [str(Path(sys.executable).with_name("uwsgi")), "--http", f"{harness.HOST}:{port}"]
+    command += ["--http-keepalive", "--master", "--processes", str(workers), "--lazy-apps"]
+    command += ["--need-app", "--die-on-term", "--disable-logging", "--module", f"{APPS[app]}()"]
+    return _serve(app, command, port, env)
+
+
+def _serve(app: str, command: list[str], port: int, env: dict[str, str]):
     settings = {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"{app}-metrics-"), **env}
     return harness.serve(app, command, port, PREDICT_PATH, harness.predict_body(), settings)
 
 
 SERVERS = {
-    "gunicorn sync": gunicorn(()),
+    "granian": shipped,
+    "granian, its defaults": granian_defaults,
+    BEFORE: gunicorn(()),
     "gunicorn gthread": gunicorn(("--worker-class", "gthread", "--threads", "4")),
-    "granian": granian,
+    "uwsgi http": uwsgi,
 }
 
 
@@ -95,7 +110,7 @@ def measure(server: str, app: str, running: Server, connections: int, seconds: f
 def line(point: Point) -> str:
     r = point.result
     return (
-        f"{point.server:16} {point.app:6} c{point.connections:<3} {r.rps:7.0f} req/s "
+        f"{point.server:21} {point.app:6} c{point.connections:<3} {r.rps:7.0f} req/s "
         f"p50 {r.p50_ms:6.2f} p99 {r.p99_ms:6.2f} ms errors {r.errors} "
         f"load {harness.load_average()}"
     )
@@ -114,15 +129,15 @@ def report(best: dict[tuple[str, str, int], Point]) -> str:
         )
     rows += [
         "",
-        "| server | conc. | aiship / its floor | aiship / aiship on gunicorn sync |",
+        f"| server | conc. | aiship / its floor | aiship / aiship on {BEFORE} |",
         "| --- | ---: | ---: | ---: |",
     ]
     for server in SERVERS:
         for connections in CONNECTIONS:
             ours = best[(server, "aiship", connections)].result.rps
             floor = best[(server, "floor", connections)].result.rps
-            shipped = best[("gunicorn sync", "aiship", connections)].result.rps
+            before = best[(BEFORE, "aiship", connections)].result.rps
             rows.append(
-                f"| {server} | {connections} | {ours / floor:.2f}x | {ours / shipped:.2f}x |"
+                f"| {server} | {connections} | {ours / floor:.2f}x | {ours / before:.2f}x |"
             )
     return "\n".join(rows) + "\n"

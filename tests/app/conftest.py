@@ -1,5 +1,5 @@
 """The app for a test: create_app with small limits (so the limit paths are testable), Flask's
-test client, and, for what needs a real server, gunicorn on 127.0.0.1."""
+test client, and, for what needs a real server, `python -m app serve` on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def logged() -> Iterator[list[logging.LogRecord]]:
 
 @pytest.fixture(scope="session")
 def server(trained_model_dir, tmp_path_factory, serve_model) -> Iterator:
-    """One real gunicorn server for the session, with the same small limits."""
+    """One real server for the session, with the same small limits."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with serve_model(trained_model_dir, log_path, **LIMITS) as running:
         yield running

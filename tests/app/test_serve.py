@@ -1,7 +1,11 @@
-"""The production server: refusal to start on a bad model, metrics, logs, graceful stop."""
+"""The production server (granian, app/server.py): refusal to start on a bad model, metrics, logs,
+keep-alive, the answers to heads it will not take, a worker replaced, request timeouts, graceful
+stop."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import re
@@ -12,6 +16,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -131,7 +136,7 @@ def test_sigterm_finishes_the_request_in_flight(trained_model_dir, tmp_path, ser
             ).encode()
             conn.sendall(head + body[:10])
             time.sleep(0.5)  # the worker is now inside the request, waiting for the rest
-            os.killpg(server.process.pid, signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)  # as the kubelet does: the main process
             time.sleep(0.5)
             conn.sendall(body[10:])
             response = b""
@@ -139,4 +144,129 @@ def test_sigterm_finishes_the_request_in_flight(trained_model_dir, tmp_path, ser
                 response += chunk
         assert response.startswith(b"HTTP/1.1 200"), response[:200]
         assert b'"predictions"' in response
+        assert server.stop() == 0
+
+
+def _exchange(server, data: bytes) -> bytes:
+    """Send DATA on a new connection; everything the server answers until it closes it (a server
+    that stops reading a head it refuses may reset the connection under the rest)."""
+    address = urlsplit(server.url)
+    answer = b""
+    with (
+        socket.create_connection((address.hostname, address.port), timeout=10) as conn,
+        contextlib.suppress(ConnectionResetError, BrokenPipeError),
+    ):
+        conn.sendall(data)
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def _status_headers_body(answer: bytes) -> tuple[int, bytes, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head.lower(), body
+
+
+def _workers(server) -> set[int]:
+    return {child.pid for child in psutil.Process(server.process.pid).children()}
+
+
+def _wait_for(condition, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(0.1)
+    return found
+
+
+def test_connections_stay_open_between_requests(server):
+    address = urlsplit(server.url)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    try:
+        conn.request("GET", "/version")
+        first = conn.getresponse()
+        first.read()
+        socket_used = conn.sock
+        for _ in range(3):
+            conn.request(
+                "POST",
+                "/predict",
+                json.dumps({"instances": [[0.0] * 64]}),
+                {"Content-Type": "application/json"},
+            )
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status == 200 and not answer.will_close
+        assert conn.sock is socket_used
+    finally:
+        conn.close()
+
+
+def test_a_uri_over_the_limit_is_a_json_414(server):
+    answer = _exchange(
+        server,
+        b"GET /v2/models/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    status, head, body = _status_headers_body(answer)
+    assert status == 414
+    assert b"content-type: application/json" in head
+    assert "8192 bytes" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /version HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n", 431),
+        (
+            b"GET /version HTTP/1.1\r\n"
+            + b"".join(b"X-%d: a\r\n" % i for i in range(120))
+            + b"\r\n",
+            431,
+        ),
+        (b"NOT A REQUEST\r\n\r\n", 400),
+        (b"GET /version HTTP/1.1\r\nBad Header: y\r\n\r\n", 400),
+    ],
+    ids=["uri-over-64KiB", "head-of-1MB", "over-100-fields", "no-request-line", "bad-field"],
+)
+def test_heads_granian_refuses_get_a_bare_status_not_a_page(server, request_head, status):
+    """The one gap in "every answer is JSON": granian answers these before any Python runs,
+    with a status and an empty body; no HTML page, no server banner."""
+    answered, head, body = _status_headers_body(_exchange(server, request_head))
+    assert (answered, body) == (status, b"")
+    assert b"content-length: 0" in head
+
+
+def test_a_killed_worker_is_replaced_and_its_counts_stay(trained_model_dir, tmp_path, serve_model):
+    series = {"method": "GET", "route": "/version", "status": "200"}
+    with serve_model(trained_model_dir, tmp_path / "server.log") as server:
+        for _ in range(20):
+            assert requests.get(server.url + "/version", timeout=5).status_code == 200
+        workers = _workers(server)
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        replaced = _wait_for(lambda: len(w := _workers(server)) == 2 and killed not in w and w)
+        for _ in range(20):
+            assert requests.get(server.url + "/version", timeout=5).status_code == 200
+        # The dead worker's samples stay in the sums: counters never go back.
+        assert _sample(server, "http_request_duration_seconds_count", **series) == 40
+        assert replaced - workers and all(psutil.Process(pid).is_running() for pid in replaced)
+        assert server.stop() == 0
+
+
+def test_a_request_past_the_timeout_ends_its_worker(trained_model_dir, tmp_path, serve_model):
+    with serve_model(trained_model_dir, tmp_path / "server.log", REQUEST_TIMEOUT="1") as server:
+        workers = _workers(server)
+        # A body that never comes: the worker's one Python thread waits for it inside the app.
+        answer = _exchange(
+            server,
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{",
+        )
+        assert answer == b""  # the connection ended with its worker
+        _wait_for(lambda: len(w := _workers(server)) == 2 and w != workers)
+        assert requests.get(server.url + "/version", timeout=5).status_code == 200
+        lines = [json.loads(x) for x in server.log_lines() if x.startswith("{")]
+        (timeout,) = [x for x in lines if x["level"] == "error"]
+        assert "REQUEST_TIMEOUT=1" in timeout["message"]
         assert server.stop() == 0

@@ -87,7 +87,7 @@ def test_runtime_configuration(built_image, image_identity):
 def test_every_process_runs_as_non_root(container):
     table = docker(["top", container.name, "-eo", "uid,pid,args"]).splitlines()[1:]
 
-    assert len(table) >= 3  # gunicorn's master and its two workers
+    assert len(table) >= 3  # granian's main process and its two workers
     assert {line.split()[0] for line in table} == {"10001"}
 
 
@@ -114,4 +114,4 @@ def test_docker_stop_drains_and_exits_zero(built_image):
         state = running.inspect()["State"]
 
         assert state["ExitCode"] == 0, running.logs()  # 137 would mean killed at the deadline
-        assert "Shutting down: Master" in running.logs()
+        assert "Granian shutdown completed" in running.logs()
