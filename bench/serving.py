@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import harness, mlflow_ref, servers
+from . import harness, mlflow_ref
 from .harness import INFER_PATH, PREDICT_PATH, Server, WrkResult
 from .peers import Endpoint, Peer, bentoml, instances_body, kserve, litserve, mlserver, v2_body
 
@@ -23,8 +23,6 @@ CONCURRENCIES = (1, 8, 32, 128)
 BATCHES = (1, 32)
 PEERS = (mlflow_ref, mlserver, kserve, bentoml, litserve)
 OURS = ("aiship", "floor")
-# The floor runs on the fastest server `bench servers` measured.
-FLOOR_SERVER = "granian"
 CHART = Path(__file__).with_name("results") / "serving.png"
 
 
@@ -46,8 +44,8 @@ class Facts:
 
 
 def floor_server(workers: int, port: int) -> AbstractContextManager[Server]:
-    """bench/floor_app.py on FLOOR_SERVER."""
-    return servers.SERVERS[FLOOR_SERVER]("floor", workers, port, {})
+    """bench/floor_app.py on the service's own server, the fastest `bench servers` measured."""
+    return harness.shipped_server("floor", "bench.floor_app:create_app", workers, port)
 
 
 def contenders(model_dir: Path, names: Collection[str] | None = None) -> list[Peer]:
