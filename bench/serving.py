@@ -144,8 +144,8 @@ def _peers(points: list[Point]) -> set[str]:
 def points_table(points: list[Point]) -> list[str]:
     lines = [
         "| server | endpoint | batch | conc. | req/s | p50 ms | p99 ms | errors | / best peer "
-        "| / floor |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| / floor | load 1/5/15 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     peers = _peers(points)
     for p in points:
@@ -155,7 +155,7 @@ def points_table(points: list[Point]) -> list[str]:
         lines.append(
             f"| {p.server} | {p.endpoint} | {p.batch} | {p.connections} | {r.rps:.0f} "
             f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {_ratio(r.rps, peer)} "
-            f"| {_ratio(r.rps, floor)} |"
+            f"| {_ratio(r.rps, floor)} | {p.load} |"
         )
     return lines
 
