@@ -1,12 +1,14 @@
 """Azure Pipelines' compile step, as far as our YAML uses it: template parameters substituted
 (objects too), conditional insertion (`- ${{ if eq(parameters.X, V) }}:` ... `- ${{ else }}:`),
-templates spliced in, each resolved from the folder of the file that names it. Files load with
-PyYAML's BaseLoader: Azure's own loader keeps every scalar a string, and the official schema says
-so."""
+templates spliced in, each resolved from the folder of the file that names it, or from the root
+of a repository resource (`template: PATH@ALIAS`; the caller says where each alias's copy is).
+Files load with PyYAML's BaseLoader: Azure's own loader keeps every scalar a string, and the
+official schema says so."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -25,19 +27,27 @@ def load(text: str) -> object:
     return yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (BaseLoader builds no objects)
 
 
-def expand(document: object, parameters: dict, base: Path = AZURE) -> object:
+def expand(
+    document: object,
+    parameters: dict,
+    base: Path = AZURE,
+    repositories: Mapping[str, Path] | None = None,
+) -> object:
     """The document with `${{ parameters.X }}` replaced: a scalar that is only the expression
     becomes the parameter's value (an object stays an object), one that holds it gets its text;
-    conditional insertions decided; templates spliced in with their own parameters."""
+    conditional insertions decided; templates spliced in with their own parameters, those of
+    REPOSITORIES (alias -> folder) too."""
     if isinstance(document, dict):
         defaults = {p["name"]: p.get("default", "") for p in document.get("parameters", [])}
         if defaults and "stages" in document:
             parameters = {**defaults, **parameters}  # a top-level pipeline: its defaults
-    return _splice(_substitute(document, parameters), base)
+    return _splice(_substitute(document, parameters), base, repositories or {})
 
 
-def pipeline(name: str, **parameters: object) -> dict:
-    return expand(load((AZURE / name).read_text()), parameters)
+def pipeline(name: str | Path, repositories: Mapping[str, Path] | None = None, **parameters):
+    """The pipeline NAME (a file of .azure-pipelines, or a path), compiled."""
+    path = AZURE / name
+    return expand(load(path.read_text()), parameters, path.parent, repositories)
 
 
 def _substitute(node: object, parameters: dict) -> object:
@@ -106,23 +116,36 @@ def _text(value: object) -> str:
     return str(value).strip().lower()
 
 
-def _splice(node: object, base: Path) -> object:
+def _splice(node: object, base: Path, repositories: Mapping[str, Path]) -> object:
     if isinstance(node, list):
         spliced = []
         for item in node:
             if isinstance(item, dict) and "template" in item:
-                path = base / item["template"]
+                path = _template(item["template"], base, repositories)
                 template = load(path.read_text())
-                defaults = {p["name"]: p.get("default", "") for p in template.get("parameters", [])}
-                given = {**defaults, **(item.get("parameters") or {})}
-                body = expand(_without_declarations(template), given, path.parent)
+                declared = template.get("parameters", [])
+                defaults = {p["name"]: p.get("default", "") for p in declared}
+                given = item.get("parameters") or {}
+                unknown = set(given) - set(defaults)
+                assert not unknown, f"{item['template']} has no parameter {sorted(unknown)}"
+                body = _without_declarations(template)
+                body = expand(body, {**defaults, **given}, path.parent, repositories)
                 spliced.extend(next(body[key] for key in SEQUENCES if key in body))
             else:
-                spliced.append(_splice(item, base))
+                spliced.append(_splice(item, base, repositories))
         return spliced
     if isinstance(node, dict):
-        return {key: _splice(value, base) for key, value in node.items()}
+        return {key: _splice(value, base, repositories) for key, value in node.items()}
     return node
+
+
+def _template(reference: str, base: Path, repositories: Mapping[str, Path]) -> Path:
+    """Where `template: REFERENCE` is: PATH@ALIAS from that repository's root, else beside BASE."""
+    path, _, alias = reference.partition("@")
+    if alias:
+        assert alias in repositories, f"{reference}: no copy of the repository {alias!r} given"
+        return repositories[alias] / path
+    return base / path
 
 
 def _without_declarations(template: dict) -> dict:

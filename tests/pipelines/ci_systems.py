@@ -195,17 +195,20 @@ class GitHubRun:
 
 @dataclass
 class AzureRun:
-    """Runs the `python -m steps` steps of one pipeline with the given variable group."""
+    """Runs the steps commands of one pipeline with the given variable group; REPOSITORIES
+    (alias -> folder) are its repository resources' copies."""
 
-    pipeline: str
+    pipeline: str | Path  # a file of .azure-pipelines, or a path
     group: Mapping[str, str]
     outputs_of: Callable[[str], Mapping[str, object]]
     workdir: Path
     parameters: Mapping[str, object] = field(default_factory=dict)
+    workspace: Path = REPO_ROOT
+    repositories: Mapping[str, Path] = field(default_factory=dict)
     stage_outputs: dict[tuple[str, str, str], dict[str, object]] = field(default_factory=dict)
 
     def runs(self) -> Iterator[StepRun]:
-        document = azure_pipeline(self.pipeline, **self.parameters)
+        document = azure_pipeline(self.pipeline, self.repositories, **self.parameters)
         for stage in document["stages"]:
             stage_variables = self.stage_variables(stage.get("variables") or {})
             for job in stage["jobs"]:
@@ -237,8 +240,9 @@ class AzureRun:
                     for name, value in (step.get("env") or {}).items()
                 },
             }
-            done = run_script(self.macros(script, variables, outputs), env, self.workdir)
-            where = f"{self.pipeline}/{stage}/{job}/{step.get('name', index)}"
+            script = self.macros(script, variables, outputs)
+            done = run_script(script, env, self.workdir, self.workspace)
+            where = f"{Path(self.pipeline).name}/{stage}/{job}/{step.get('name', index)}"
             yield StepRun("azure", where, found.group(1), *_result(done))
             if "name" in step:
                 outputs[step["name"]] = through_the_bridge(
@@ -253,7 +257,7 @@ class AzureRun:
             "Build.SourceBranchName": "main",
             "Agent.TempDirectory": str(self.workdir),
             "Common.TestResultsDirectory": str(self.workdir / "results"),
-            "System.DefaultWorkingDirectory": str(REPO_ROOT),
+            "System.DefaultWorkingDirectory": str(self.workspace),
             "TF_BUILD": "True",
         }
 

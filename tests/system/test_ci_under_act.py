@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from steps.local.docker_engine import ensure_engine
 from steps.local.registry_server import LocalRegistry
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.ci_systems import AISHIP, STEP_COMMAND, github_steps
+from tests.pipelines.github_model import Step
 from tests.stepscli import run_steps
 from tests.system.act import ActRun, remote_actions, run_act, runner_image
 
@@ -92,23 +94,46 @@ NOT_UNDER_ACT = {
 }
 
 
-def build_steps() -> list[tuple[tuple[str, ...], str]]:
+def build_steps(reached: Iterable[Step]) -> list[tuple[tuple[str, ...], str]]:
     """(step ids as act reports them, steps command) of the build job that reusable-ci runs,
     actions entered, in order, but those NOT_UNDER_ACT."""
-    job = "build/build"  # ci.yml's job `build` runs reusable-ci.yml's job `build`
+    job = "build/build"  # the caller's job `build` runs reusable-ci.yml's job `build`
     steps = [
-        (reached, STEP_COMMAND.search(str(reached.step.get("run", ""))))
-        for reached in github_steps("ci.yml")
-        if reached.job == job
+        (step, STEP_COMMAND.search(str(step.step.get("run", ""))))
+        for step in reached
+        if step.job == job
     ]
-    steps = [(reached, found.group(1)) for reached, found in steps if found]
-    skipped = {command for reached, command in steps if "!env.ACT" in reached.step.get("if", "")}
+    steps = [(step, found.group(1)) for step, found in steps if found]
+    skipped = {command for step, command in steps if "!env.ACT" in step.step.get("if", "")}
     assert skipped == set(NOT_UNDER_ACT), skipped
     return [
-        (tuple(reached.where.removeprefix(f"{job}/").split("/")), command)
-        for reached, command in steps
+        (tuple(step.where.removeprefix(f"{job}/").split("/")), command)
+        for step, command in steps
         if command not in skipped
     ]
+
+
+def assert_the_build_ran(run: ActRun, reached: Iterable[Step]) -> None:
+    """Every steps command of the build job ran under act, and passed."""
+    results = run.results("build")  # the caller's job id, as act reports the called job
+    remote = ("actions/setup-", "actions/cache", "actions/attest", "azure/")
+    assert not any(step.startswith(remote) for step in results)
+    assert "cannot run offline under act" not in run.log  # no stand-in action ran
+    registered = registered_commands()
+    by_id = run.results_by_id("build")
+    commands = build_steps(reached)
+    assert [command for _, command in commands] == [
+        "fetch-model",
+        "build-image",
+        "push-image",
+        "verify-push",
+        "evaluate-model",
+        "promote-image",
+    ]
+    for ids, command in commands:
+        assert command in registered, f"{ids} runs `aiship {command}`: no such command"
+        assert by_id[ids] == "success", f"{ids} ({command}) failed:\n{run.log}"
+    assert run.jobs["build"] == "success", run.log
 
 
 def test_stand_ins_replace_every_remote_action_of_the_workflows_and_actions():
@@ -167,26 +192,8 @@ def test_the_test_job_runs_with_its_uses_steps_and_suite_skipped(ci_run):
 
 
 def test_every_steps_command_really_runs_in_the_build_job(ci_run):
-    results = ci_run.results("build")  # the caller's job id, as act reports the called job
-    assert results["./.aiship/.github/actions/setup"] == "success", ci_run.log
-    remote = ("actions/setup-", "actions/cache", "actions/attest", "azure/")
-    assert not any(step.startswith(remote) for step in results)
-    assert "cannot run offline under act" not in ci_run.log  # no stand-in action ran
-    registered = registered_commands()
-    by_id = ci_run.results_by_id("build")
-    commands = build_steps()
-    assert [command for _, command in commands] == [
-        "fetch-model",
-        "build-image",
-        "push-image",
-        "verify-push",
-        "evaluate-model",
-        "promote-image",
-    ]
-    for ids, command in commands:
-        assert command in registered, f"{ids} runs `aiship {command}`: no such command"
-        assert by_id[ids] == "success", f"{ids} ({command}) failed:\n{ci_run.log}"
-    assert ci_run.jobs["build"] == "success", ci_run.log
+    assert ci_run.results("build")["./.aiship/.github/actions/setup"] == "success", ci_run.log
+    assert_the_build_ran(ci_run, github_steps("ci.yml"))
 
 
 RUNNER_SHAPE = """\

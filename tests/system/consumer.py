@@ -1,0 +1,45 @@
+"""Another team's repository that ships its own model with our pipelines: its workflows and
+pipelines are the README's "Use it from your repository" snippets, as a user copies them, and it
+keeps its model in a store of its own (a folder in the repository, as act copies it)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from steps.support.paths import REPO_ROOT
+from tests.pipelines.ci_systems import AISHIP
+
+README = REPO_ROOT / "README.md"
+SNIPPET = re.compile(r"<!-- consumer: (\S+) -->\n```yaml\n(.*?)```", re.DOTALL)
+REPOSITORY = "acme/handwriting"  # the consumer's own name on GitHub
+MODEL_NAME, MODEL_VERSION = "handwriting", "2.0.0"
+STORE = "models"  # its model store, a folder of the repository
+
+
+def release_tag() -> str:
+    """The tag a release of this version of aiship carries: what the snippets pin."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return f"v{project['version']}"
+
+
+def aiship_at_tag() -> str:
+    """OWNER/NAME@TAG, as act's --local-repository and the snippets' `uses:` name it."""
+    return f"{AISHIP}@{release_tag()}"
+
+
+def snippets() -> dict[str, str]:
+    """The consumer's file path -> its text, as README shows it."""
+    found = dict(SNIPPET.findall(README.read_text(encoding="utf-8")))
+    assert found, "README has no `<!-- consumer: PATH -->` snippets"
+    return found
+
+
+def write_consumer(dest: Path, extra: dict[str, str] | None = None) -> Path:
+    """The consumer's files in DEST: README's snippets, and EXTRA (path -> text)."""
+    for path, text in {**snippets(), **(extra or {})}.items():
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        (dest / path).write_text(text, encoding="utf-8")
+    (dest / STORE).mkdir()
+    return dest
