@@ -93,10 +93,6 @@ class GitHubModel:
         )
         yield from self._workflow(workflow, scope, prefix="", outputs={})
 
-    def jobs(self, workflow: Path, **inputs: object) -> list[str]:
-        """The ids of the jobs that run, in order."""
-        return list(dict.fromkeys(step.job for step in self.steps(workflow, inputs)))
-
     def _workflow(
         self, path: Path, scope: Scope, prefix: str, outputs: dict[str, dict]
     ) -> Iterator[Step]:
