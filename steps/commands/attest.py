@@ -31,7 +31,7 @@ from ..support.labels import (
     LABEL_REVISION,
     LABEL_SOURCE,
 )
-from ..support.paths import REPO_ROOT
+from ..support.paths import project_dir
 from .command import REGISTRY_ENVIRONMENT, Command, check_image, registry_flags, registry_login_of
 
 if TYPE_CHECKING:
@@ -194,9 +194,10 @@ def attest_image(
 
 
 def verify_image(
-    login: RegistryLogin, image: ImageRef, notation: Notation, root: Path = REPO_ROOT
+    login: RegistryLogin, image: ImageRef, notation: Notation, root: Path | None = None
 ) -> Verification:
-    """Everything attest-image proved about IMAGE, checked again: Unproven at the first gap."""
+    """Everything attest-image proved about IMAGE, checked again: Unproven at the first gap.
+    The revision must be on main in ROOT's history (the project's: project_dir())."""
     from ..clients.registry import RegistryClient
     from ..clients.sbom import sbom_model, validate_sbom
     from ..support.git import on_branch
@@ -231,7 +232,7 @@ def verify_image(
             f"the provenance of {reference} names revision {revision or 'none'}, but the image "
             f"was built from {labels.get(LABEL_REVISION) or 'an unlabelled revision'}"
         )
-    branch = on_branch(root, revision, MAIN_REFS)
+    branch = on_branch(root or project_dir(), revision, MAIN_REFS)
     if not branch:
         raise Unproven(
             f"{reference} was built from {revision}, which is not on main: release only what "

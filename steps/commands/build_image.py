@@ -31,7 +31,7 @@ from ..support.labels import (
     default_tags,
     tag_for,
 )
-from ..support.paths import APP_LOCK, REPO_ROOT
+from ..support.paths import APP_LOCK_FILE, PROJECT_DIR_VARIABLE, project_dir
 from .command import REGISTRY_ENVIRONMENT, Command, check_acr, registry_flags
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 WHEELHOUSE_DIR = ".build/wheelhouse"  # inside the context; must match Dockerfile and .dockerignore
 MODEL_DIR = ".build/model"
+# What the image is made of, from the project's root (assemble_context).
+PROJECT_FILES = (Path("Dockerfile"), Path(".dockerignore"), Path("app"), APP_LOCK_FILE)
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,20 @@ class BuiltImage:
 
 
 def build_image(
-    build: ImageBuild, *, root: Path = REPO_ROOT, cache: Path | None = None, timeout: float = 1800.0
+    build: ImageBuild,
+    *,
+    root: Path | None = None,
+    cache: Path | None = None,
+    timeout: float = 1800.0,
 ) -> BuiltImage:
-    """`docker build` the Dockerfile with the model of `build.model_dir`; returns the image id."""
+    """`docker build` ROOT's Dockerfile (the project's: project_dir()) with the model of
+    `build.model_dir`; returns the image id."""
+    root = check_project(root or project_dir())
     try:
         card = verify_model_dir(build.model_dir)
     except CardError as exc:
         raise ConfigError(str(exc)) from None
-    wheelhouse = ensure_wheelhouse(root / APP_LOCK.relative_to(REPO_ROOT), cache=cache)
+    wheelhouse = ensure_wheelhouse(root / APP_LOCK_FILE, cache=cache)
     build_args = {
         "BASE_IMAGE": build.base_image,
         "REVISION": build.revision or git_revision(root),
@@ -118,6 +126,17 @@ def build_image(
         LABEL_MODEL_SHA256: card.sha256,
     }
     return BuiltImage(image_id=image_id, tags=tuple(build.tags), card=card, labels=labels)
+
+
+def check_project(root: Path) -> Path:
+    """ROOT, when it holds everything the image is built from."""
+    missing = [str(path) for path in PROJECT_FILES if not (root / path).exists()]
+    if missing:
+        raise ConfigError(
+            f"the project {root} has no {', '.join(missing)}: run the step in the root of the "
+            f"repository to ship (or set {PROJECT_DIR_VARIABLE}); a new one starts from aiship's"
+        )
+    return root
 
 
 def assemble_context(context: Path, root: Path, wheelhouse: Path, model_dir: Path) -> Path:
@@ -163,7 +182,11 @@ def _check(args: argparse.Namespace) -> str:
         raise ConfigError(f"--image {args.image!r}: give the repository only; tags go in --tag")
     acr = check_acr(args)
     where = f" in {acr}" if acr else ""
-    return f"build {args.image}{where} from the model in {args.model_dir} on {args.base_image}"
+    root = check_project(project_dir())
+    return (
+        f"build {args.image}{where} from {root} with the model in {args.model_dir} "
+        f"on {args.base_image}"
+    )
 
 
 def _run(args: argparse.Namespace) -> BuiltImage:
@@ -179,14 +202,16 @@ def _run(args: argparse.Namespace) -> BuiltImage:
         card = verify_model_dir(args.model_dir)
     except CardError as exc:
         raise ConfigError(str(exc)) from None
-    revision = git_revision(REPO_ROOT)
+    root = project_dir()
+    revision = git_revision(root)
     tags = tuple(f"{repository}:{tag_for(t)}" for t in args.tag) or default_tags(
-        repository, revision, card.version, git_branch(REPO_ROOT)
+        repository, revision, card.version, git_branch(root)
     )
     return build_image(
         ImageBuild(
             model_dir=args.model_dir, base_image=args.base_image, tags=tags, revision=revision
-        )
+        ),
+        root=root,
     )
 
 

@@ -24,7 +24,7 @@ from app.card import verify_model_dir
 from ..support.errors import ConfigError, StepError
 from ..support.git import git_branch, git_revision
 from ..support.labels import default_tags
-from ..support.paths import MANIFESTS, REPO_ROOT
+from ..support.paths import project_dir, project_manifests
 from ..support.processes import spawn, stop
 from .sample_model import train_module
 from .server import HOST
@@ -226,10 +226,11 @@ def build(context: Context) -> str:
     from .base_image import image_id_of, usable_base_image
 
     model = context.values["model"]
-    revision = git_revision(REPO_ROOT)
+    root = project_dir()
+    revision = git_revision(root)
     repository = f"{context.stack.registry_host}/{REPOSITORY}"
     card = verify_model_dir(model.dest)
-    tags = default_tags(repository, revision, card.version, git_branch(REPO_ROOT))
+    tags = default_tags(repository, revision, card.version, git_branch(root))
     before = image_id_of(tags[0])
     built = build_image(
         ImageBuild(
@@ -237,7 +238,8 @@ def build(context: Context) -> str:
             base_image=context.options.base_image or usable_base_image(),
             tags=tags,
             revision=revision,
-        )
+        ),
+        root=root,
     )
     context.values.update(image=tags[0], revision=revision, image_id=built.image_id)
     same = "the same image as before" if before == built.image_id else "a new image"
@@ -303,7 +305,7 @@ def evaluate(context: Context) -> str:
         context.values["pinned"],
         model_dir,
         golden_card(model_dir),
-        load_thresholds(MANIFESTS / "quality.yaml"),
+        load_thresholds(project_manifests() / "quality.yaml"),
     )
     versus = f"production {evaluated.baseline[:19]}" if evaluated.baseline else "no production yet"
     accuracy = evaluated.metrics.get("accuracy")
@@ -343,9 +345,7 @@ def verify_release(context: Context) -> str:
     tool = notation(context)
     certificate = context.values["certificate"]
     tool.trust("aiship", certificate, certificate_subject(certificate))
-    verified = verify_image(
-        context.login(), ImageRef.parse(context.values["release"].image), tool, REPO_ROOT
-    )
+    verified = verify_image(context.login(), ImageRef.parse(context.values["release"].image), tool)
     return f"{len(verified.checks)} proofs verified (signature, SBOM, provenance on main)"
 
 
@@ -479,7 +479,7 @@ def deploy_production(context: Context) -> str:
     from ..commands.deploy.rollout import APP
     from .traffic import digits_rows, service_traffic
 
-    analysis = load_analysis(MANIFESTS / "analysis.yaml")
+    analysis = load_analysis(project_manifests() / "analysis.yaml")
     analysis = with_fields(
         analysis, steps=tuple(with_fields(s, pause=CANARY_PAUSE) for s in analysis.steps)
     )

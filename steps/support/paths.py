@@ -1,4 +1,5 @@
-"""Where things are: the repository the steps run from, the cache, the local stand-ins' state."""
+"""Where things are: the project being shipped, this checkout, the cache, the local stand-ins'
+state."""
 
 from __future__ import annotations
 
@@ -6,11 +7,30 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-# The checkout (or editable install) holding Dockerfile, app/, manifests/, requirements/, tools/.
+# What a project ships, relative to its root: the image's lock, the deploy manifests.
+APP_LOCK_FILE = Path("requirements", "app.txt")
+MANIFESTS_FOLDER = Path("manifests")
+PROJECT_DIR_VARIABLE = "AISHIP_PROJECT_DIR"
+
+# This checkout (or editable install): aiship's own project, and tools/ for the local stand-ins.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO_ROOT / "manifests"
-APP_LOCK = REPO_ROOT / "requirements" / "app.txt"
+MANIFESTS = REPO_ROOT / MANIFESTS_FOLDER
+APP_LOCK = REPO_ROOT / APP_LOCK_FILE
 KUBE_TOOLS = REPO_ROOT / "tools" / "kube"
+
+
+def project_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The repository being shipped: its Dockerfile, app/, requirements/app.txt, manifests/ and
+    git history. $AISHIP_PROJECT_DIR, else the current folder, where CI runners start each step:
+    the job's checkout, which for another repository using our actions is that repository, not
+    the one these steps were installed from."""
+    env = os.environ if env is None else env
+    return Path(env.get(PROJECT_DIR_VARIABLE) or ".").resolve()
+
+
+def project_manifests(env: Mapping[str, str] | None = None) -> Path:
+    """The project's manifests/: base and overlays, the canary's analysis, the quality gate."""
+    return project_dir(env) / MANIFESTS_FOLDER
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -1,10 +1,13 @@
-"""Another team's repository that ships its own model with our pipelines: its workflows and
-pipelines are the README's "Use it from your repository" snippets, as a user copies them, and it
-keeps its model in a store of its own (a folder in the repository, as act copies it)."""
+"""Another team's repository that ships its own app and model with our pipelines: its workflows
+and pipelines are the README's "Use it from your repository" snippets, as a user copies them; its
+Dockerfile, app/, lock and manifests/ start as copies of ours, as a new project's do, its
+Dockerfile marked with a label of its own; it keeps its model in a store of its own (a folder in
+the repository, as act copies it)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -16,6 +19,9 @@ SNIPPET = re.compile(r"<!-- consumer: (\S+) -->\n```yaml\n(.*?)```", re.DOTALL)
 REPOSITORY = "acme/handwriting"  # the consumer's own name on GitHub
 MODEL_NAME, MODEL_VERSION = "handwriting", "2.0.0"
 STORE = "models"  # its model store, a folder of the repository
+# What its image is built from, copied from ours; its Dockerfile adds this label.
+PROJECT = (".dockerignore", "app", "requirements/app.txt", "manifests")
+OWN_LABEL = ("com.acme.service", "handwriting")
 
 
 def release_tag() -> str:
@@ -41,5 +47,16 @@ def write_consumer(dest: Path, extra: dict[str, str] | None = None) -> Path:
     for path, text in {**snippets(), **(extra or {})}.items():
         (dest / path).parent.mkdir(parents=True, exist_ok=True)
         (dest / path).write_text(text, encoding="utf-8")
+    for path in PROJECT:
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        if (REPO_ROOT / path).is_dir():
+            shutil.copytree(
+                REPO_ROOT / path, dest / path, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(REPO_ROOT / path, dest / path)
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    label = "LABEL {}={}\n".format(*OWN_LABEL)
+    (dest / "Dockerfile").write_text(dockerfile + label, encoding="utf-8")
     (dest / STORE).mkdir()
     return dest

@@ -16,6 +16,9 @@ import jsonschema
 import pytest
 import train  # model/train.py, the data scientist's script (not a package)
 
+from steps.clients.login import RegistryLogin
+from steps.clients.registry import ImageRef, RegistryClient
+from steps.commands.attest import image_labels
 from steps.local.registry_server import LocalRegistry
 from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import pipeline
@@ -27,6 +30,7 @@ from tests.system.act import ActRun, run_act
 from tests.system.consumer import (
     MODEL_NAME,
     MODEL_VERSION,
+    OWN_LABEL,
     REPOSITORY,
     STORE,
     aiship_at_tag,
@@ -185,31 +189,39 @@ def consumer_repo(tmp_path_factory) -> tuple[Path, Path]:
 def consumer_ci(consumer_repo, act_image, base_for_act, tmp_path_factory) -> ActRun:  # noqa: F811
     folder, aiship = consumer_repo
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as registry:
-        yield run_act(
-            folder,
-            workflow=WORKFLOWS[0],
-            job="build",
-            image=act_image,
-            variables={
-                "MODEL_STORE": STORE,
-                "MODEL_NAME": MODEL_NAME,
-                "IMAGE_REPOSITORY": f"{registry.host}/handwriting",
-                "BASE_IMAGE": base_for_act,
-            },
-            repositories={aiship_at_tag(): aiship},
-            timeout=900,
+        yield (
+            registry,
+            run_act(
+                folder,
+                workflow=WORKFLOWS[0],
+                job="build",
+                image=act_image,
+                variables={
+                    "MODEL_STORE": STORE,
+                    "MODEL_NAME": MODEL_NAME,
+                    "IMAGE_REPOSITORY": f"{registry.host}/handwriting",
+                    "BASE_IMAGE": base_for_act,
+                },
+                repositories={aiship_at_tag(): aiship},
+                timeout=900,
+            ),
         )
 
 
 @pytest.mark.docker
 def test_the_consumer_ci_runs_green_through_our_reusable_workflow(consumer_ci, consumer_repo):
     folder, _ = consumer_repo
+    registry, run = consumer_ci
     reached = github_model(workspace=folder, repository=REPOSITORY).steps(folder / WORKFLOWS[0])
 
-    assert_the_build_ran(consumer_ci, reached)
+    assert_the_build_ran(run, reached)
     # its commit, its model: the image's labels as verify-push and build-image output them
-    assert f"revision={head(folder)}" in consumer_ci.log
-    assert f"model_version={MODEL_VERSION}" in consumer_ci.log
+    assert f"revision={head(folder)}" in run.log
+    assert f"model_version={MODEL_VERSION}" in run.log
+    # its own Dockerfile and app/, not aiship's: the label only its Dockerfile sets
+    image = ImageRef.parse(re.search(r"^.*\bimage=(\S+@sha256:[0-9a-f]{64})", run.log, re.M)[1])
+    labels = image_labels(RegistryClient(RegistryLogin(registry.host)), image)
+    assert labels[OWN_LABEL[0]] == OWN_LABEL[1]
 
 
 @pytest.mark.docker

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ...support.errors import ConfigError, StepError
 from ...support.git import ci_revision
 from ...support.outputs import summarize
-from ...support.paths import MANIFESTS
+from ...support.paths import project_manifests
 from ..command import (
     REGISTRY_ENVIRONMENT,
     Command,
@@ -102,7 +102,7 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     kube.add_argument(
         "--analysis",
         type=Path,
-        default=MANIFESTS / "analysis.yaml",
+        default=project_manifests() / "analysis.yaml",
         help="the canary's steps and checks (default: manifests/analysis.yaml)",
     )
     kube.add_argument(

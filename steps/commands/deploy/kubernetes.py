@@ -14,7 +14,7 @@ import yaml
 
 from ...clients.kubectl import Kubectl, kubectl_path
 from ...support.errors import ConfigError, NotFound, RolledBack, StepError, Unavailable
-from ...support.paths import MANIFESTS
+from ...support.paths import project_manifests
 from ...support.processes import last_line, run
 from .canary import CANARY, remove_canary, run_canary
 from .release import Build, DeployResult, Release
@@ -186,7 +186,7 @@ def version_skew(version_json: str) -> str | None:
 
 def overlay_folder(overlay: str) -> Path:
     """manifests/overlays/OVERLAY (or manifests/base), which must hold a kustomization."""
-    folder = MANIFESTS / ("base" if overlay == "base" else f"overlays/{overlay}")
+    folder = project_manifests() / ("base" if overlay == "base" else f"overlays/{overlay}")
     if not (folder / "kustomization.yaml").is_file():
         raise ConfigError(f"no overlay {overlay!r}: expected {folder}/kustomization.yaml")
     return folder

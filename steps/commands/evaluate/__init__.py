@@ -24,7 +24,7 @@ from ...clients.records import EVALUATION, Ledger
 from ...support.errors import ConfigError, IntegrityError, Rejected, StepError, Unavailable
 from ...support.git import ci_run
 from ...support.outputs import summarize
-from ...support.paths import MANIFESTS
+from ...support.paths import project_manifests
 from ..command import (
     REGISTRY_ENVIRONMENT,
     Command,
@@ -234,7 +234,7 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--thresholds",
         type=Path,
-        default=MANIFESTS / "quality.yaml",
+        default=project_manifests() / "quality.yaml",
         help="the quality gate (default: manifests/quality.yaml)",
     )
 

@@ -11,7 +11,7 @@ from app.card import read_card
 from steps.clients.docker import docker
 from steps.support.git import git_revision
 from steps.support.labels import tag_for
-from steps.support.paths import REPO_ROOT
+from steps.support.paths import PROJECT_DIR_VARIABLE, REPO_ROOT
 from tests.stepscli import run_steps
 
 pytestmark = pytest.mark.docker
@@ -63,6 +63,26 @@ def test_a_model_that_fails_its_check_is_refused_before_building(model_dir):
     (model_dir / "model.onnx").write_bytes(b"changed")
     result = build_command("--model-dir", str(model_dir), "--image", "aiship-cli-test")
     assert result.returncode == 2 and "sha256" in result.stderr
+
+
+def test_the_image_is_built_from_the_project_the_step_runs_for(trained_model_dir, tmp_path):
+    """Another repository's checkout (AISHIP_PROJECT_DIR, else the current folder) gives the
+    Dockerfile, app/ and lock; what it lacks is named before anything is built."""
+    args = ("--model-dir", str(trained_model_dir), "--image", "acme", "--dry-run")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+
+    refused = build_command(*args, **{PROJECT_DIR_VARIABLE: str(tmp_path)})
+    assert refused.returncode == 2
+    missing = ".dockerignore, app, requirements/app.txt"
+    assert f"error: the project {tmp_path} has no {missing}: run the step in" in refused.stderr
+
+    (tmp_path / ".dockerignore").write_text("*\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "app.txt").write_text("")
+    planned = build_command(*args, **{PROJECT_DIR_VARIABLE: str(tmp_path)})
+    assert planned.returncode == 0, planned.stderr
+    assert f"build acme from {tmp_path} with the model in" in json.loads(planned.stdout)["plan"]
 
 
 @pytest.mark.parametrize(

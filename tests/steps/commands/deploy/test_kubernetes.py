@@ -12,11 +12,10 @@ import shutil
 import pytest
 
 from steps.clients.kubectl import Kubectl
-from steps.commands.deploy import kubernetes
 from steps.commands.deploy.kubernetes import deploy_kubernetes, version_skew
 from steps.commands.deploy.release import Release
 from steps.support.errors import ConfigError, RolledBack
-from steps.support.paths import MANIFESTS
+from steps.support.paths import MANIFESTS, PROJECT_DIR_VARIABLE
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.docker
@@ -175,7 +174,7 @@ def test_a_manifest_the_server_refuses_changes_nothing_and_the_scheduler_is_hear
 ):
     manifests = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, manifests)
-    monkeypatch.setattr(kubernetes, "MANIFESTS", manifests)
+    monkeypatch.setenv(PROJECT_DIR_VARIABLE, str(tmp_path))  # the project's manifests/
     deploy(kube_cluster, kube_namespace, release_images.v1)
     before = get(kube_cluster, kube_namespace, "deployment,service,hpa,pdb")["items"]
 
