@@ -54,7 +54,7 @@ class DataPlane:
 
     def ready(self) -> dict:
         """Always true: a worker answers only once create_app has verified, loaded and warmed
-        the model (gunicorn starts serving after that), so an answer is the proof."""
+        the model (the worker opens its listener after that), so an answer is the proof."""
         return {"ready": True}
 
     def server_metadata(self, server_name: str, server_version: str) -> dict:

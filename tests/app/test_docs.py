@@ -1,5 +1,5 @@
 """/docs: the page and its assets through Flask's test client, then the page itself in headless
-Chromium (Debian's, installed by ./dev) against a real gunicorn server: it lists every endpoint
+Chromium (Debian's, installed by ./dev) against the real server: it lists every endpoint
 of /openapi.json and runs a prediction through "Try it out", loading nothing from elsewhere."""
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_a_model_without_labels_has_no_prediction_series(model_dir, images):
     assert "model_predictions" not in text
 
 
-def test_counts_add_up_across_gunicorn_workers(server, images):
+def test_counts_add_up_across_workers(server, images):
     before = predicted(requests.get(server.url + "/metrics", timeout=5).text)
     answered: Counter = Counter()
     for start in range(0, 120, 4):  # a new connection each time, so both workers take some

@@ -29,7 +29,7 @@ class Container:
         return json.loads(docker(["inspect", self.name]))[0]
 
     def logs(self) -> str:
-        """stdout and stderr of the container (gunicorn logs to stderr)."""
+        """stdout and stderr of the container (the server logs to stderr)."""
         done = subprocess.run(
             ["docker", "logs", self.name], capture_output=True, text=True, timeout=30
         )

@@ -29,7 +29,7 @@ SERVICE_SETTINGS = (
     "--update-monitor",
     "10s",
     "--stop-grace-period",
-    "25s",  # gunicorn drains for 20 s (app/gunicorn_conf.py)
+    "25s",  # the server drains for 20 s (app/server.py DRAIN_SECONDS)
     "--health-interval",
     "2s",
     "--health-timeout",

@@ -114,7 +114,7 @@ def test_it_lists_what_pip_in_the_image_lists_with_the_versions_installed(pushed
     assert {normalise(p["name"]): p["version"] for p in listed} == {
         name: c["version"] for name, c in found.items()
     }
-    assert {"flask", "onnxruntime", "numpy", "gunicorn"} <= found.keys()
+    assert {"flask", "onnxruntime", "numpy", "granian"} <= found.keys()
     assert found["flask"]["purl"] == f"pkg:pypi/flask@{found['flask']['version']}"
 
 

@@ -70,7 +70,7 @@ def test_parse_reads_the_app_s_own_exposition(trained_model_dir, images, monkeyp
     assert 0 < p99(pod.latency) <= 2.5
 
 
-def test_parse_reads_gunicorn_workers_summed(trained_model_dir, images, serve_model, tmp_path):
+def test_parse_reads_the_workers_summed(trained_model_dir, images, serve_model, tmp_path):
     """The multiprocess exposition (two workers' files summed) reads the same way."""
     with serve_model(trained_model_dir, tmp_path / "server.log") as server:
         before = PodMetrics.parse(requests.get(server.url + "/metrics", timeout=5).text)
