@@ -16,7 +16,7 @@ from . import APPS, Endpoint, Peer, serve, v2_body
 from .venvs import pinned_venv
 
 VERSION = "1.7.1"
-# Its parallel workers crash at start with uvloop 0.22 and later.
+# With uvloop 0.23 its parallel workers fail at start (no current event loop) and nothing loads.
 PINS = (f"mlserver=={VERSION}", "uvloop==0.21.0")
 INFER = Endpoint("V2 infer", INFER_PATH, v2_body)
 
