@@ -103,7 +103,14 @@ class RequestTimeout:
         thread = threading.get_ident()
         self._started[thread] = time.monotonic()
         try:
-            return self.app(environ, start_response)
+            body = self.app(environ, start_response)
+            # Joined here, the answer goes to granian in one call; any other iterable it would
+            # pull from Rust a chunk at a time, holding this thread until the last byte is sent.
+            try:
+                return [b"".join(body)]
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
         finally:
             del self._started[thread]
 
