@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 
 import psutil
@@ -56,15 +57,38 @@ def train_model(out: Path) -> Path:
     return out
 
 
-def post(url: str, body: str, timeout: float = 2.0) -> int:
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
+@dataclass(frozen=True)
+class Body:
+    """A request body as bytes, with the headers that say how to read it."""
+
+    data: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, body: str | Body) -> Body:
+        """BODY itself, or a text body as JSON."""
+        if isinstance(body, Body):
+            return body
+        return cls(body.encode(), (("Content-Type", "application/json"),))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, whatever its status."""
+
+    status: int
+    headers: Message
+    content: bytes
+
+
+def post(url: str, body: str | Body, timeout: float = 2.0) -> Answer:
+    sent = Body.of(body)
+    request = urllib.request.Request(url, data=sent.data, headers=dict(sent.headers))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status
+            return Answer(response.status, response.headers, response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return Answer(exc.code, exc.headers, exc.read())
 
 
 @dataclass
@@ -132,7 +156,7 @@ def _wait_ready(process: subprocess.Popen, url: str, body: str, timeout: float, 
         if time.perf_counter() > deadline:
             raise RuntimeError(f"{url} not ready after {timeout:.0f} s: {_tail(log)}")
         try:
-            if post(url, body) == 200:
+            if post(url, body).status == 200:
                 return
         except OSError:
             pass
@@ -206,22 +230,25 @@ class WrkResult:
 
 def wrk(
     url_base: str,
-    requests: Sequence[tuple[str, str]],
+    requests: Sequence[tuple[str, str | Body]],
     connections: int,
     seconds: float,
     headers: Sequence[str] = (),
     check_status: bool = False,
 ) -> WrkResult:
-    """Run wrk for SECONDS with CONNECTIONS connections, cycling through (path, body) REQUESTS."""
+    """Run wrk for SECONDS with CONNECTIONS connections, cycling through (path, body) REQUESTS,
+    a text body as JSON. HEADERS ("Name: value", wrk's -H) go only with a lone request."""
     threads = min(connections, 2)
-    with tempfile.NamedTemporaryFile("w", suffix=".tsv") as bodies:
-        bodies.write("".join(f"{path}\t{body}\n" for path, body in requests))
-        bodies.flush()
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
         command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s"]
         command += ["--timeout", "5s", "-s", str(WRK_SCRIPT)]
         for header in headers:
             command += ["-H", header]
-        env = {**os.environ, "WRK_REQUESTS": bodies.name, "WRK_CHECK_STATUS": "01"[check_status]}
+        env = {
+            **os.environ,
+            "WRK_REQUESTS": str(_request_files(Path(folder), requests)),
+            "WRK_CHECK_STATUS": "01"[check_status],
+        }
         done = subprocess.run(
             [*command, url_base], env=env, capture_output=True, text=True, timeout=seconds + 30
         )
@@ -240,6 +267,20 @@ def wrk(
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
     )
+
+
+def _request_files(folder: Path, requests: Sequence[tuple[str, str | Body]]) -> Path:
+    """The list wrk.lua reads: a line per request, "PATH<TAB>BODY FILE<TAB>Name: value...",
+    each body in a file of its own, written as bytes."""
+    lines = []
+    for index, (path, body) in enumerate(requests):
+        sent = Body.of(body)
+        data = folder / f"{index}.body"
+        data.write_bytes(sent.data)
+        lines.append("\t".join([path, str(data), *(f"{k}: {v}" for k, v in sent.headers)]))
+    listing = folder / "requests.tsv"
+    listing.write_text("".join(f"{line}\n" for line in lines))
+    return listing
 
 
 def load_average() -> str:

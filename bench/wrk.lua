@@ -1,20 +1,33 @@
 -- POST bodies for wrk, and a JSON summary on stdout.
--- WRK_REQUESTS names a file of "PATH<TAB>BODY" lines; each wrk thread cycles through them
--- (a single line is sent as wrk's static request, the fastest path).
+-- WRK_REQUESTS names a file of "PATH<TAB>BODY FILE<TAB>Name: value<TAB>..." lines: a request's
+-- path, the file holding its body (read as bytes, so binary bodies go as they are) and its
+-- headers. Each wrk thread cycles through them (a single line is sent as wrk's static request,
+-- the fastest path).
 -- WRK_CHECK_STATUS=1 also counts every non-2xx answer (slower: a Lua call per response).
 
 local requests = {}
 local next_request = 1
 local threads = {}
-local first_path, first_body
 non2xx = 0
 
+local function read_bytes(path)
+  local file = assert(io.open(path, "rb"))
+  local bytes = file:read("*a")
+  file:close()
+  return bytes
+end
+
 for line in io.lines(os.getenv("WRK_REQUESTS")) do
-  local path, body = line:match("^([^\t]+)\t(.*)$")
-  if path then
-    first_path, first_body = first_path or path, first_body or body
-    requests[#requests + 1] = wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+  local fields = {}
+  for field in line:gmatch("[^\t]+") do
+    fields[#fields + 1] = field
   end
+  local request = {path = fields[1], body = read_bytes(fields[2]), headers = {}}
+  for i = 3, #fields do
+    local name, value = fields[i]:match("^([^:]+): (.*)$")
+    request.headers[name] = value
+  end
+  requests[#requests + 1] = request
 end
 
 function setup(thread)
@@ -22,16 +35,22 @@ function setup(thread)
 end
 
 if #requests == 1 then
-  wrk.method, wrk.path, wrk.body = "POST", first_path, first_body
-  wrk.headers["Content-Type"] = "application/json"
+  local only = requests[1]
+  wrk.method, wrk.path, wrk.body = "POST", only.path, only.body
+  for name, value in pairs(only.headers) do
+    wrk.headers[name] = value
+  end
 else
+  local formatted = {}
+  for i, r in ipairs(requests) do
+    formatted[i] = wrk.format("POST", r.path, r.headers, r.body)
+  end
   function request()
-    local r = requests[next_request]
-    next_request = next_request % #requests + 1
+    local r = formatted[next_request]
+    next_request = next_request % #formatted + 1
     return r
   end
 end
-
 if os.getenv("WRK_CHECK_STATUS") == "1" then
   function response(status, headers, body)
     if status < 200 or status > 299 then
