@@ -8,10 +8,12 @@ from collections import Counter
 import numpy as np
 import pytest
 import requests
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_digits
 
 from app import create_app
+from app.metrics import PredictionCounter
 from app.settings import Settings
 
 SERIES = "model_predictions_total"
@@ -67,6 +69,27 @@ def test_predict_and_v2_infer_are_counted_by_the_class_they_answer(client, image
     counts = predicted(client.get("/metrics").get_data(as_text=True))
     assert sum(answered.values()) == 31 and len(answered) >= 5
     assert +counts == answered
+
+
+def test_one_row_requests_are_counted_by_the_class_they_answer(client, images):
+    """The common request, one row at a time, through the label and the argmax of the scores."""
+    answered: Counter = Counter()
+    for row in images[:6]:
+        body = client.post("/predict", json={"instances": [row.tolist()]}).get_json()
+        answered[str(body["predictions"][0])] += 1
+    for row in images[6:10]:
+        body = client.post("/v2/models/digits/infer", json=v2_body(row[None], ["probabilities"]))
+        answered[str(np.argmax(body.get_json()["outputs"][0]["data"]))] += 1
+    assert +predicted(client.get("/metrics").get_data(as_text=True)) == answered
+
+
+def test_classes_below_and_beyond_the_labels_count_as_other():
+    registry = CollectorRegistry()
+    counter = PredictionCounter(("zero", "one", "two"), "label", None, registry)
+    counter.observe({"label": np.array([-2, -1, 0, 2, 3, 12])})
+    counter.observe({"label": np.array([[1]])})
+    counts = predicted(generate_latest(registry).decode())
+    assert +counts == {"zero": 1, "one": 1, "two": 1, "other": 4}
 
 
 def test_refused_requests_count_nothing(client, images):
