@@ -17,13 +17,26 @@ from pathlib import Path
 
 from . import harness, mlflow_ref
 from .harness import INFER_PATH, PREDICT_PATH, Server, WrkResult
-from .peers import Endpoint, Peer, bentoml, instances_body, kserve, litserve, mlserver, v2_body
+from .peers import (
+    V2_BINARY,
+    Endpoint,
+    Peer,
+    bentoml,
+    instances_body,
+    kserve,
+    litserve,
+    mlserver,
+    v2_body,
+)
 
 CONCURRENCIES = (1, 8, 32, 128)
 BATCHES = (1, 32)
 PEERS = (mlflow_ref, mlserver, kserve, bentoml, litserve)
 OURS = ("aiship", "floor")
 CHART = Path(__file__).with_name("results") / "serving.png"
+# A server's endpoints in the chart, in their order (no server has more than three).
+LINES = ("-", ":", "--")
+MARKERS = ("o", "s", "^")
 
 
 @dataclass(frozen=True)
@@ -49,13 +62,14 @@ def floor_server(workers: int, port: int) -> AbstractContextManager[Server]:
 
 
 def contenders(model_dir: Path, names: Collection[str] | None = None) -> list[Peer]:
-    """Ours, the floor and the peers (those in NAMES, when given)."""
+    """Ours, the floor and the peers (those in NAMES, when given). The floor answers every body
+    with the same JSON, so it has no binary endpoint."""
     endpoints = (
         Endpoint("/predict", PREDICT_PATH, instances_body),
         Endpoint("V2 infer", INFER_PATH, v2_body),
     )
     found = [
-        Peer("aiship", lambda w, p: harness.our_server(model_dir, w, p), endpoints),
+        Peer("aiship", lambda w, p: harness.our_server(model_dir, w, p), (*endpoints, V2_BINARY)),
         Peer("floor", floor_server, endpoints),
         *(module.peer(model_dir / "model.onnx") for module in PEERS),
     ]
@@ -63,10 +77,13 @@ def contenders(model_dir: Path, names: Collection[str] | None = None) -> list[Pe
 
 
 def measure(server: Server, contender: Peer, seconds: float, warmup: float) -> list[Point]:
-    """Every (endpoint, batch, concurrency) point of one server, each after a warm-up."""
+    """Every (endpoint, batch, concurrency) point of one server, each after a warm-up, each batch
+    after the endpoint's check of its answers."""
     points = []
     for endpoint in contender.endpoints:
         for batch in BATCHES:
+            if endpoint.check:
+                endpoint.check(server.url(endpoint.path), batch)
             requests = [(endpoint.path, endpoint.body(batch))]
             for connections in CONCURRENCIES:
                 harness.wrk(server.url(""), requests, connections, warmup, endpoint.headers)
@@ -236,8 +253,8 @@ def draw(points: list[Point], path: Path, workers: int) -> None:
 
 
 def _styles(points: list[Point]) -> dict[tuple[str, str], dict]:
-    """A colour per server (the floor grey), a line per endpoint (solid, then dotted), ours
-    drawn thicker."""
+    """A colour per server (the floor grey), a line and marker per endpoint, ours drawn
+    thicker."""
     from matplotlib import colormaps
 
     servers_ = sorted({p.server for p in points}, key=_order)
@@ -250,8 +267,8 @@ def _styles(points: list[Point]) -> dict[tuple[str, str], dict]:
             styles[(server, endpoint)] = {
                 "color": colours[server],
                 "linewidth": 3 if server == "aiship" else 1.5,
-                "linestyle": ":" if index else "-",
-                "marker": "s" if index else "o",
+                "linestyle": LINES[index],
+                "marker": MARKERS[index],
                 "label": f"{server} {endpoint}",
             }
     return styles

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from ..harness import INFER_PATH
-from . import APPS, Endpoint, Peer, instances_body, serve, v2_body
+from . import APPS, V2_BINARY, Endpoint, Peer, instances_body, serve, v2_body
 from .venvs import pinned_venv
 
 VERSION = "0.21.0"
@@ -16,7 +16,7 @@ INFER = Endpoint("V2 infer", INFER_PATH, v2_body)
 
 
 def peer(model_file: Path) -> Peer:
-    return Peer("kserve", partial(_serve, model_file), (PREDICT, INFER))
+    return Peer("kserve", partial(_serve, model_file), (PREDICT, INFER, V2_BINARY))
 
 
 def _serve(model_file: Path, workers: int, port: int):

@@ -1,4 +1,5 @@
-"""KServe custom model: the ONNX model run by onnxruntime, on the v1 and the V2 protocol.
+"""KServe custom model: the ONNX model run by onnxruntime, on the v1 and the V2 protocol, its V2
+outputs as binary data when the request asks for them (`binary_data_output`).
 
 python kserve_model.py --model_file PATH [KServe's ModelServer options]
 """
@@ -37,21 +38,23 @@ class OnnxDigits(Model):
     def predict(self, payload, headers=None):
         if isinstance(payload, InferRequest):
             results = self.session.run(None, {self.input: payload.inputs[0].as_numpy()})
+            binary = payload.use_binary_outputs
             return InferResponse(
                 model_name=self.name,
                 infer_outputs=[
-                    self._output(n, v) for n, v in zip(self.outputs, results, strict=True)
+                    self._output(n, v, binary) for n, v in zip(self.outputs, results, strict=True)
                 ],
                 response_id=payload.id or generate_uuid(),
+                use_binary_outputs=binary,
             )
         tensor = numpy.asarray(payload["instances"], dtype=numpy.float32)
         labels, probabilities = self.session.run(None, {self.input: tensor})
         return {"predictions": labels.tolist(), "probabilities": probabilities.tolist()}
 
     @staticmethod
-    def _output(name: str, value: numpy.ndarray) -> InferOutput:
+    def _output(name: str, value: numpy.ndarray, binary: bool) -> InferOutput:
         output = InferOutput(name, list(value.shape), from_np_dtype(value.dtype))
-        output.set_data_from_numpy(value, binary_data=False)
+        output.set_data_from_numpy(value, binary_data=binary)
         return output
 
 
