@@ -139,7 +139,7 @@ class PredictionCounter:
         else:
             return  # the client asked for neither output
         # A Counter, not numpy: at the batch sizes served, numpy's per-call cost outweighs the
-        # loop (bench/README.md, "Where the time goes on granian").
+        # loop (bench/README.md, "The app's own cost, second round").
         other = len(self._children) - 1
         for index, rows in collections.Counter(classes.tolist()).items():
             self._children[index if 0 <= index < other else other].inc(rows)
