@@ -180,6 +180,19 @@ def test_malformed_bodies_get_a_clear_4xx(client, data, content_type, status, wo
     assert words in response.get_json()["error"]
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e39])
+def test_one_value_that_is_not_finite_in_a_full_batch_is_refused(client, value):
+    rows = [ROW] * 7 + [[*ROW[:-1], value]]
+    response = raw_post(client, "/predict", json.dumps({"instances": rows}))
+    assert response.status_code == 400
+    assert "values must be finite numbers" in response.get_json()["error"]
+
+
+def test_values_near_the_largest_fp32_pass_though_their_sum_overflows(client):
+    response = client.post("/predict", json={"instances": [[3e38] * 64] * 8})
+    assert response.status_code == 200 and len(response.get_json()["predictions"]) == 8
+
+
 ROUTE_ERRORS = [
     ("GET", "/nope", 404),
     ("GET", "/predict", 405),
