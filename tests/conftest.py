@@ -125,7 +125,7 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> int:
 
 @pytest.fixture(scope="session")
 def serve_model():
-    """`with serve_model(model_dir, log_path, **env) as server:` the real server (python -m app serve)."""
+    """`with serve_model(model_dir, log_path, **env) as server:` the real server, `app serve`."""
     return running_server
 
 
