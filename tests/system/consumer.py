@@ -11,7 +11,8 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from steps.support.paths import REPO_ROOT
+from steps.commands.build_image import PROJECT_FILES
+from steps.support.paths import MANIFESTS_FOLDER, REPO_ROOT
 from tests.pipelines.ci_systems import AISHIP
 
 README = REPO_ROOT / "README.md"
@@ -19,8 +20,9 @@ SNIPPET = re.compile(r"<!-- consumer: (\S+) -->\n```yaml\n(.*?)```", re.DOTALL)
 REPOSITORY = "acme/handwriting"  # the consumer's own name on GitHub
 MODEL_NAME, MODEL_VERSION = "handwriting", "2.0.0"
 STORE = "models"  # its model store, a folder of the repository
-# What its image is built from, copied from ours; its Dockerfile adds this label.
-PROJECT = (".dockerignore", "app", "requirements/app.txt", "manifests")
+# What a project ships (what build-image and deploy read), copied from ours; its Dockerfile then
+# adds this label.
+PROJECT = (*PROJECT_FILES, MANIFESTS_FOLDER)
 OWN_LABEL = ("com.acme.service", "handwriting")
 
 
@@ -55,8 +57,7 @@ def write_consumer(dest: Path, extra: dict[str, str] | None = None) -> Path:
             )
         else:
             shutil.copy2(REPO_ROOT / path, dest / path)
-    dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
-    label = "LABEL {}={}\n".format(*OWN_LABEL)
-    (dest / "Dockerfile").write_text(dockerfile + label, encoding="utf-8")
+    with (dest / "Dockerfile").open("a", encoding="utf-8") as dockerfile:
+        dockerfile.write("LABEL {}={}\n".format(*OWN_LABEL))
     (dest / STORE).mkdir()
     return dest
