@@ -1,5 +1,6 @@
-"""Where a request's CPU goes: worker CPU per /predict for the floor, aiship, and aiship with one
-part switched off, each under the same wrk load, back to back.
+"""Where a request's CPU goes: worker CPU per /predict for the floor, the floor that reads the body
+and runs the model (the least an inference service can do), aiship, and aiship with one part
+switched off, each under the same wrk load, back to back.
 
 `python -m bench cost` (or `./dev bench cost`). Every server is the service's own (granian, as
 app/server.py runs it, 2 workers). The variants are the shipped app with parts replaced after it
@@ -64,6 +65,11 @@ def variant_server(model_dir: Path, without: str, port: int) -> AbstractContextM
     return harness.shipped_server("aiship", "bench.cost:create_variant", 2, port, env)
 
 
+def work_floor_server(model_dir: Path, port: int) -> AbstractContextManager[Server]:
+    env = {"MODEL_DIR": str(model_dir)}
+    return harness.shipped_server("work-floor", "bench.floor_app:create_work_app", 2, port, env)
+
+
 def cpu_per_request(server: Server, connections: int, seconds: float) -> tuple[float, float]:
     """Worker CPU microseconds per request, and requests per second, over one wrk run."""
     requests = [(PREDICT_PATH, harness.predict_body())]
@@ -80,7 +86,12 @@ def _worker_cpu(server: Server) -> float:
 def run(connections: int = 8, seconds: float = 6, rounds: int = 3) -> str:
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
         model_dir = harness.train_model(Path(tmp) / "model")
-        starts = {"floor (constant answer)": lambda port: serving.floor_server(2, port)}
+        starts = {
+            "floor (constant answer)": lambda port: serving.floor_server(2, port),
+            "floor reading the body and running the model": lambda port: work_floor_server(
+                model_dir, port
+            ),
+        }
         for label, without in VARIANTS.items():
             starts[label] = lambda port, w=without: variant_server(model_dir, w, port)
         samples: dict[str, list[tuple[float, float]]] = {label: [] for label in starts}

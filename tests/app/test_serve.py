@@ -5,6 +5,7 @@ stop."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import http.client
 import json
 import os
@@ -20,6 +21,8 @@ import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from app.server import create_served_app
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -270,3 +273,19 @@ def test_a_request_past_the_timeout_ends_its_worker(trained_model_dir, tmp_path,
         (timeout,) = [x for x in lines if x["level"] == "error"]
         assert "REQUEST_TIMEOUT=1" in timeout["message"]
         assert server.stop() == 0
+
+
+def test_a_worker_keeps_what_the_app_built_out_of_garbage_collection(
+    trained_model_dir, monkeypatch
+):
+    monkeypatch.setenv("MODEL_DIR", str(trained_model_dir))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    before = gc.get_freeze_count()
+    try:
+        served = create_served_app()
+        # The app, its model, routes and metrics sit in the permanent generation, which no
+        # collection walks.
+        assert gc.get_freeze_count() > before
+        assert not any(o is served.app for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
