@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from app.server import SHARED_MEMORY, metrics_parent
 from steps.support.paths import REPO_ROOT
 from steps.support.ports import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
 
@@ -92,6 +93,9 @@ def post(url: str, body: str | Body, timeout: float = 2.0) -> Answer:
         return Answer(exc.code, exc.headers, exc.read())
 
 
+SEMAPHORES = "sem.mp-*"  # the names Python's multiprocessing gives its semaphores
+
+
 @dataclass
 class Server:
     """A server process group started by `serve`; `startup_s` is the time to its first 200."""
@@ -131,7 +135,9 @@ def serve(
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
 ) -> Iterator[Server]:
-    """Run COMMAND in its own process group until a POST to PROBE_PATH answers 200, then stop."""
+    """Run COMMAND in its own process group until a POST to PROBE_PATH answers 200, then stop,
+    and remove the named semaphores it left."""
+    semaphores = set(SHARED_MEMORY.glob(SEMAPHORES))
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -147,6 +153,10 @@ def serve(
             yield Server(name, process, port, time.perf_counter() - started)
         finally:
             _stop(process)
+            # A server whose processes are stopped before Python's multiprocessing tidies up
+            # leaves its semaphores in shared memory.
+            for left in set(SHARED_MEMORY.glob(SEMAPHORES)) - semaphores:
+                left.unlink(missing_ok=True)
 
 
 def _wait_ready(process: subprocess.Popen, url: str, body: str, timeout: float, log) -> None:
@@ -193,17 +203,17 @@ SHIPPED_SERVER = (
 )
 
 
+@contextmanager
 def shipped_server(
     name: str, target: str, workers: int, port: int, env: dict[str, str] | None = None
-):
+) -> Iterator[Server]:
     """TARGET, a factory of a WSGI app, on the service's own server, with its own metrics folder
-    and ENV."""
+    (where the service puts its own, removed after) and ENV."""
     command = [sys.executable, "-c", SHIPPED_SERVER, target, HOST, str(port), str(workers)]
-    settings = {
-        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"{name}-metrics-"),
-        **(env or {}),
-    }
-    return serve(name, command, port, PREDICT_PATH, predict_body(), settings)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-metrics-", dir=metrics_parent()) as metrics:
+        settings = {"PROMETHEUS_MULTIPROC_DIR": metrics, **(env or {})}
+        with serve(name, command, port, PREDICT_PATH, predict_body(), settings) as server:
+            yield server
 
 
 def our_server(model_dir: Path, workers: int, port: int, env: dict[str, str] | None = None):

@@ -22,7 +22,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.server import create_served_app
+from app.server import create_served_app, metrics_parent
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -97,6 +97,19 @@ def test_metrics_add_up_across_workers(server):
         r'^model_info\{name="digits",sha256="[0-9a-f]{64}",version="1.0.0"\} 1.0$', text, re.M
     )
     assert "model_inference_duration_seconds_count" in text
+
+
+def test_the_workers_write_their_metrics_in_memory(server):
+    requests.get(server.url + "/version", timeout=5)
+    mapped = [m.path for pid in _workers(server) for m in psutil.Process(pid).memory_maps()]
+    (folder,) = {os.path.dirname(path) for path in mapped if path.endswith(".db")}
+    mounts = [m for m in psutil.disk_partitions(all=True) if folder.startswith(m.mountpoint)]
+    assert max(mounts, key=lambda m: len(m.mountpoint)).fstype == "tmpfs"
+
+
+def test_without_a_memory_folder_the_metrics_go_to_the_temp_folder(tmp_path):
+    assert metrics_parent(tmp_path) == tmp_path
+    assert metrics_parent(tmp_path / "missing") is None
 
 
 def test_unknown_methods_share_one_series(server):
