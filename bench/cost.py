@@ -15,6 +15,7 @@ import os
 import statistics
 import tempfile
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 
 from app.server import RequestTimeout
@@ -88,9 +89,7 @@ def run(connections: int = 8, seconds: float = 6, rounds: int = 3) -> str:
         model_dir = harness.train_model(Path(tmp) / "model")
         starts = {
             "floor (constant answer)": lambda port: serving.floor_server(2, port),
-            "floor reading the body and running the model": lambda port: work_floor_server(
-                model_dir, port
-            ),
+            "floor reading the body and running the model": partial(work_floor_server, model_dir),
         }
         for label, without in VARIANTS.items():
             starts[label] = lambda port, w=without: variant_server(model_dir, w, port)

@@ -14,7 +14,7 @@ there (the tests map our own repository to this checkout, as act's --local-repos
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,19 +283,25 @@ class _Parser:
         return token
 
     def _or(self) -> object:
-        value = self._and()
-        while self._peek() == "||":
-            self._take()
-            other = self._and()
-            value = value if _truthy(value) else other
-        return value
+        return self._chain("||", self._and, lambda left, right: left if _truthy(left) else right)
 
     def _and(self) -> object:
-        value = self._compare()
-        while self._peek() == "&&":
+        return self._chain(
+            "&&", self._compare, lambda left, right: right if _truthy(left) else left
+        )
+
+    def _chain(
+        self,
+        operator: str,
+        operand: Callable[[], object],
+        pick: Callable[[object, object], object],
+    ) -> object:
+        """OPERAND (OPERATOR OPERAND)*, left to right, each pair's value chosen by PICK as the
+        runner does: || and && give one of their operands, not a boolean."""
+        value = operand()
+        while self._peek() == operator:
             self._take()
-            other = self._compare()
-            value = other if _truthy(value) else value
+            value = pick(value, operand())
         return value
 
     def _compare(self) -> object:
