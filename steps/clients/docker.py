@@ -13,11 +13,13 @@ from pathlib import Path
 
 from ..support.errors import AuthError, ConfigError, NotFound, StepError, Unavailable
 from ..support.processes import last_line, run
+from ..support.waiting import wait_for
 from .registry import RegistryLogin, denied, firewall_error, firewalled, refused
 
 UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "connection reset", "dial tcp")
 REFUSED = ("unauthorized", "authentication required", "no basic auth credentials")
 DENIED = ("denied", "insufficient_scope")
+GATEWAY_BRIDGE = "docker_gwbridge"  # the network `swarm init` makes and `swarm leave` leaves
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,23 @@ def ensure_swarm() -> None:
         ["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"],
         timeout=60,
     )
+
+
+def leave_swarm() -> None:
+    """Leave the swarm and remove the bridge it made for its gateway (docker_gwbridge), so that no
+    interface of the swarm stays behind. The removal fails while the swarm's ingress still holds
+    the bridge, a moment after the leave, so it is tried again until the network is gone."""
+    docker(["swarm", "leave", "--force"], timeout=60, check=False)
+    try:
+        wait_for(_gateway_bridge_removed, timeout=30, what="removing docker_gwbridge", interval=0.5)
+    except Unavailable as exc:
+        log.warning("%s failed: remove it with `docker network rm %s`", exc, GATEWAY_BRIDGE)
+
+
+def _gateway_bridge_removed() -> bool | None:
+    docker(["network", "rm", GATEWAY_BRIDGE], timeout=30, check=False)
+    names = docker(["network", "ls", "--format", "{{.Name}}"], timeout=30).split()
+    return None if GATEWAY_BRIDGE in names else True
 
 
 def subcommand(args: Sequence[str]) -> list[str]:

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import requests
 
-from ..clients.docker import docker, ensure_swarm
+from ..clients.docker import docker, ensure_swarm, leave_swarm
 from ..support.errors import ConfigError, StepError
 from ..support.paths import local_state_dir
 from ..support.processes import stop
@@ -274,8 +274,7 @@ def down(state_dir: Path | None = None) -> StackStopped:
             stack.save()
         if record.get("swarm", {}).get("started") and docker_answers():
             log.info("leaving the swarm that local up made")
-            docker(["swarm", "leave", "--force"], timeout=60, check=False)
-            docker(["network", "rm", "docker_gwbridge"], timeout=30, check=False)
+            leave_swarm()
             stopped.append("swarm")
         record.pop("swarm", None)
         stack.save()

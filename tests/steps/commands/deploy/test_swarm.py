@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from steps.clients.docker import docker
+from steps.clients.docker import docker, leave_swarm
 from steps.commands.deploy.release import Release
 from steps.commands.deploy.swarm import deploy_swarm, inspect_service
 from steps.support.errors import ConfigError, RolledBack
@@ -19,8 +19,7 @@ def swarm(docker_engine):
     was_active = docker(["info", "--format", "{{.Swarm.LocalNodeState}}"]).strip() == "active"
     yield
     if not was_active:
-        docker(["swarm", "leave", "--force"], timeout=60, check=False)
-        docker(["network", "rm", "docker_gwbridge"], timeout=30, check=False)
+        leave_swarm()
 
 
 @pytest.fixture
