@@ -1,12 +1,12 @@
 # The inference service and its model in one image: dependencies, then model, then code, so that a
-# code-only change rebuilds only the last, small layer. steps/commands/build_image.py assembles the
+# code-only change rebuilds only the last, small layer. src/aiship/commands/build_image.py assembles the
 # context (the layout .dockerignore lets through) and passes the build args; nothing is downloaded
 # here.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS deps
 # Wheels for this platform, fetched on the host and checked against the lock
-# (steps/clients/wheelhouse.py).
+# (src/aiship/clients/wheelhouse.py).
 # Then drop what serving never imports: test suites, and onnxruntime's tools that need `onnx`.
 COPY .build/wheelhouse /wheelhouse
 RUN python3 -m venv --without-pip /opt/venv \
@@ -29,15 +29,16 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_DIR=/model
 COPY --from=deps /opt/venv /opt/venv
 COPY .build/model/model.onnx .build/model/model.json /model/
-COPY app /opt/aiship/app
+COPY src/aiship/__init__.py /opt/aiship/aiship/__init__.py
+COPY src/aiship/app /opt/aiship/aiship/app
 WORKDIR /opt/aiship
 # Any uid works; the root filesystem can be read-only, with a tmpfs on /tmp.
 USER 10001:10001
 EXPOSE 8080
-# On SIGTERM, granian (app/server.py) lets requests in flight finish, for up to 20 s, then exits 0.
+# On SIGTERM, granian (src/aiship/app/server.py) lets requests in flight finish, for up to 20 s, then exits 0.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "app", "probe"]
+    CMD ["python", "-m", "aiship.app", "probe"]
 
 # Last, because they change with every build and would otherwise void the cache of what follows.
 ARG REVISION=unknown
@@ -54,4 +55,4 @@ LABEL org.opencontainers.image.title="aiship" \
       aiship.model.version="${MODEL_VERSION}" \
       aiship.model.sha256="${MODEL_SHA256}"
 ENV APP_REVISION=${REVISION}
-CMD ["python", "-m", "app", "serve"]
+CMD ["python", "-m", "aiship.app", "serve"]

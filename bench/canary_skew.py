@@ -5,7 +5,7 @@ against the rows each side has served, and how often it cries wolf when nothing 
 servers). Stable's mix is the sample model's: model/train.py's classifier, converted to ONNX,
 run by the app's OnnxModel on the digits test split that train.py holds out. Each trial draws N
 rows per side from a mix (rows independent, as batch-1 requests from many clients) and asks
-`judge` (steps/commands/deploy/analysis.py) for its prediction-mix verdict; the thresholds are
+`judge` (src/aiship/commands/deploy/analysis.py) for its prediction-mix verdict; the thresholds are
 the analysis file's, with minSamples set to the rows drawn. The canary is stable's mix with a
 share s of its rows answered wrong, two ways:
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.commands.deploy.analysis import (
+from aiship.commands.deploy.analysis import (
     Analysis,
     CanaryStep,
     PodMetrics,
@@ -40,7 +40,7 @@ from steps.commands.deploy.analysis import (
     load_analysis,
     psi,
 )
-from steps.support.paths import MANIFESTS, REPO_ROOT
+from bench.repo import MANIFESTS, REPO_ROOT
 
 SAMPLES = (100, 250, 500, 1000, 2500, 5000)
 SKEWS = (0.05, 0.1, 0.15, 0.2, 0.3)
@@ -56,7 +56,7 @@ def stable_mix() -> tuple[list[str], np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from app.model import OnnxModel
+    from aiship.app.model import OnnxModel
 
     images, digits = load_digits(return_X_y=True)
     # The split train.py holds out (its seed, its share, stratified).

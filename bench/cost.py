@@ -3,7 +3,7 @@ and runs the model (the least an inference service can do), aiship, and aiship w
 switched off, each under the same wrk load, back to back.
 
 `python -m bench cost` (or `./dev bench cost`). Every server is the service's own (granian, as
-app/server.py runs it, 2 workers). The variants are the shipped app with parts replaced after it
+aiship.app.server runs it, 2 workers). The variants are the shipped app with parts replaced after it
 is built (create_variant below, the parts named in COST_WITHOUT): the access log line and the
 Prometheus observations by no-ops, the onnxruntime run by its answer to a fixed input, the input
 checks by a fixed tensor. Every other byte of the request path is the same.
@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 
-from app.server import RequestTimeout
+from aiship.app.server import RequestTimeout
 
 from . import harness, serving
 from .harness import PREDICT_PATH, Server
@@ -37,9 +37,9 @@ VARIANTS = {
 def create_variant() -> RequestTimeout:
     """The service as served, with the parts named in COST_WITHOUT (comma-separated) switched
     off."""
-    from app import rest
-    from app.model import warmup_tensor
-    from app.server import create_served_app
+    from aiship.app import rest
+    from aiship.app.model import warmup_tensor
+    from aiship.app.server import create_served_app
 
     served = create_served_app()
     app = served.app

@@ -44,28 +44,28 @@ from pathlib import Path
 
 import psutil
 
-from steps.clients.docker import docker
-from steps.clients.kubectl import Kubectl, kubectl_path
-from steps.clients.registry import ImageRef, RegistryLogin
-from steps.commands.build_image import ImageBuild, build_image
-from steps.commands.deploy.analysis import Analysis, load_analysis
-from steps.commands.deploy.canary import TRACK, Scrape, read_pods
-from steps.commands.deploy.kubernetes import deploy_kubernetes
-from steps.commands.deploy.release import Release
-from steps.commands.deploy.rollout import pod_state
-from steps.commands.deploy.swarm import deploy_swarm
-from steps.commands.push_image import push_image
-from steps.local import kube_node
-from steps.local.base_image import usable_base_image
-from steps.local.docker_engine import ensure_engine
-from steps.local.kube_cluster import LocalCluster, down, up
-from steps.local.registry_server import LocalRegistry
-from steps.local.traffic import digits_rows
-from steps.support import logs
-from steps.support.errors import RolledBack, StepError
-from steps.support.paths import MANIFESTS, REPO_ROOT
-from steps.support.ports import HOST, free_port
-from steps.support.processes import run
+from aiship.clients.docker import docker
+from aiship.clients.kubectl import Kubectl, kubectl_path
+from aiship.clients.registry import ImageRef, RegistryLogin
+from aiship.commands.build_image import ImageBuild, build_image
+from aiship.commands.deploy.analysis import Analysis, load_analysis
+from aiship.commands.deploy.canary import TRACK, Scrape, read_pods
+from aiship.commands.deploy.kubernetes import deploy_kubernetes
+from aiship.commands.deploy.release import Release
+from aiship.commands.deploy.rollout import pod_state
+from aiship.commands.deploy.swarm import deploy_swarm
+from aiship.commands.push_image import push_image
+from aiship.local import kube_node
+from aiship.local.base_image import usable_base_image
+from aiship.local.docker_engine import ensure_engine
+from aiship.local.kube_cluster import LocalCluster, down, up
+from aiship.local.registry_server import LocalRegistry
+from aiship.local.traffic import digits_rows
+from aiship.support import logs
+from aiship.support.errors import RolledBack, StepError
+from aiship.support.ports import HOST, free_port
+from aiship.support.processes import run
+from bench.repo import MANIFESTS, REPO_ROOT
 from tests.kubecluster import KubeCluster, broken_releases, canary_releases
 
 REPOSITORY = "aiship"
@@ -613,7 +613,7 @@ def canary_case(
     kubectl = Kubectl(cluster.kubeconfig, namespace)
     cluster.settle(namespace, pods=3)
     stable_before = Scrape(dict(read_pods(kubectl, STABLE)))
-    handler, logger = DeployLog(), logging.getLogger("steps.commands.deploy")
+    handler, logger = DeployLog(), logging.getLogger("aiship.commands.deploy")
     logger.addHandler(handler)
     checks: tuple[str, ...] = ()
     try:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import psutil
 
-from app.card import file_sha256, read_card, write_card
-from steps.clients.stores import open_model_store
-from steps.commands.model_store import fetch_model, publish_model
-from steps.local.azurite import ACCOUNT, DEV_ACCOUNT_KEY, Azurite
-from steps.support.paths import REPO_ROOT
-from steps.support.progress import Progress
+from aiship.app.card import file_sha256, read_card, write_card
+from aiship.clients.stores import open_model_store
+from aiship.commands.model_store import fetch_model, publish_model
+from aiship.local.azurite import ACCOUNT, DEV_ACCOUNT_KEY, Azurite
+from aiship.support.progress import Progress
+from bench.repo import REPO_ROOT
 
 CONTAINER = "models"
 MIB = 1 << 20

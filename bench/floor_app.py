@@ -35,7 +35,7 @@ def create_app() -> Flask:
 
 
 def create_work_app() -> Flask:
-    from app.model import OnnxModel, warmup_tensor
+    from aiship.app.model import OnnxModel, warmup_tensor
 
     model = OnnxModel.load(Path(os.environ["MODEL_DIR"]))
     tensors = {spec.name: warmup_tensor(spec) for spec in model.card.inputs}

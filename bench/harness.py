@@ -19,9 +19,9 @@ from pathlib import Path
 
 import psutil
 
-from app.server import SHARED_MEMORY, metrics_parent
-from steps.support.paths import REPO_ROOT
-from steps.support.ports import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
+from aiship.app.server import SHARED_MEMORY, metrics_parent
+from aiship.support.ports import HOST, free_port  # noqa: F401 (the benches' one host and port picker)
+from bench.repo import REPO_ROOT
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 FEATURES = 64
@@ -196,9 +196,9 @@ def _tail(log, size: int = 2000) -> str:
     return log.read().decode(errors="replace")[-size:]
 
 
-# TARGET (`module:factory`) on granian configured as the service runs it (app/server.py).
+# TARGET (`module:factory`) on granian configured as the service runs it (src/aiship/app/server.py).
 SHIPPED_SERVER = (
-    "import sys; from app.server import granian_server; "
+    "import sys; from aiship.app.server import granian_server; "
     "granian_server(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])).serve()"
 )
 
@@ -217,8 +217,8 @@ def shipped_server(
 
 
 def our_server(model_dir: Path, workers: int, port: int, env: dict[str, str] | None = None):
-    """The aiship service, as production runs it (`python -m app serve`)."""
-    command = [sys.executable, "-m", "app", "serve", "--model-dir", str(model_dir)]
+    """The aiship service, as production runs it (`python -m aiship.app serve`)."""
+    command = [sys.executable, "-m", "aiship.app", "serve", "--model-dir", str(model_dir)]
     command += ["--port", str(port), "--workers", str(workers)]
     return serve("aiship", command, port, PREDICT_PATH, predict_body(), env)
 

@@ -9,25 +9,24 @@ Needs a Docker engine (started here as root when none answers) and the local bas
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.card import read_card, write_card
-from steps.clients.docker import docker
-from steps.clients.registry import ImageRef, RegistryLogin
-from steps.commands.build_image import ImageBuild, build_image
-from steps.commands.push_image import push_image
-from steps.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
-from steps.local.docker_engine import ensure_engine
-from steps.local.registry_server import LocalRegistry
-from steps.support import logs
-from steps.support.paths import REPO_ROOT
+from aiship.app.card import read_card, write_card
+from aiship.clients.docker import docker
+from aiship.clients.registry import ImageRef, RegistryLogin
+from aiship.commands.build_image import ImageBuild, build_image, copy_project
+from aiship.commands.push_image import push_image
+from aiship.local.base_image import LOCAL_BASE_IMAGE, ensure_base_image
+from aiship.local.docker_engine import ensure_engine
+from aiship.local.registry_server import LocalRegistry
+from aiship.support import logs
+from bench.repo import REPO_ROOT
 
-SOURCE_FILES = ("Dockerfile", ".dockerignore", "requirements/app.txt")
+SERVICE = Path("src", "aiship", "app")  # the service's code, the image's last layer
 REPOSITORY = "aiship/app"
 
 
@@ -73,11 +72,7 @@ def measure(
 
 def copy_source(folder: Path) -> Path:
     """What the image is built from, so a change touches a copy, never the repository."""
-    for name in SOURCE_FILES:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / name, folder / name)
-    shutil.copytree(REPO_ROOT / "app", folder / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    return folder
+    return copy_project(REPO_ROOT, folder)
 
 
 def train_model(folder: Path) -> Path:
@@ -98,7 +93,7 @@ def run(work: Path) -> list[Row]:
             inputs = (model_dir, source)
             rows.append(measure("first push", registry, "first", ids, inputs))
             rows.append(measure("re-push of the same image", registry, "first", ids, None))
-            with open(source / "app" / "__init__.py", "a") as f:
+            with open(source / SERVICE / "__init__.py", "a") as f:
                 f.write("# a code-only change\n")
             rows.append(measure("code-only change: rebuild + push", registry, "code", ids, inputs))
             write_card(model_dir, read_card(model_dir).with_version("1.0.1"))

@@ -2,7 +2,7 @@
 
 For each server, the service (`app:create_app`) and the floor (`bench/floor_app.py`, a constant
 answer) with the same worker count, one server at a time, /predict with keep-alive clients:
-- granian as shipped (app/server.py): its WSGI interface (a Rust HTTP/1.1 server, keep-alive)
+- granian as shipped (aiship.app.server): its WSGI interface (a Rust HTTP/1.1 server, keep-alive)
   with one Python thread per worker;
 - granian with its own defaults (256 Python threads per worker, HTTP/1 and 2);
 - gunicorn sync, what the service ran on before: it closes every connection after the answer;
@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.server import SERVICE
+from aiship.app.server import SERVICE
 
 from . import harness
 from .harness import PREDICT_PATH, Server, WrkResult

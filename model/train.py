@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from app.card import (
+from aiship.app.card import (
     GOLDEN_FILE,
     MODEL_FILE,
     GoldenSet,

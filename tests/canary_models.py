@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.card import GOLDEN_FILE, MODEL_FILE, ModelCard, read_card, write_card
-from steps.local.sample_model import digits_split
+from aiship.app.card import GOLDEN_FILE, MODEL_FILE, ModelCard, read_card, write_card
+from aiship.local.sample_model import digits_split
 
 SKEWED_VERSION, FAILING_VERSION, SLOW_VERSION = "1.0.1", "1.0.2", "1.0.3"
 SKEWED_CLASS = "1"  # the class that the skewed model's broken labels favour

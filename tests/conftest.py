@@ -18,18 +18,27 @@ from pathlib import Path
 import pytest
 import requests
 
-from steps.clients.docker import docker
-from steps.commands.build_image import BuiltImage, ImageBuild, build_image
-from steps.local.base_image import usable_base_image
-from steps.local.docker_engine import ensure_engine
-from steps.support.paths import REPO_ROOT
-from steps.support.ports import free_port
+from aiship.clients.docker import docker
+from aiship.commands.build_image import BuiltImage, ImageBuild, build_image
+from aiship.local.base_image import usable_base_image
+from aiship.local.docker_engine import ensure_engine
+from aiship.support.ports import free_port
 from tests.contracts.held import Held
 from tests.kubecluster import (  # noqa: F401  (fixtures)
     kube_cluster,
     kube_namespace,
     node_registry,
     release_images,
+)
+from tests.registries import acr, auth_registry, local_image, registry  # noqa: F401
+from tests.repo import REPO_ROOT
+from tests.stores import (  # noqa: F401
+    aws_env,
+    azure_env,
+    azurite,
+    big_model_dir,
+    moto_server,
+    store,
 )
 
 sys.path.insert(0, str(REPO_ROOT / "model"))
@@ -68,7 +77,7 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(model_dir: Path, log_path: Path, **env: str) -> Iterator[Server]:
-    """`python -m app serve` in its own process group; stopped (SIGTERM, then SIGKILL) after."""
+    """`python -m aiship.app serve` in its own process group; SIGTERM, then SIGKILL, after."""
     port = free_port()
     environment = {**os.environ, "APP_REVISION": "test-revision", **env}
     with open(log_path, "wb") as log:
@@ -76,7 +85,7 @@ def running_server(model_dir: Path, log_path: Path, **env: str) -> Iterator[Serv
             [
                 sys.executable,
                 "-m",
-                "app",
+                "aiship.app",
                 "serve",
                 "--model-dir",
                 str(model_dir),

@@ -1,6 +1,6 @@
 """The `kube_cluster` fixture: the local cluster with its real node, and the images it runs.
 
-The cluster is the code behind `python -m steps local cluster up` (a control plane and one real
+The cluster is the code behind `python -m aiship local cluster up` (a control plane and one real
 kubelet node), started once per session and stopped at its end. Its node pulls from a registry of
 the session's own, into which `release_images` pushes the app's image and variants that fail in
 the ways a release really fails: a model that does not verify, a pod that never gets ready, a
@@ -24,23 +24,23 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.card import CARD_FILE, MODEL_FILE
-from steps.clients.kubectl import kubectl_path
-from steps.clients.registry import (
+from aiship.app.card import CARD_FILE, MODEL_FILE
+from aiship.clients.kubectl import kubectl_path
+from aiship.clients.registry import (
     ImageRef,
     Manifest,
     RegistryClient,
     RegistryLogin,
     sha256_digest,
 )
-from steps.commands.deploy.release import Release
-from steps.commands.push_image import push_image
-from steps.local.kube_cluster import down, up
-from steps.local.kube_node import tar_bytes
-from steps.local.registry_server import LocalRegistry
-from steps.local.traffic import Traffic, service_traffic
-from steps.support.labels import LABEL_MODEL_SHA256, LABEL_MODEL_VERSION
-from steps.support.processes import last_line
+from aiship.commands.deploy.release import Release
+from aiship.commands.push_image import push_image
+from aiship.local.kube_cluster import down, up
+from aiship.local.kube_node import tar_bytes
+from aiship.local.registry_server import LocalRegistry
+from aiship.local.traffic import Traffic, service_traffic
+from aiship.support.labels import LABEL_MODEL_SHA256, LABEL_MODEL_VERSION
+from aiship.support.processes import last_line
 
 REPOSITORY = "aiship"
 MODEL_FILES = (MODEL_FILE, CARD_FILE)  # in the image's /model (the Dockerfile's MODEL_DIR)

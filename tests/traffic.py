@@ -1,7 +1,7 @@
-"""The tests' traffic is the local main job's: steps/local/traffic.py. INFER is one request with
+"""The tests' traffic is the local main job's: aiship.local.traffic. INFER is one request with
 DIGIT, for tests that post it themselves."""
 
-from steps.local.traffic import DIGIT, Traffic, infer_request
+from aiship.local.traffic import DIGIT, Traffic, infer_request
 
 INFER = infer_request([DIGIT])
 

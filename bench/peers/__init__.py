@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy
 
-from steps.support.errors import IntegrityError
+from aiship.support.errors import IntegrityError
 
 from .. import harness
 from ..harness import FEATURES, INFER_PATH, ROW, Body, Server

@@ -1,5 +1,5 @@
 """The app for a test: create_app with small limits (so the limit paths are testable), Flask's
-test client, and, for what needs a real server, `python -m app serve` on 127.0.0.1."""
+test client, and, for what needs a real server, `python -m aiship.app serve` on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app import create_app
-from app.settings import Settings
+from aiship.app import create_app
+from aiship.app.settings import Settings
 
 LIMITS = {"MAX_BATCH_SIZE": "8", "MAX_REQUEST_BYTES": "65536"}
 

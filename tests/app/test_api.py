@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from app.card import read_card
+from aiship.app.card import read_card
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_openapi_document_is_valid_and_covers_every_route(client):
 
     spec = client.get("/openapi.json").get_json()
     validate(spec)
-    from app import rest
+    from aiship.app import rest
 
     documented = {path for path in spec["paths"]}
     routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in _rules(rest)}

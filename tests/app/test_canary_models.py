@@ -1,5 +1,5 @@
 """The bad canary candidates (tests/canary_models.py) in the real app, and the traffic that meets
-them (steps/local/traffic.py): each candidate gets ready, then fails only the way it should."""
+them (src/aiship/local/traffic.py): each candidate gets ready, then fails only the way it should."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from app import create_app
-from app.card import read_card, verify_model_dir
-from app.settings import Settings
-from steps.local.traffic import Traffic, digits_rows, infer_request, service_traffic
-from steps.support.errors import ConfigError
+from aiship.app import create_app
+from aiship.app.card import read_card, verify_model_dir
+from aiship.app.settings import Settings
+from aiship.local.traffic import Traffic, digits_rows, infer_request, service_traffic
+from aiship.support.errors import ConfigError
 from tests import canary_models
 
 ZEROS = [0.0] * 64

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.card import (
+from aiship.app.card import (
     CardError,
     ModelCard,
     check_version,

@@ -12,7 +12,7 @@ import pytest
 import requests
 from sklearn.datasets import load_digits
 
-from app.docs import CONTENT_SECURITY_POLICY
+from aiship.app.docs import CONTENT_SECURITY_POLICY
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import jsonio
-from app.errors import BadRequest
+from aiship.app import jsonio
+from aiship.app.errors import BadRequest
 
 
 def test_numpy_values_are_numbers_not_strings():

@@ -1,4 +1,4 @@
-"""The shape of the service's log lines (app/logs.py)."""
+"""The shape of the service's log lines (src/aiship/app/logs.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.logs import log_line
+from aiship.app.logs import log_line
 
 
 def stamp(created: float) -> str:

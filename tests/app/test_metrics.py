@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_digits
 
-from app import create_app
-from app.metrics import PredictionCounter
-from app.settings import Settings
+from aiship.app import create_app
+from aiship.app.metrics import PredictionCounter
+from aiship.app.settings import Settings
 
 SERIES = "model_predictions_total"
 

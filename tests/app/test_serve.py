@@ -1,6 +1,6 @@
-"""The production server (granian, app/server.py): refusal to start on a bad model, metrics, logs,
-keep-alive, the answers to heads it will not take, a worker replaced, request timeouts, graceful
-stop."""
+"""The production server (granian, aiship.app.server): refusal to start on a bad model, metrics,
+logs, keep-alive, the answers to heads it will not take, a worker replaced, request timeouts,
+graceful stop."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.server import create_served_app, metrics_parent
+from aiship.app.server import create_served_app, metrics_parent
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app", "serve", *args],
+        [sys.executable, "-m", "aiship.app", "serve", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings, SettingsError
+from aiship.app.settings import Settings, SettingsError
 
 
 def test_environment_then_flags():

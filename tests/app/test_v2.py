@@ -9,8 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from app.errors import BadRequest, UnsupportedMediaType
-from app.v2 import (
+from aiship.app.errors import BadRequest, UnsupportedMediaType
+from aiship.app.v2 import (
     BINARY,
     HEADER_LENGTH,
     JSON,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from app.card import read_card
-from app.model import OnnxModel
+from aiship.app.card import read_card
+from aiship.app.model import OnnxModel
 from tests.app import v2_clients
 
 CLIENTS = ("triton", "kserve")

@@ -9,11 +9,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.server import DRAIN_SECONDS
-from steps.support.paths import REPO_ROOT
+from aiship.app.server import DRAIN_SECONDS
+from tests.repo import REPO_ROOT
 
 OVERLAYS = ["base", "overlays/staging", "overlays/production"]
-KUBERNETES_VERSION = "1.37.0"  # the local control plane runs v1.37 (tools/kube)
+KUBERNETES_VERSION = "1.37.0"  # the local control plane runs v1.37 (src/aiship/tools/kube)
 
 
 def render(overlay: str) -> dict[str, dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from steps.support.paths import REPO_ROOT
+from tests.repo import REPO_ROOT
 
 AZURE = REPO_ROOT / ".azure-pipelines"
 PARAMETER = re.compile(r"\$\{\{\s*parameters\.(\w+)\s*\}\}")

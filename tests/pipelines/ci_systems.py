@@ -12,7 +12,7 @@ What is modelled, from each system's own documentation:
   `$(step.name)`; `$[ stageDependencies.S.J.outputs['step.name'] ]` at runtime; AzureCLI@2
   signs az in and exports AZURESUBSCRIPTION_{SERVICE_CONNECTION_ID,CLIENT_ID,TENANT_ID} (its task
   source), not a subscription id.
-Step outputs travel as in the real systems: written by steps.support.outputs, read back the way
+Step outputs travel as in the real systems: written by aiship.support.outputs, read back the way
 each agent reads them (through_the_bridge), so the bridge and the expressions that read its
 outputs (`steps.X.outputs.Y`, `$[ stageDependencies... ]`) are tested together.
 """
@@ -24,20 +24,24 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from steps.support.outputs import publish
-from steps.support.paths import REPO_ROOT
+import trustme
+
+from aiship.support.outputs import publish
 from tests.pipelines.azure_yaml import pipeline as azure_pipeline
 from tests.pipelines.github_model import GitHubModel, Step
+from tests.repo import REPO_ROOT
 
 GITHUB = REPO_ROOT / ".github" / "workflows"
 AISHIP = "OWNER/aiship"  # our repository, as the model names it (its owner is whoever forks it)
-STEP_COMMAND = re.compile(r"(?:python -m steps|aiship) ([a-z][a-z-]*)")
+# A pipeline step's command; `local tools` only builds a tool the steps use (the setup action).
+STEP_COMMAND = re.compile(r"(?:python -m aiship|aiship) (?!local tools)([a-z][a-z-]*)")
 MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 RUNTIME = re.compile(r"^\$\[\s*stageDependencies\.(\w+)\.(\w+)\.outputs\['(\w+)\.(\w+)'\]\s*\]$")
 SET_OUTPUT = re.compile(r"^##vso\[task\.setvariable variable=([^;\]]+);isOutput=true\](.*)$")
@@ -88,7 +92,7 @@ def run_script(
 
 
 def through_the_bridge(values: Mapping[str, object], system: str, workdir: Path) -> dict[str, str]:
-    """The outputs as the CI system's agent reads them from what steps.support.outputs wrote:
+    """The outputs as the CI system's agent reads them from what aiship.support.outputs wrote:
     GitHub's runner reads $GITHUB_OUTPUT (NAME=VALUE, or NAME<<DELIMITER ... DELIMITER); Azure's
     agent reads `##vso[task.setvariable variable=NAME;isOutput=true]VALUE` lines on stdout."""
     if system == "github":
@@ -122,6 +126,37 @@ def _github_outputs(text: str) -> dict[str, str]:
             name, _, value = line.partition("=")
             values[name] = value
     return values
+
+
+# What a job's checkout holds when the steps run: the repository's files, what the README's setup
+# has the user commit, and what the job's earlier steps leave for the later ones.
+CERTIFICATE = Path("signing", "certificate.pem")  # verify-image's --certificate, committed
+FETCHED_MODEL = Path("build", "model")  # fetch-model's --dest, which build-image reads
+
+
+def job_checkout(dest: Path, model: Path, source: Path | None = REPO_ROOT) -> Path:
+    """DEST as the job sees it when a step runs: SOURCE's tracked files (None: DEST's own), the
+    signing certificate committed, and MODEL where fetch-model places it. The steps' plans read
+    these files, so a dry run of one step after another needs what the earlier ones leave."""
+    if source is not None:
+        tracked = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=source, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+        for name in filter(None, tracked.split("\0")):
+            if (source / name).is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / name, dest / name)
+    write_certificate(dest / CERTIFICATE)
+    shutil.copytree(model, dest / FETCHED_MODEL, dirs_exist_ok=True)
+    return dest
+
+
+def write_certificate(path: Path) -> Path:
+    """A PEM certificate at PATH, as the README has the user commit (verify-image's plan reads
+    it; what it trusts is the real run's business)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return path
 
 
 # GitHub Actions

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from steps.cli import build_parser
+from aiship.cli import build_parser
 from tests.pipelines.ci_systems import STEP_COMMAND
 from tests.pipelines.test_pipelines import GITHUB
 

@@ -1,4 +1,4 @@
-"""The pipeline contract: every `python -m steps` command of both CI systems, its expressions and
+"""The pipeline contract: every `python -m aiship` command of both CI systems, its expressions and
 macros substituted the way that system does, run with --dry-run in the environment that system
 gives the step, with the settings exactly as `setup github` / `setup azure-devops` write them.
 A flag the CLI lacks, a setting the step needs but the pipeline never provides, or an output
@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from app.card import ModelCard
-from steps.clients.registry import ImageRef
-from steps.commands.aks_credentials import AksCredentials
-from steps.commands.attest import Attestation, Verification
-from steps.commands.build_image import BuiltImage
-from steps.commands.deploy.release import DeployResult
-from steps.commands.evaluate import Evaluation
-from steps.commands.image_tags import PromotedImage, ResolvedImage
-from steps.commands.model_store import FetchedModel
-from steps.commands.push_image import PushedImage
-from steps.commands.release_summary import ReleaseSummary
-from steps.commands.setup.common import AZURE_VARIABLES, GITHUB_VARIABLES, parse_variables
-from steps.commands.verify_push import VerifiedImage
-from steps.support.labels import LABEL_MODEL_SHA256, LABEL_REVISION
-from tests.pipelines.ci_systems import REVISION, AzureRun, GitHubRun
+from aiship.app.card import ModelCard
+from aiship.clients.registry import ImageRef
+from aiship.commands.aks_credentials import AksCredentials
+from aiship.commands.attest import Attestation, Verification
+from aiship.commands.build_image import BuiltImage
+from aiship.commands.deploy.release import DeployResult
+from aiship.commands.evaluate import Evaluation
+from aiship.commands.image_tags import PromotedImage, ResolvedImage
+from aiship.commands.model_store import FetchedModel
+from aiship.commands.push_image import PushedImage
+from aiship.commands.release_summary import ReleaseSummary
+from aiship.commands.setup.common import AZURE_VARIABLES, GITHUB_VARIABLES, parse_variables
+from aiship.commands.verify_push import VerifiedImage
+from aiship.support.labels import LABEL_MODEL_SHA256, LABEL_REVISION
+from tests.pipelines.ci_systems import REVISION, AzureRun, GitHubRun, job_checkout
 
 # What README's "Running it on your Azure" tells a user to set, as they would set it.
 SETTINGS = {
@@ -120,37 +120,58 @@ def azure_group() -> dict[str, str]:
     return parse_variables([f"{k}={v}" for k, v in AZURE_SETTINGS.items()], AZURE_VARIABLES)
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory, trained_model_dir) -> Path:
+    """This repository as its own pipelines' jobs check it out, once set up."""
+    return job_checkout(tmp_path_factory.mktemp("checkout"), trained_model_dir)
+
+
 def failures(runs) -> list[str]:
     return [f"{run.where} ({run.command}): {run.stderr.strip()}" for run in runs if not run.ok]
 
 
 @pytest.mark.parametrize("workflow", ["ci.yml", "release.yml"])
-def test_every_github_step_accepts_what_the_workflow_gives_it(workflow, tmp_path):
-    runs = list(GitHubRun(workflow, github_variables(), outputs_of, tmp_path).runs())
+def test_every_github_step_accepts_what_the_workflow_gives_it(workflow, tmp_path, checkout):
+    runs = list(
+        GitHubRun(workflow, github_variables(), outputs_of, tmp_path, workspace=checkout).runs()
+    )
 
     assert runs and failures(runs) == []
 
 
 @pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
-def test_every_azure_step_accepts_what_the_pipeline_gives_it(pipeline, tmp_path):
-    runs = list(AzureRun(pipeline, azure_group(), outputs_of, tmp_path).runs())
+def test_every_azure_step_accepts_what_the_pipeline_gives_it(pipeline, tmp_path, checkout):
+    runs = list(AzureRun(pipeline, azure_group(), outputs_of, tmp_path, workspace=checkout).runs())
 
     assert runs and failures(runs) == []
 
 
-def test_both_systems_run_the_same_commands_with_the_same_plans(tmp_path):
+def test_both_systems_run_the_same_commands_with_the_same_plans(tmp_path, checkout):
     """Same settings, same steps: each step plans the same work in both systems."""
     for name in ("ci.yml", "release.yml"):
-        github = list(GitHubRun(name, github_variables(), outputs_of, tmp_path).runs())
-        azure = list(AzureRun(name, azure_group(), outputs_of, tmp_path).runs())
+        github = list(
+            GitHubRun(name, github_variables(), outputs_of, tmp_path, workspace=checkout).runs()
+        )
+        azure = list(AzureRun(name, azure_group(), outputs_of, tmp_path, workspace=checkout).runs())
         assert [(r.command, r.plan) for r in github] == [(r.command, r.plan) for r in azure]
 
 
-def test_a_rollback_run_plans_the_same_rollback_in_both_systems(tmp_path):
+def test_a_rollback_run_plans_the_same_rollback_in_both_systems(tmp_path, checkout):
     inputs = {"rollback": "true"}
-    github = list(GitHubRun("release.yml", github_variables(), outputs_of, tmp_path, inputs).runs())
+    github = list(
+        GitHubRun(
+            "release.yml", github_variables(), outputs_of, tmp_path, inputs, workspace=checkout
+        ).runs()
+    )
     azure = list(
-        AzureRun("release.yml", azure_group(), outputs_of, tmp_path, {"rollback": True}).runs()
+        AzureRun(
+            "release.yml",
+            azure_group(),
+            outputs_of,
+            tmp_path,
+            {"rollback": True},
+            workspace=checkout,
+        ).runs()
     )
 
     assert failures(github) == failures(azure) == []
@@ -160,9 +181,11 @@ def test_a_rollback_run_plans_the_same_rollback_in_both_systems(tmp_path):
 
 
 @pytest.mark.parametrize("system", [GitHubRun, AzureRun])
-def test_the_release_deploys_what_it_resolved_to_staging_then_to_production(system, tmp_path):
+def test_the_release_deploys_what_it_resolved_to_staging_then_to_production(
+    system, tmp_path, checkout
+):
     settings = github_variables() if system is GitHubRun else azure_group()
-    runs = list(system("release.yml", settings, outputs_of, tmp_path).runs())
+    runs = list(system("release.yml", settings, outputs_of, tmp_path, workspace=checkout).runs())
 
     staging, production = (run for run in runs if run.command == "deploy")
     for deploy in (staging, production):
@@ -180,16 +203,18 @@ def test_the_release_deploys_what_it_resolved_to_staging_then_to_production(syst
 
 
 @pytest.mark.parametrize("system", ["github", "azure"])
-def test_a_queued_digest_never_becomes_a_command(system, tmp_path):
+def test_a_queued_digest_never_becomes_a_command(system, tmp_path, checkout):
     """Whatever a person types as the digest of a run reaches the step as data and is refused."""
     marker = tmp_path / "injected"
     hostile = f'"; touch {marker}; echo "$(touch {marker})'
     if system == "github":
         runs = GitHubRun(
-            "release.yml", github_variables(), outputs_of, tmp_path, {"digest": hostile}
+            "release.yml", github_variables(), outputs_of, tmp_path, {"digest": hostile}, checkout
         )
     else:
-        runs = AzureRun("release.yml", azure_group(), outputs_of, tmp_path, {"digest": hostile})
+        runs = AzureRun(
+            "release.yml", azure_group(), outputs_of, tmp_path, {"digest": hostile}, checkout
+        )
     runs = runs.runs()
 
     resolve = next(runs)

@@ -11,7 +11,7 @@ from importlib import resources
 import pytest
 import yaml
 
-from steps.commands.setup.common import ENVIRONMENT, STAGING
+from aiship.commands.setup.common import ENVIRONMENT, STAGING
 from tests.pipelines.azure_yaml import AZURE, load, pipeline
 from tests.pipelines.ci_systems import GITHUB, STEP_COMMAND, github_model
 
@@ -199,7 +199,7 @@ def test_the_release_deploys_with_its_own_identity_when_there_is_one():
 
 
 def test_the_release_yaml_writes_no_summary_of_its_own():
-    """deploy, release-summary and rollback write theirs through steps.support.outputs."""
+    """deploy, release-summary and rollback write theirs through aiship.support.outputs."""
     for workflow in ("release.yml", RELEASE):
         assert "GITHUB_STEP_SUMMARY" not in (GITHUB / workflow).read_text()
     assert "uploadsummary" not in "".join(p.read_text() for p in AZURE.rglob("*.yml"))
@@ -242,7 +242,7 @@ def test_the_test_job_builds_on_the_real_base_image_with_go_and_a_cache():
     assert azure_test["variables"]["BASE_IMAGE"] == "python:3.11-slim"
     tasks = {step.get("task"): step for step in azure_test["steps"]}
     assert tasks["GoTool@0"]["inputs"]["version"] == "1.26"
-    assert "tools/kube/kubernetes/go.sum" in tasks["Cache@2"]["inputs"]["key"]
+    assert "src/aiship/tools/kube/kubernetes/go.sum" in tasks["Cache@2"]["inputs"]["key"]
     assert tasks["Cache@2"]["inputs"]["path"] == "$(Pipeline.Workspace)/.cache/aiship"
     assert azure_test["variables"]["XDG_CACHE_HOME"] == "$(Pipeline.Workspace)/.cache"
 

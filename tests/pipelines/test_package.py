@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from steps.support.paths import REPO_ROOT
+from tests.repo import REPO_ROOT
 
-PACKAGED = ("pyproject.toml", "README.md", "app", "steps")  # what the wheel is built from
+PACKAGED = ("pyproject.toml", "README.md", "src")  # what the wheel is built from
 
 
 def project_version() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps.local.pipeline import stages, step_commands
+from aiship.local.pipeline import stages, step_commands
 from tests.pipelines.ci_systems import STEP_COMMAND, github_steps
 
 

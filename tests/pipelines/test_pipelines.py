@@ -13,10 +13,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from steps.support.paths import REPO_ROOT
 from tests.pipelines.azure_yaml import expand, load
 from tests.pipelines.azure_yaml import pipeline as pipeline_document
 from tests.pipelines.ci_systems import STEP_COMMAND, github_steps
+from tests.repo import REPO_ROOT
 
 GITHUB = REPO_ROOT / ".github"
 
@@ -90,7 +90,7 @@ def github_commands(workflow: str, **inputs: str) -> list[str]:
 
 
 def azure_commands(pipeline: str, **parameters: object) -> list[str]:
-    """The `python -m steps` commands of a pipeline, templates expanded, in stage order."""
+    """The `python -m aiship` commands of a pipeline, templates expanded, in stage order."""
     scripts: list[str] = []
 
     def walk(node: object) -> None:

@@ -32,11 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.clients.docker import docker
-from steps.clients.wheelhouse import ensure_wheelhouse
-from steps.support.errors import ConfigError, Unavailable
-from steps.support.paths import REPO_ROOT, cache_dir
-from steps.support.processes import last_line, run
+from aiship.clients.docker import docker
+from aiship.clients.wheelhouse import ensure_wheelhouse
+from aiship.support.errors import ConfigError, Unavailable
+from aiship.support.paths import cache_dir
+from aiship.support.processes import last_line, run
+from tests.repo import REPO_ROOT
 
 log = logging.getLogger(__name__)
 

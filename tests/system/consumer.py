@@ -11,18 +11,18 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from steps.commands.build_image import PROJECT_FILES
-from steps.support.paths import MANIFESTS_FOLDER, REPO_ROOT
+from aiship.commands.build_image import copy_project
+from aiship.support.paths import MANIFESTS_FOLDER
 from tests.pipelines.ci_systems import AISHIP
+from tests.repo import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 SNIPPET = re.compile(r"<!-- consumer: (\S+) -->\n```yaml\n(.*?)```", re.DOTALL)
 REPOSITORY = "acme/handwriting"  # the consumer's own name on GitHub
 MODEL_NAME, MODEL_VERSION = "handwriting", "2.0.0"
 STORE = "models"  # its model store, a folder of the repository
-# What a project ships (what build-image and deploy read), copied from ours; its Dockerfile then
-# adds this label.
-PROJECT = (*PROJECT_FILES, MANIFESTS_FOLDER)
+# What a project ships (what build-image and deploy read) is copied from ours; its Dockerfile
+# then adds this label.
 OWN_LABEL = ("com.acme.service", "handwriting")
 
 
@@ -49,14 +49,8 @@ def write_consumer(dest: Path, extra: dict[str, str] | None = None) -> Path:
     for path, text in {**snippets(), **(extra or {})}.items():
         (dest / path).parent.mkdir(parents=True, exist_ok=True)
         (dest / path).write_text(text, encoding="utf-8")
-    for path in PROJECT:
-        (dest / path).parent.mkdir(parents=True, exist_ok=True)
-        if (REPO_ROOT / path).is_dir():
-            shutil.copytree(
-                REPO_ROOT / path, dest / path, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(REPO_ROOT / path, dest / path)
+    copy_project(REPO_ROOT, dest)
+    shutil.copytree(REPO_ROOT / MANIFESTS_FOLDER, dest / MANIFESTS_FOLDER)
     with (dest / "Dockerfile").open("a", encoding="utf-8") as dockerfile:
         dockerfile.write("LABEL {}={}\n".format(*OWN_LABEL))
     (dest / STORE).mkdir()

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from steps.clients.docker import docker
-from steps.support.errors import Unavailable
-from steps.support.ports import free_port
-from steps.support.waiting import wait_for
+from aiship.clients.docker import docker
+from aiship.support.errors import Unavailable
+from aiship.support.ports import free_port
+from aiship.support.waiting import wait_for
 
 READY_TIMEOUT = 60.0
 

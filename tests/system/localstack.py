@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from steps.clients.docker import docker
-from steps.local.kube_cluster import down as cluster_down
-from steps.support.paths import REPO_ROOT
-from steps.support.ports import free_port
-from tests.stepscli import run_steps
+from aiship.clients.docker import docker
+from aiship.local.kube_cluster import down as cluster_down
+from aiship.support.ports import free_port
+from tests.clirun import run_steps
+from tests.repo import REPO_ROOT
 
 RUN_TIMEOUT = 600
 # BASE_IMAGE stays: where CI can pull, the stack builds on it instead of bootstrapping one.
@@ -61,7 +61,7 @@ class LocalStack:
         return f"http://127.0.0.1:{self.azurite_port}/devstoreaccount1/models"
 
     def steps(self, *args: str, stdin=subprocess.DEVNULL, env: dict | None = None) -> Run:
-        """`python -m steps ARGS` in its own process; outputs read from STEPS_OUTPUT_FILE."""
+        """`python -m aiship ARGS` in its own process; outputs read from STEPS_OUTPUT_FILE."""
         outputs = self.state_dir.parent / "outputs.json"
         outputs.unlink(missing_ok=True)
         done = run_steps(

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from steps.clients.wheelhouse import ensure_wheelhouse
-from steps.commands import all_commands
-from steps.local.base_image import usable_base_image
-from steps.local.docker_engine import ensure_engine
-from steps.local.registry_server import LocalRegistry
-from steps.support.paths import REPO_ROOT
+from aiship.clients.wheelhouse import ensure_wheelhouse
+from aiship.commands import all_commands
+from aiship.local.base_image import usable_base_image
+from aiship.local.docker_engine import ensure_engine
+from aiship.local.registry_server import LocalRegistry
+from tests.clirun import run_steps
 from tests.pipelines.ci_systems import AISHIP, STEP_COMMAND, github_steps
 from tests.pipelines.github_model import Step
-from tests.stepscli import run_steps
+from tests.repo import APP_LOCK, REPO_ROOT
 from tests.system.act import ActRun, remote_actions, run_act, runner_image
 
 WORKFLOW = ".github/workflows/ci.yml"
@@ -39,7 +39,7 @@ def base_for_act():
 
 @pytest.fixture(scope="module")
 def act_image(base_for_act):
-    ensure_wheelhouse()  # the job container borrows it: it cannot download one itself
+    ensure_wheelhouse(APP_LOCK)  # the job container borrows it: it cannot download one itself
     return runner_image(base_for_act)
 
 
@@ -89,7 +89,7 @@ def registered_commands() -> set[str]:
 
 # Steps that cannot run under act, and why; the suite tests each of them directly.
 NOT_UNDER_ACT = {
-    # Notation builds with Go, which the act runner image lacks; tests/steps/commands/test_attest.py
+    # Notation builds with Go, which the act runner image lacks; tests/commands/test_attest.py
     "attest-image": "Key Vault signing through Notation's plugin",
 }
 

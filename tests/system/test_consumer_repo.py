@@ -16,16 +16,16 @@ import jsonschema
 import pytest
 import train  # model/train.py, the data scientist's script (not a package)
 
-from steps.clients.login import RegistryLogin
-from steps.clients.registry import ImageRef, RegistryClient
-from steps.commands.attest import image_labels
-from steps.local.registry_server import LocalRegistry
-from steps.support.paths import REPO_ROOT
+from aiship.clients.login import RegistryLogin
+from aiship.clients.registry import ImageRef, RegistryClient
+from aiship.commands.attest import image_labels
+from aiship.local.registry_server import LocalRegistry
+from tests.clirun import run_steps
 from tests.pipelines.azure_yaml import pipeline
-from tests.pipelines.ci_systems import AzureRun, GitHubRun, github_model
+from tests.pipelines.ci_systems import AzureRun, GitHubRun, github_model, job_checkout
 from tests.pipelines.test_contract import azure_group, failures, github_variables, outputs_of
 from tests.pipelines.test_pipelines import azure_schema, tool
-from tests.stepscli import run_steps
+from tests.repo import REPO_ROOT
 from tests.system.act import ActRun, run_act
 from tests.system.consumer import (
     MODEL_NAME,
@@ -136,10 +136,15 @@ def _steps(document: dict) -> list[dict]:
     ]
 
 
-def test_every_consumer_step_accepts_what_its_ci_system_gives_it(consumer, tmp_path):
+def test_every_consumer_step_accepts_what_its_ci_system_gives_it(
+    consumer, trained_model_dir, tmp_path
+):
     """The contract test of this repository's pipelines, on the consumer's: each system's
     steps, with the settings as setup writes them, run with --dry-run in the consumer's
     checkout; they plan the same work as this repository's own pipelines."""
+    job_checkout(consumer, trained_model_dir, source=None)
+    (tmp_path / "aiship").mkdir()
+    ours = job_checkout(tmp_path / "aiship", trained_model_dir)
     for workflow, name in zip(WORKFLOWS, PIPELINES, strict=True):
         github = list(
             GitHubRun(
@@ -163,7 +168,9 @@ def test_every_consumer_step_accepts_what_its_ci_system_gives_it(consumer, tmp_p
         )
         assert github and failures(github) == failures(azure) == []
         assert [(r.command, r.plan) for r in github] == [(r.command, r.plan) for r in azure]
-        own = GitHubRun(Path(workflow).name, github_variables(), outputs_of, tmp_path).runs()
+        own = GitHubRun(
+            Path(workflow).name, github_variables(), outputs_of, tmp_path, workspace=ours
+        ).runs()
         assert [r.command for r in github] == [r.command for r in own]
 
 

@@ -10,10 +10,10 @@ import pytest
 import requests
 from sklearn.datasets import load_digits
 
-from app.card import read_card
-from app.model import OnnxModel
-from steps.clients.docker import docker
-from steps.support.labels import (
+from aiship.app.card import read_card
+from aiship.app.model import OnnxModel
+from aiship.clients.docker import docker
+from aiship.support.labels import (
     LABEL_CREATED,
     LABEL_MODEL_NAME,
     LABEL_MODEL_SHA256,
@@ -80,8 +80,8 @@ def test_runtime_configuration(built_image, image_identity):
     assert env <= set(config["Env"])
     assert config["User"] == "10001:10001"
     assert config["StopSignal"] == "SIGTERM"
-    assert config["Cmd"] == ["python", "-m", "app", "serve"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "app", "probe"]
+    assert config["Cmd"] == ["python", "-m", "aiship.app", "serve"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "aiship.app", "probe"]
 
 
 def test_every_process_runs_as_non_root(container):

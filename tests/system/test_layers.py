@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 
 import pytest
 
-from app.card import read_card, write_card
-from steps.support.paths import REPO_ROOT
+from aiship.app.card import read_card, write_card
+from aiship.commands.build_image import copy_project
+from tests.repo import REPO_ROOT
 from tests.system.containers import image_config
 
 pytestmark = pytest.mark.docker
 
 # The files of the repository that build-image reads.
-SOURCE_FILES = ("Dockerfile", ".dockerignore", "requirements/app.txt")
+SERVICE = Path("src", "aiship", "app")  # the service's code, the image's last layer
 
 
 def layers(image_id: str) -> list[str]:
@@ -23,12 +24,7 @@ def layers(image_id: str) -> list[str]:
 @pytest.fixture
 def source_copy(tmp_path):
     """A copy of what the image is built from, to change without touching the repository."""
-    root = tmp_path / "src"
-    for name in SOURCE_FILES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / name, root / name)
-    shutil.copytree(REPO_ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+    return copy_project(REPO_ROOT, tmp_path / "project")
 
 
 def test_layers_are_base_dependencies_model_code(built_image, base_image):
@@ -41,7 +37,7 @@ def test_layers_are_base_dependencies_model_code(built_image, base_image):
 def test_code_only_change_rebuilds_only_the_code_layer(
     built_image, image_builder, trained_model_dir, source_copy
 ):
-    with open(source_copy / "app" / "__init__.py", "a") as f:
+    with open(source_copy / SERVICE / "__init__.py", "a") as f:
         f.write("# a code-only change\n")
 
     rebuilt = image_builder(trained_model_dir, root=source_copy, revision="f" * 40)

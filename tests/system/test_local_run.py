@@ -19,10 +19,10 @@ import pytest
 import requests
 import train
 
-from app.card import MODEL_FILE, file_sha256, write_card
-from steps.clients.docker import docker
-from steps.local.base_image import LOCAL_BASE_IMAGE
-from steps.local.stack import port_taken
+from aiship.app.card import MODEL_FILE, file_sha256, write_card
+from aiship.clients.docker import docker
+from aiship.local.base_image import LOCAL_BASE_IMAGE
+from aiship.local.stack import port_taken
 
 DEV_STORAGE = {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
 STEP_LINE = re.compile(r"^==> (\S+(?: \S+)?)\s+(\d+\.\d) s", re.MULTILINE)
@@ -175,7 +175,7 @@ def corrupt(store: str, version: str) -> None:
     """Replace a published model.onnx behind the store's back, as a broken disk or a hand would."""
     from azure.storage.blob import BlobServiceClient
 
-    from steps.local.azurite import Azurite
+    from aiship.local.azurite import Azurite
 
     port = int(store.split(":")[2].split("/")[0])
     service = BlobServiceClient.from_connection_string(Azurite(port=port).connection_string)
@@ -186,7 +186,7 @@ def corrupt(store: str, version: str) -> None:
 def forget(store: str, version: str) -> None:
     from azure.storage.blob import BlobServiceClient
 
-    from steps.local.azurite import Azurite
+    from aiship.local.azurite import Azurite
 
     port = int(store.split(":")[2].split("/")[0])
     container = BlobServiceClient.from_connection_string(

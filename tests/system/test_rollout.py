@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from steps.support.paths import REPO_ROOT
-from steps.support.waiting import wait_for
+from aiship.support.waiting import wait_for
+from tests.repo import REPO_ROOT
 
 BASE = REPO_ROOT / "manifests" / "base"
 APP = "aiship"

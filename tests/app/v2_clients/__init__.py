@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from steps.support.paths import cache_dir
+from aiship.support.paths import cache_dir
 
 HERE = Path(__file__).parent
 LOCK = HERE / "requirements.txt"

@@ -1,0 +1,121 @@
+"""`aiship COMMAND` (or `python -m aiship COMMAND`): one thin command line around every step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .commands import all_commands
+from .commands.command import Command, DryRun
+from .support import errors, logs, outputs
+
+log = logging.getLogger("aiship")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser where an empty value of an optional flag means the flag was not given:
+    `--digest ""` is `--digest` left out, as a pipeline passes an unset input. So the actions and
+    templates pass every input as it is, with no shell code to drop the empty ones."""
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*names, **kwargs)
+        one_value = kwargs.get("action", "store") == "store" and kwargs.get("nargs") is None
+        if action.option_strings and not action.required and one_value:
+            action.type = _empty_is_unset(action.type, action.default)
+        return action
+
+
+def _empty_is_unset(convert: Any, default: Any) -> Any:
+    def read(text: str) -> Any:
+        if text == "":
+            return default
+        return convert(text) if convert else text
+
+    # argparse names the conversion in its message on a bad value ("invalid int value")
+    read.__name__ = getattr(convert, "__name__", "str")
+    return read
+
+
+def build_parser(prog: str = "python -m aiship") -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=prog,
+        description="Pipeline steps for shipping an AI application (code + ONNX model).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add(parser, all_commands())
+    return parser
+
+
+def _version() -> str:
+    """The installed aiship's version: what a pipeline pinned (a checkout run with PYTHONPATH
+    alone has no installed metadata)."""
+    try:
+        return version("aiship")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _add(parser: argparse.ArgumentParser, commands: Iterable[Command], depth: int = 0) -> None:
+    """A subparser per command; groups nest (`setup github`, `local cluster up`)."""
+    choices = parser.add_subparsers(
+        dest=f"command_{depth}",
+        required=True,
+        metavar="COMMAND" if depth == 0 else "ACTION",
+        parser_class=Parser,
+    )
+    for command in commands:
+        sub = choices.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            epilog=command.epilog,
+        )
+        if command.subcommands:
+            _add(sub, command.subcommands, depth + 1)
+            continue
+        command.flags(sub)
+        sub.add_argument("--json", action="store_true", help="print the outputs as JSON on stdout")
+        sub.add_argument("-v", "--verbose", action="store_true", help="log SDK details too")
+        sub.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="check every flag and setting, say what would be done, and do nothing",
+        )
+        sub.set_defaults(command=command)
+
+
+def console() -> int:
+    """The `aiship` console script: the same command line under its installed name."""
+    return main(prog="aiship")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m aiship") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logs.configure(args.verbose)
+    command: Command = args.command
+    make_plan, run = command.plan, command.run
+    if make_plan is None or run is None:  # argparse hands on leaves only
+        raise TypeError(f"{command.name} is a group of commands")
+    try:
+        plan = make_plan(args)  # every flag and setting, before anything is touched
+        if args.dry_run:
+            log.info("dry run: would %s", plan.describe())
+            result = DryRun(plan.describe()).outputs()
+        else:
+            result = run(plan).outputs()
+            outputs.publish(result)
+    except errors.StepError as exc:
+        log.error("error: %s", exc)
+        outputs.publish(exc.outputs)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("error: interrupted")
+        return 130
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    return 0

@@ -1,0 +1,444 @@
+"""`setup azure-devops` against a local HTTPS fake of the Azure DevOps REST API: the real
+azure-devops SDK (and msrest under it) makes every request."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import pytest
+
+from aiship.commands.setup.azure_devops import (
+    APPROVAL_DEFINITION,
+    APPROVAL_TYPE,
+    EXCLUSIVE_LOCK_TYPE,
+    INSTRUCTIONS,
+    PAT_VARIABLE,
+    PIPELINE_TOKEN_VARIABLE,
+    AzureDevOpsSetup,
+    connect,
+    setup_azure_devops,
+)
+from aiship.support.errors import AuthError, ConfigError, Conflict, NotFound
+from tests.clirun import run_steps
+from tests.commands.setup.conftest import DEVOPS_PAT, ORG, PROJECT
+from tests.commands.setup.fakes import Seen
+
+VARIABLES = {"MODEL_STORE": "azureblob://models", "ACR_NAME": "aishipacr"}
+ALICE = {"id": "a11ce000-0000-4000-8000-000000000003", "displayName": "Alice"}
+BOB = {"id": "b0b00000-0000-4000-8000-000000000004", "displayName": "Bob"}
+ENDPOINT = "e9d00000-0000-4000-8000-000000000005"
+GROUP_DESCRIPTION = "aiship: non-secret settings the pipelines read (python -m aiship setup)"
+
+
+def run_setup(devops, https_server, token_variable=PAT_VARIABLE, token=DEVOPS_PAT, **kw):
+    request = AzureDevOpsSetup(
+        org_url=https_server.url_for(f"/{ORG}"),
+        project=kw.pop("project", PROJECT),
+        approvers=kw.pop("approvers", ["alice@example.com"]),
+        variables=kw.pop("variables", VARIABLES),
+        service_connection=kw.pop("service_connection", "aiship-azure"),
+        deploy_service_connection=kw.pop("deploy_service_connection", None),
+    )
+    return setup_azure_devops(request, connect(request.org_url, token_variable, token)).outputs()
+
+
+def approval(approvers: list[dict]) -> dict:
+    return {
+        "type": APPROVAL_TYPE,
+        "resource": {"type": "environment", "id": "1", "name": "production"},
+        "settings": {
+            "approvers": approvers,
+            "executionOrder": "anyOrder",
+            "minRequiredApprovers": 1,  # any one approver, as on GitHub
+            "instructions": INSTRUCTIONS,
+            "blockedApprovers": [],
+            "requesterCannotBeApprover": True,
+            "definitionRef": {**APPROVAL_DEFINITION, "version": "0.0.1"},
+        },
+        "timeout": 43200,
+    }
+
+
+# Azure Repos ignores the YAML's `pr:`: this policy is what runs CI on every pull request to main.
+BUILD_VALIDATION = {
+    "isBlocking": True,
+    "isEnabled": True,
+    "settings": {
+        "buildDefinitionId": 11,
+        "displayName": "aiship CI",
+        "queueOnSourceUpdateOnly": False,
+        "manualQueueOnly": False,
+        "validDuration": 720,
+        "scope": [
+            {
+                "repositoryId": "9f1d2c3b-0000-4000-8000-000000000002",
+                "refName": "refs/heads/main",
+                "matchKind": "exact",
+            }
+        ],
+    },
+    "type": {"id": "0609b952-1397-4640-95ec-e00a01b2c241"},
+}
+
+
+def exclusive_lock(environment_id: str, name: str) -> dict:
+    return {
+        "type": EXCLUSIVE_LOCK_TYPE,
+        "resource": {"type": "environment", "id": environment_id, "name": name},
+        "settings": {},
+        "timeout": 43200,
+    }
+
+
+def environment(name: str, description: str) -> Seen:
+    return Seen(
+        "POST",
+        f"/{ORG}/{PROJECT}/_apis/distributedtask/environments",
+        {},
+        {"description": description, "name": name},
+    )
+
+
+PRODUCTION = environment("production", "Releases wait here for approval")
+STAGING = environment("staging", "Every release is deployed and smoke-tested here first")
+
+
+def group_body(variables: dict) -> dict:
+    return {
+        "description": GROUP_DESCRIPTION,
+        "name": "aiship",
+        "type": "Vsts",
+        "variableGroupProjectReferences": [
+            {
+                "description": GROUP_DESCRIPTION,
+                "name": "aiship",
+                "projectReference": {"id": "6a7c1e2b-0000-4000-8000-000000000001", "name": "shop"},
+            }
+        ],
+        "variables": variables,
+    }
+
+
+def pipeline_body(name: str, path: str) -> dict:
+    repository = {
+        "id": "9f1d2c3b-0000-4000-8000-000000000002",
+        "name": "shop",
+        "type": "azureReposGit",
+    }
+    return {
+        "name": name,
+        "folder": "\\",
+        "configuration": {"type": "yaml", "path": path, "repository": repository},
+    }
+
+
+def permit(kind: str, resource_id: str, ids: list[int]) -> Seen:
+    return Seen(
+        "PATCH",
+        f"/{ORG}/{PROJECT}/_apis/pipelines/pipelinePermissions/{kind}/{resource_id}",
+        {},
+        {
+            "pipelines": [{"authorized": True, "id": i} for i in ids],
+            "resource": {"id": resource_id, "type": kind},
+        },
+    )
+
+
+def test_first_run_creates_everything(devops, https_server):
+    outputs = run_setup(devops, https_server)
+
+    assert outputs == {
+        "environments": {"production": "created", "staging": "created"},
+        "checks": {
+            "production Approval": "created",
+            "production ExclusiveLock": "created",
+            "staging ExclusiveLock": "created",  # one release at a time in staging too
+        },
+        "build_validation": "created",
+        "variable_group": "created",
+        "variables": {"MODEL_STORE": "created", "ACR_NAME": "created"},
+        "pipelines": {"aiship-ci": "created", "aiship-release": "created"},
+        "permits": {
+            "environment production": "created",
+            "environment staging": "created",
+            "variablegroup aiship": "created",
+            "endpoint aiship-azure": "created",
+        },
+        "changed": True,
+        "unset": [
+            "ACR_RESOURCE_GROUP",
+            "AKS_CLUSTER",
+            "AKS_RESOURCE_GROUP",
+            "AZURE_SUBSCRIPTION_ID",
+            "IMAGE_REPOSITORY",
+            "K8S_NAMESPACE",
+            "K8S_STAGING_NAMESPACE",
+            "MODEL_NAME",
+            "NOTATION_AKV_PLUGIN_CONFIG",
+            "NOTATION_AKV_PLUGIN_SHA256",
+            "NOTATION_AKV_PLUGIN_URL",
+            "SIGNING_IDENTITY",
+            "SIGNING_KEY_ID",
+        ],
+    }
+    project = f"/{ORG}/{PROJECT}/_apis"
+    plain = {name: {"isSecret": False, "value": value} for name, value in VARIABLES.items()}
+    checks = f"{project}/pipelines/checks/configurations"
+    assert devops.writes() == [
+        PRODUCTION,
+        STAGING,
+        Seen("POST", checks, {}, approval([ALICE])),
+        Seen("POST", checks, {}, exclusive_lock("1", "production")),
+        Seen("POST", checks, {}, exclusive_lock("2", "staging")),
+        Seen("POST", f"/{ORG}/_apis/distributedtask/variablegroups", {}, group_body(plain)),
+        Seen(
+            "POST",
+            f"{project}/pipelines",
+            {},
+            pipeline_body("aiship-ci", ".azure-pipelines/ci.yml"),
+        ),
+        Seen(
+            "POST",
+            f"{project}/pipelines",
+            {},
+            pipeline_body("aiship-release", ".azure-pipelines/release.yml"),
+        ),
+        permit("environment", "1", [12]),  # only the release pipeline deploys
+        permit("environment", "2", [12]),
+        permit("variablegroup", "1", [11, 12]),
+        permit("endpoint", ENDPOINT, [11, 12]),
+        Seen("POST", f"{project}/policy/configurations", {}, BUILD_VALIDATION),
+    ]
+    reads = [r.query for r in devops.requests if r.path == checks and r.method == "GET"]
+    assert [(q["resourceType"], q["resourceId"], q["$expand"]) for q in reads] == [
+        ("environment", "1", "settings"),
+        ("environment", "1", "settings"),
+        ("environment", "2", "settings"),
+    ]
+
+
+def test_second_run_writes_nothing(devops, https_server, caplog):
+    run_setup(devops, https_server)
+    devops.requests.clear()
+
+    with caplog.at_level("INFO"):
+        outputs = run_setup(devops, https_server)
+
+    assert outputs["changed"] is False
+    assert set(outputs["environments"].values()) == {"unchanged"}
+    assert set(outputs["checks"].values()) == {"unchanged"}
+    assert outputs["build_validation"] == outputs["variable_group"] == "unchanged"
+    assert set(outputs["variables"].values()) == {"unchanged"}
+    assert set(outputs["pipelines"].values()) == {"unchanged"}
+    assert set(outputs["permits"].values()) == {"unchanged"}
+    assert devops.writes() == []
+    assert devops.requests, "the second run read the state again"
+    assert "nothing changed" in caplog.text
+
+
+def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server):
+    run_setup(devops, https_server)
+    devops.groups[0]["variables"]["REGISTRY_PASSWORD"] = {"isSecret": True, "value": None}
+    devops.requests.clear()
+
+    outputs = run_setup(
+        devops,
+        https_server,
+        approvers=["alice@example.com", "bob@example.com"],
+        variables={"ACR_NAME": "otheracr", "MODEL_NAME": "digits"},
+    )
+
+    assert outputs["checks"] == {
+        "production Approval": "updated",
+        "production ExclusiveLock": "unchanged",
+        "staging ExclusiveLock": "unchanged",
+    }
+    assert outputs["variable_group"] == "updated"
+    assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "created"}
+    assert set(outputs["environments"].values()) == {"unchanged"}
+    assert set(outputs["pipelines"].values()) == {"unchanged"}
+    project = f"/{ORG}/{PROJECT}/_apis"
+    assert devops.writes() == [
+        Seen(
+            "PATCH",
+            f"{project}/pipelines/checks/configurations/1",
+            {},
+            {**approval([ALICE, BOB]), "id": 1},
+        ),
+        Seen(
+            "PUT",
+            f"/{ORG}/_apis/distributedtask/variablegroups/1",
+            {},
+            group_body(
+                {
+                    "MODEL_STORE": {"isSecret": False, "value": "azureblob://models"},
+                    "ACR_NAME": {"isSecret": False, "value": "otheracr"},
+                    "REGISTRY_PASSWORD": {"isSecret": True},
+                    "MODEL_NAME": {"isSecret": False, "value": "digits"},
+                }
+            ),
+        ),
+    ]
+
+
+def test_a_pipeline_token_signs_in_as_bearer(devops, https_server):
+    devops.token_header = "Bearer system-access-token-value"
+    outputs = run_setup(devops, https_server, PIPELINE_TOKEN_VARIABLE, "system-access-token-value")
+    assert outputs["environments"] == {"production": "created", "staging": "created"}
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            {"approvers": ["carol@example.com"]},
+            ConfigError,
+            "approver carol@example.com not found in the organization: check --approvers",
+        ),
+        (
+            {"project": "nope"},
+            NotFound,
+            "read project nope: not found: check --org and --project",
+        ),
+        (
+            {"service_connection": "missing"},
+            NotFound,
+            "service connection missing not found in project shop: create it",
+        ),
+    ],
+)
+def test_a_wrong_name_stops_before_any_write(devops, https_server, change, error, message):
+    with pytest.raises(error) as raised:
+        run_setup(devops, https_server, **change)
+    assert str(raised.value).startswith(message)
+    assert devops.writes() == []
+
+
+def test_a_stranger_pipeline_of_the_same_name_stops_before_any_write(devops, https_server):
+    devops.pipelines.append(
+        {
+            "id": 5,
+            "name": "aiship-release",
+            "folder": "\\",
+            "configuration": {"type": "yaml", "path": "deploy.yml", "repository": {"id": "x"}},
+        }
+    )
+    with pytest.raises(Conflict, match=r"pipeline aiship-release exists but runs deploy\.yml"):
+        run_setup(devops, https_server)
+    assert devops.writes() == []
+
+
+def test_a_missing_permission_names_the_scope_and_role(devops, https_server):
+    devops.denied = {"variablegroups"}
+    with pytest.raises(AuthError) as raised:
+        run_setup(devops, https_server)
+    assert str(raised.value) == (
+        "the token may not create variable group aiship: it needs the PAT scope 'Variable Groups "
+        "(Read, create & manage)' and the Creator role on Pipelines > Library"
+    )
+
+
+def test_a_rejected_token_is_named(devops, https_server):
+    with pytest.raises(AuthError, match="set a valid, unexpired AZURE_DEVOPS_EXT_PAT"):
+        run_setup(devops, https_server, token="wrong")
+
+
+def test_the_command_line_fails_in_one_line_without_the_token(devops, https_server, tmp_path):
+    devops.denied = {"environments"}
+    env = {"AZURE_DEVOPS_EXT_PAT": DEVOPS_PAT, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path)}
+    args = ["--org", https_server.url_for(f"/{ORG}"), "--project", PROJECT]
+    args += ["--approvers", "alice@example.com", "--var", "MODEL_NAME=digits"]
+
+    def cli(*extra: str, **more_env: str) -> subprocess.CompletedProcess:
+        command = ["setup", "azure-devops", *args, *extra]
+        return run_steps(*command, env=env | more_env, drop=("GITHUB_",), timeout=60)
+
+    failed, verbose = cli(), cli("-v", TF_BUILD="True")
+
+    assert failed.returncode == verbose.returncode == 3
+    assert failed.stderr.splitlines() == [
+        "error: the token may not create environment production: it needs the PAT scope "
+        "'Environment (Read & manage)' and the Creator role on Pipelines > Environments"
+    ]
+    assert devops.writes() == [PRODUCTION] * 2
+    basic = base64.b64encode(f":{DEVOPS_PAT}".encode()).decode()
+    # In Azure Pipelines the token is first registered as a secret; nowhere else does it show.
+    assert verbose.stdout.splitlines()[0] == f"##vso[task.setsecret]{DEVOPS_PAT}"
+    for text in (
+        failed.stdout + failed.stderr,
+        "\n".join(verbose.stdout.splitlines()[1:]) + verbose.stderr,
+    ):
+        assert DEVOPS_PAT not in text
+        assert basic not in text
+
+
+def test_pre_and_post_check_approvals_are_left_alone(devops, https_server):
+    """They share the Approval type: only the plain approval (by its definitionRef) is ours."""
+    for name, definition in (
+        ("preCheckApproval", "0f52a19b-c67e-468f-b8eb-0ae83b532c99"),
+        ("postCheckApproval", "06441319-13fb-4756-b198-c2da116894a4"),
+    ):
+        devops.checks.append(
+            {
+                **approval([BOB]),
+                "id": len(devops.checks) + 1,
+                "resource": {"type": "environment", "id": "1", "name": "production"},
+                "settings": {
+                    **approval([BOB])["settings"],
+                    "definitionRef": {"id": definition, "name": name},
+                },
+            }
+        )
+    devops.environments.append({"id": 1, "name": "production"})
+
+    outputs = run_setup(devops, https_server)
+
+    assert outputs["checks"]["production Approval"] == "created"
+    plain = [
+        c for c in devops.checks if c["settings"].get("definitionRef", {}).get("name") == "approval"
+    ]
+    assert len(plain) == 1 and [a["id"] for a in plain[0]["settings"]["approvers"]] == [ALICE["id"]]
+    # the two others, untouched, and the approval and the lock; staging's lock is its own
+    assert sum(c["resource"]["name"] == "production" for c in devops.checks) == 4
+
+
+def test_a_build_validation_turned_off_by_hand_is_turned_on_again(devops, https_server):
+    run_setup(devops, https_server)
+    devops.policies[0]["isEnabled"] = False
+    devops.requests.clear()
+
+    outputs = run_setup(devops, https_server)
+
+    assert outputs["build_validation"] == "updated"
+    assert devops.writes() == [
+        Seen("PUT", f"/{ORG}/{PROJECT}/_apis/policy/configurations/1", {}, BUILD_VALIDATION)
+    ]
+    assert devops.policies[0]["isEnabled"] is True
+
+
+def test_a_deploy_connection_of_its_own_is_permitted_to_the_release_only(devops, https_server):
+    """Least privilege: the CI pipeline may not use the identity that reaches the cluster."""
+    outputs = run_setup(devops, https_server, deploy_service_connection="aiship-azure-deploy")
+
+    assert outputs["permits"]["endpoint aiship-azure-deploy"] == "created"
+    deploy = devops.endpoints["aiship-azure-deploy"]
+    assert devops.permits[("endpoint", deploy)] == {12: True}  # aiship-release, not aiship-ci
+    assert devops.permits[("endpoint", devops.endpoints["aiship-azure"])] == {11: True, 12: True}
+
+
+def test_a_staging_environment_made_by_hand_gets_its_lock_and_permit(devops, https_server, caplog):
+    devops.environments.append({"id": 1, "name": "staging"})
+
+    with caplog.at_level("INFO"):
+        outputs = run_setup(devops, https_server)
+
+    assert outputs["environments"] == {"production": "created", "staging": "unchanged"}
+    assert outputs["checks"]["staging ExclusiveLock"] == "created"
+    assert [c["resource"]["name"] for c in devops.checks if is_lock(c)] == ["production", "staging"]
+    assert devops.permits[("environment", "1")] == {12: True}  # the release pipeline only
+    assert "AcrPush on the registry" in caplog.records[-1].getMessage()
+
+
+def is_lock(check: dict) -> bool:
+    return check["type"]["id"] == EXCLUSIVE_LOCK_TYPE["id"]

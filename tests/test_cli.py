@@ -1,0 +1,294 @@
+"""The command line every step shares: --json, exit codes, the CI output bridge, the list of
+commands."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiship.app.card import read_card
+from aiship.cli import build_parser
+from aiship.commands import all_commands
+from aiship.support.paths import PROJECT_DIR_VARIABLE
+from tests.clirun import run_steps
+from tests.invocations import DIGEST, INHERITED, invocations
+from tests.pipelines.ci_systems import job_checkout
+from tests.repo import REPO_ROOT
+
+SOURCE = REPO_ROOT / "src"
+
+
+def test_command_line_outputs(model_dir, tmp_path):
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    github_output, steps_output = tmp_path / "github_output", tmp_path / "outputs.json"
+    env = {"GITHUB_OUTPUT": str(github_output), "STEPS_OUTPUT_FILE": str(steps_output)}
+    card = read_card(model_dir)
+
+    published = run_steps(
+        "publish-model", "--json", "--store", f"file://{store_dir}", "--model-dir", str(model_dir),
+        env=env,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout) == {
+        "name": "digits",
+        "version": "1.0.0",
+        "sha256": card.sha256,
+    }
+
+    github_output.unlink()
+    dest = tmp_path / "dest"
+    fetched = run_steps(
+        "fetch-model", "--json", "--dest", str(dest),
+        env={**env, "MODEL_STORE": str(store_dir), "MODEL_NAME": "digits"},
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    expected = {"name": "digits", "version": "1.0.0", "sha256": card.sha256, "dest": str(dest)}
+    assert json.loads(fetched.stdout) == expected
+    assert github_output.read_text().splitlines() == [f"{k}={v}" for k, v in expected.items()]
+    assert json.loads(steps_output.read_text()) == expected
+    assert "fetched digits 1.0.0" in fetched.stderr
+
+
+def full_names(commands) -> list[str]:
+    return [name for command in commands for name in command.names()]
+
+
+def test_every_command_has_a_help_page_and_the_common_flags(capsys):
+    names = full_names(all_commands())
+    assert len(names) == len(set(names))
+    some = {"publish-model", "deploy", "setup github", "local run", "local cluster up"}
+    assert some <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args([*name.split(), "--help"])
+        assert done.value.code == 0, name
+        assert "--json" in capsys.readouterr().out, name
+
+
+def test_help_loads_no_cloud_sdk_and_no_model_runtime():
+    """`python -m aiship --help` and a command's help import only what the parser needs."""
+    probe = (
+        "import runpy, sys\n"
+        "for argv in (['--help'], ['deploy', '--help'], ['publish-model', '--help']):\n"
+        "    sys.argv = ['aiship', *argv]\n"
+        "    try:\n"
+        "        runpy.run_module('aiship', run_name='__main__')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in HEAVY), file=sys.stderr)\n"
+    )
+    heavy = {"azure", "boto3", "botocore", "s3transfer", "msrest", "onnxruntime", "numpy", "flask"}
+    done = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {sorted(heavy)!r}\n{probe}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def import_graph(packages: tuple[str, ...], root: Path = SOURCE) -> dict[str, set[str]]:
+    """module -> the modules of PACKAGES (folders of ROOT) it imports, at any depth of its code
+    (lazy ones too)."""
+    files = {
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in packages
+        for path in (root / package).rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                target = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    found.add(
+                        f"{target}.{alias.name}" if f"{target}.{alias.name}" in files else target
+                    )
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[module] = {name for name in found if name in files and name != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """For each module on a circle, one path of imports that leads back to it."""
+
+    def circle_from(start: str) -> list[str] | None:
+        path, seen = [start], set()
+
+        def visit(module: str) -> list[str] | None:
+            for dependency in sorted(graph[module]):
+                if dependency == start:
+                    return [*path, start]
+                if dependency not in seen:
+                    seen.add(dependency)
+                    path.append(dependency)
+                    if found := visit(dependency):
+                        return found
+                    path.pop()
+            return None
+
+        return visit(start)
+
+    return [circle for module in sorted(graph) if (circle := circle_from(module))]
+
+
+def test_no_import_circle_in_the_package():
+    graph = import_graph(("aiship",))
+
+    assert "aiship.cli" in graph["aiship.__main__"]  # the graph sees relative imports
+    assert "aiship.commands.build_image" in graph["aiship.local.pipeline"]  # and lazy ones
+    assert "aiship.app.card" in graph["aiship.commands.build_image"]  # and absolute ones
+    assert circles(graph) == []
+
+
+def test_the_service_imports_nothing_of_the_steps():
+    """The image carries aiship/__init__.py and aiship/app/ only: the service must run with them."""
+    graph = import_graph(("aiship",))
+    service = {module for module in graph if module.startswith("aiship.app")}
+
+    outside = {
+        f"{module} -> {target}"
+        for module in service
+        for target in graph[module] - service
+        if target != "aiship"
+    }
+    assert service and outside == set()
+
+
+def test_a_circle_would_be_found(tmp_path):
+    """The check above can fail: two modules that import each other, one lazily, are a circle."""
+    package = tmp_path / "loop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from .b import g\n")
+    (package / "b.py").write_text("from .a import f\n\ndef g():\n    pass\n")
+
+    assert circles(import_graph(("loop",), tmp_path)) == [
+        ["loop.a", "loop.b", "loop.a"],
+        ["loop.b", "loop.a", "loop.b"],
+    ]
+
+
+def test_dry_run_checks_and_says_what_it_would_do_but_touches_nothing(model_dir, tmp_path):
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    github_output = tmp_path / "github_output"
+
+    done = run_steps(
+        "publish-model", "--dry-run", "--json", "--store", str(store_dir),
+        "--model-dir", str(model_dir), env={"GITHUB_OUTPUT": str(github_output)},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["dry_run"] is True
+    assert result["plan"].startswith("publish digits 1.0.0 (sha256 ")
+    assert done.stderr.startswith("dry run: would publish digits 1.0.0")
+    assert list(store_dir.iterdir()) == [] and not github_output.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["resolve-image", "--image", "r.example/app:main", "--digest", "main; curl x"],
+            "--digest",
+        ),
+        (["build-image", "--model-dir", "m", "--image", "app:1"], "give the repository only"),
+        (["push-image", "--image", "app:1", "--acr", "my-acr"], "is not a registry name"),
+        (["deploy", "--target", "kubernetes", "--image", "r.example/app:v1"], "not pinned"),
+        (["deploy", "--target", "swarm", "--image", f"r.example/a@sha256:{'a' * 64}"], "--port"),
+        (["smoke-test", "--url", "localhost:8080"], "--url"),
+    ],
+)
+def test_dry_run_stops_a_bad_setting_in_one_line(args, words):
+    done = run_steps(*args, "--dry-run", drop=("AZURE_", "REGISTRY_"))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, trained_model_dir) -> Path:
+    """This repository as a set-up job checks it out (tests/pipelines/ci_systems.py)."""
+    return job_checkout(tmp_path_factory.mktemp("project"), trained_model_dir)
+
+
+def step_commands() -> list[str]:
+    """Every command a pipeline runs (`local ...` drives this machine's stand-ins)."""
+    names = [name for command in all_commands() for name in command.names()]
+    return [name for name in names if name.split()[0] != "local"]
+
+
+def test_every_step_command_has_an_invocation(tmp_path, trained_model_dir, project):
+    assert sorted(invocations(tmp_path, trained_model_dir, project, 1)) == sorted(step_commands())
+
+
+@pytest.mark.parametrize("name", step_commands())
+def test_what_a_plan_accepts_its_run_never_refuses_for_a_flag(
+    name, tmp_path, trained_model_dir, project, closed_port
+):
+    """The dry run and the run read the same plan: a run whose plan passed fails, if it fails,
+    for what the outside world did (here: nothing answers), never with exit 2."""
+    invocation = invocations(tmp_path, trained_model_dir, project, closed_port)[name]
+    env = {PROJECT_DIR_VARIABLE: str(project), **invocation.env}
+    planned = run_steps(
+        *name.split(), *invocation.args, "--dry-run", "--json", env=env, drop=INHERITED
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["dry_run"] is True
+    if not invocation.runs_here:
+        return
+
+    ran = run_steps(*name.split(), *invocation.args, env=env, drop=INHERITED, timeout=300)
+
+    assert ran.returncode != 2, ran.stderr
+    assert ran.stderr.strip(), "a run that fails says why"
+    assert "for more information" not in ran.stderr, "a tool's hint is no reason"
+
+
+def test_an_empty_optional_flag_is_a_flag_left_out():
+    """As a pipeline passes an unset input: `--digest ""` plans what no --digest plans; a
+    required flag stays required, and a value still has to be valid."""
+    image = ("resolve-image", "--image", "r.example/app:main")
+
+    empty = run_steps(*image, "--digest", "", "--dry-run", "--json", drop=INHERITED)
+    left_out = run_steps(*image, "--dry-run", "--json", drop=INHERITED)
+    refused = run_steps("smoke-test", "--url", "", "--dry-run", drop=INHERITED)
+    bad = run_steps("smoke-test", "--url", "http://x", "--timeout", "soon", "--dry-run")
+
+    assert empty.returncode == left_out.returncode == 0, empty.stderr
+    assert json.loads(empty.stdout) == json.loads(left_out.stdout)
+    assert refused.returncode == 2 and "--url" in refused.stderr
+    assert bad.returncode == 2 and "invalid float value: 'soon'" in bad.stderr
+
+
+def test_the_registry_flags_default_from_the_pipelines_settings():
+    """ACR_NAME, ACR_RESOURCE_GROUP and AZURE_SUBSCRIPTION_ID stand in for --acr,
+    --resource-group and --subscription; a flag given wins."""
+    settings = {
+        "ACR_NAME": "aishipacr",
+        "ACR_RESOURCE_GROUP": "rg-images",
+        "AZURE_SUBSCRIPTION_ID": "sub-1",
+    }
+    image = ("promote-image", "--image", f"acme/app@{DIGEST}", "--tag", "main", "--dry-run")
+
+    from_settings = run_steps(*image, "--json", env=settings, drop=INHERITED)
+    given = run_steps(*image, "--acr", "otheracr", "--json", env=settings, drop=INHERITED)
+
+    assert from_settings.returncode == 0, from_settings.stderr
+    assert "aishipacr.azurecr.io/acme/app:main" in json.loads(from_settings.stdout)["plan"]
+    assert "otheracr.azurecr.io/acme/app:main" in json.loads(given.stdout)["plan"]
