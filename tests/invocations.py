@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiship.commands.setup.azure_devops import PAT_VARIABLE
+from aiship.clients.azure_devops import PAT_VARIABLE
 from tests.pipelines.ci_systems import CERTIFICATE, write_certificate
 
 DIGEST = "sha256:" + "d" * 64

@@ -1,5 +1,5 @@
-"""A real `mlflow server` on 127.0.0.1 for the MLflow model store's tests: the bench's pinned
-MLflow (its venv, installed on first use), SQLite and a local artifact root in a temp folder,
+"""A real `mlflow server` on 127.0.0.1 for the MLflow model store's tests: a pinned MLflow in a venv
+of the tests' own (installed on first use), SQLite and a local artifact root in a temp folder,
 artifacts served through the server's proxy, telemetry and background jobs off."""
 
 from __future__ import annotations
@@ -14,16 +14,38 @@ from pathlib import Path
 
 import requests
 
+from aiship.support.paths import cache_dir
 from aiship.support.ports import HOST, free_port
 from aiship.support.processes import spawn, stop
 from aiship.support.waiting import wait_for
-from bench.mlflow_ref import MLFLOW_VERSION, NO_TELEMETRY, venv
 
+# The MLflow the store is tested against (bench/mlflow_ref.py pins the release it benchmarks).
+MLFLOW_VERSION = "3.17.2"
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 # A cold machine installs MLflow first (about a minute here); the server then starts in ~5 s.
 START_TIMEOUT = 120
 # Without this the server starts seven huey job consumers, which nothing here needs.
 NO_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 ADMIN = ("admin", "admin-password-for-tests")
+
+
+def venv() -> Path:
+    """MLflow with its basic-auth app (mlflow[auth]: Flask-WTF) in a venv under the cache dir,
+    installed once; our PYTHONPATH (tox puts the repo on it) kept from pip."""
+    path = cache_dir() / f"mlflow-server-{MLFLOW_VERSION}"
+    done = path / ".installed"
+    if not done.exists():
+        print(f"installing mlflow[auth] {MLFLOW_VERSION} into {path} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)
+        pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run(
+            [*pip, f"mlflow[auth]=={MLFLOW_VERSION}"],
+            check=True,
+            env={**os.environ, "PYTHONPATH": ""},
+            timeout=900,
+        )
+        done.touch()
+    return path
 
 
 @dataclass(frozen=True)
@@ -72,7 +94,6 @@ def mlflow_server(
 def mlflow_auth_server(folder: Path) -> Iterator[MLflowServer]:
     """mlflow_server with MLflow's basic-auth app: user ADMIN, and READ for every other user
     unless granted more."""
-    _install_auth_extra()
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "basic_auth.ini"
     config.write_text(
@@ -100,18 +121,6 @@ def add_user(server: MLflowServer, username: str, password: str) -> None:
         timeout=10,
     )
     response.raise_for_status()
-
-
-def _install_auth_extra() -> None:
-    """The basic-auth app needs mlflow[auth] (Flask-WTF), which the bench's venv lacks: added to
-    it once, at the same pinned version."""
-    path = venv()
-    done = path / ".installed-auth"
-    if not done.exists():
-        print(f"installing mlflow[auth] {MLFLOW_VERSION} into {path} (once)", file=sys.stderr)
-        pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
-        subprocess.run([*pip, f"mlflow[auth]=={MLFLOW_VERSION}"], check=True, timeout=900)
-        done.touch()
 
 
 def _healthy(server: MLflowServer, exit_code: int | None) -> bool | None:

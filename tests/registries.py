@@ -66,7 +66,9 @@ class StepRun:
 
 def run_step(*args: str, env: dict[str, str] | None = None) -> StepRun:
     """`python -m aiship ARGS --json` with no registry or Azure settings but ENV's."""
-    done = run_steps(*args, "--json", env=env, drop=("REGISTRY_", "AZURE_"), timeout=STEP_TIMEOUT)
+    done = run_steps(
+        *args, "--json", env=env, drop=("REGISTRY_", "AZURE_", "ACR_"), timeout=STEP_TIMEOUT
+    )
     return StepRun(done.returncode, done.stdout, done.stderr)
 
 

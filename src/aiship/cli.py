@@ -20,25 +20,45 @@ log = logging.getLogger("aiship")
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser where an empty value of an optional flag means the flag was not given:
     `--digest ""` is `--digest` left out, as a pipeline passes an unset input. So the actions and
-    templates pass every input as it is, with no shell code to drop the empty ones."""
+    templates pass every input as it is, with no shell code to drop the empty ones. (Each
+    subcommand's parser is one of these: argparse hands it its own part of the command line.)"""
 
-    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
-        action = super().add_argument(*names, **kwargs)
-        one_value = kwargs.get("action", "store") == "store" and kwargs.get("nargs") is None
-        if action.option_strings and not action.required and one_value:
-            action.type = _empty_is_unset(action.type, action.default)
-        return action
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if args is not None:
+            args = drop_empty(list(args), self.optional_values())
+        return super().parse_known_args(args, namespace)
+
+    def optional_values(self) -> set[str]:
+        """The flags that take one value and may be left out (argument groups' too, which is
+        why this reads argparse's own list of actions rather than wrapping add_argument)."""
+        return {
+            flag
+            for action in self._actions
+            if action.option_strings and not action.required and action.nargs is None
+            for flag in action.option_strings
+        }
 
 
-def _empty_is_unset(convert: Any, default: Any) -> Any:
-    def read(text: str) -> Any:
-        if text == "":
-            return default
-        return convert(text) if convert else text
-
-    # argparse names the conversion in its message on a bad value ("invalid int value")
-    read.__name__ = getattr(convert, "__name__", "str")
-    return read
+def drop_empty(args: list[str], flags: set[str]) -> list[str]:
+    """ARGS without `FLAG ""` and `FLAG=` for each of FLAGS; everything after `--` stays."""
+    kept: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            return [*kept, arg, *rest]
+        name, equals, value = arg.partition("=")
+        if equals and name in flags and value == "":
+            continue
+        if arg in flags:
+            following = next(rest, None)
+            if following == "":
+                continue
+            kept.append(arg)
+            if following is not None:
+                kept.append(following)
+            continue
+        kept.append(arg)
+    return kept
 
 
 def build_parser(prog: str = "python -m aiship") -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The bad canary candidates (tests/canary_models.py) in the real app, and the traffic that meets
+"""The bad canary candidates (model/canary_models.py) in the real app, and the traffic that meets
 them (src/aiship/local/traffic.py): each candidate gets ready, then fails only the way it should."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import canary_models  # model/canary_models.py, on the path as tests/conftest.py puts it
 import numpy as np
 import pytest
 import yaml
@@ -19,7 +20,6 @@ from aiship.app.card import read_card, verify_model_dir
 from aiship.app.settings import Settings
 from aiship.local.traffic import Traffic, digits_rows, infer_request, service_traffic
 from aiship.support.errors import ConfigError
-from tests import canary_models
 
 ZEROS = [0.0] * 64
 WRITERS = {

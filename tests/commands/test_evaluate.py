@@ -7,12 +7,12 @@ import dataclasses
 import json
 
 import pytest
+from canary_models import write_skewed  # model/, on the path (tests/conftest.py)
 
 from aiship.app.card import read_card, write_card
 from aiship.clients.records import EVALUATION, Ledger
 from aiship.clients.registry import ImageRef, RegistryClient, RegistryLogin
 from aiship.commands.push_image import push_image
-from tests.canary_models import write_skewed
 from tests.registries import run_step
 
 pytestmark = pytest.mark.docker

@@ -10,7 +10,7 @@ from aiship.clients.registry import (
 )
 from aiship.commands.verify_push import verify_push
 from aiship.support.errors import AuthError, ConfigError, IntegrityError, NotFound, Unavailable
-from aiship.support.labels import LABEL_MODEL_SHA256, LABEL_REVISION
+from aiship.support.labels import LABEL_MODEL_NAME, LABEL_MODEL_SHA256, LABEL_REVISION
 from tests.registries import MODEL_SHA256, PASSWORD, REVISION, USER, put_image, run_step
 
 LABELS = {LABEL_REVISION: REVISION, LABEL_MODEL_SHA256: MODEL_SHA256}
@@ -30,6 +30,28 @@ def test_verify_accepts_the_pushed_digest_and_labels(registry):
         "revision": REVISION,
         "model_sha256": MODEL_SHA256,
     }
+
+
+def test_verify_shows_what_was_built_on_the_job_summary(registry, tmp_path):
+    digest = put_image(registry, "aiship/app", "v1", {**LABELS, LABEL_MODEL_NAME: "digits"})
+    summary = tmp_path / "summary.md"
+    image = f"{registry.host}/aiship/app:v1"
+
+    result = run_step(
+        "verify-push",
+        "--image",
+        image,
+        "--digest",
+        digest,
+        env={"STEPS_SUMMARY_FILE": str(summary)},
+    )
+
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert text.startswith("### Built and verified")
+    assert f"| image | `{registry.host}/aiship/app@{digest}` |" in text
+    assert f"| git revision | `{REVISION}` |" in text
+    assert f"| model | digits (sha256 `{MODEL_SHA256}`) |" in text
 
 
 def test_verify_names_where_a_moved_tag_points(registry):

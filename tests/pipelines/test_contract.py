@@ -191,7 +191,7 @@ def test_the_release_deploys_what_it_resolved_to_staging_then_to_production(
     for deploy in (staging, production):
         assert f"{DIGEST} (revision {RESOLVED_REVISION}, model 1.0.0)" in deploy.plan
         assert f"expecting model sha256 {RESOLVED_MODEL_SHA256}" in deploy.plan
-        assert "record the outcome with the image" in deploy.plan
+        assert f"record the outcome with the image in ACR {SETTINGS['ACR_NAME']}" in deploy.plan
     assert "to staging, namespace aiship-staging (overlay staging), rolling" in staging.plan
     assert "to production, namespace aiship (overlay production), through a canary" in (
         production.plan

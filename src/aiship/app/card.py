@@ -53,7 +53,7 @@ class TensorSpec:
             raise CardError(f"{where}.shape must be a list of positive integers or -1")
         return cls(name, datatype, tuple(shape))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
@@ -131,7 +131,7 @@ class ModelCard:
             golden=GoldenSet.from_dict(data["golden"]) if data.get("golden") is not None else None,
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["inputs"] = [s.to_dict() for s in self.inputs]
         data["outputs"] = [s.to_dict() for s in self.outputs]

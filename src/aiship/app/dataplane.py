@@ -11,7 +11,7 @@ from math import prod
 
 import numpy as np
 
-from .card import TensorSpec
+from .card import ModelCard, TensorSpec
 from .errors import BadRequest, ModelNotFound
 from .model import NUMPY_DTYPES, OnnxModel
 from .settings import Settings
@@ -49,22 +49,22 @@ class DataPlane:
         self._observe_inference = observe_inference
         self._observe_predictions = observe_predictions
 
-    def live(self) -> dict:
+    def live(self) -> dict[str, bool]:
         return {"live": True}
 
-    def ready(self) -> dict:
+    def ready(self) -> dict[str, bool]:
         """Always true: a worker answers only once create_app has verified, loaded and warmed
         the model (the worker opens its listener after that), so an answer is the proof."""
         return {"ready": True}
 
-    def server_metadata(self, server_name: str, server_version: str) -> dict:
+    def server_metadata(self, server_name: str, server_version: str) -> dict[str, object]:
         return {
             "name": server_name,
             "version": server_version,
             "extensions": ["binary_tensor_data"],
         }
 
-    def model_metadata(self, name: str, version: str | None = None) -> dict:
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, object]:
         card = self._card(name, version)
         return {
             "name": card.name,
@@ -74,11 +74,11 @@ class DataPlane:
             "outputs": [s.to_dict() for s in card.outputs],
         }
 
-    def model_ready(self, name: str, version: str | None = None) -> dict:
+    def model_ready(self, name: str, version: str | None = None) -> dict[str, object]:
         card = self._card(name, version)
         return {"name": card.name, "ready": True}
 
-    def version(self) -> dict:
+    def version(self) -> dict[str, dict[str, str]]:
         card = self.model.card
         return {
             "app": {"revision": self.settings.revision},
@@ -124,7 +124,7 @@ class DataPlane:
             id=request.id,
         )
 
-    def predict(self, request: object) -> dict:
+    def predict(self, request: object) -> dict[str, object]:
         """The simple form for people: {"instances": [[...], ...]} for a single-input model."""
         card = self.model.card
         if not isinstance(request, dict) or "instances" not in request:
@@ -133,7 +133,7 @@ class DataPlane:
             raise BadRequest(f"model {card.name!r} has several inputs: use the V2 infer endpoint")
         tensor = self._instances_tensor(request["instances"], card.inputs[0])
         outputs = list(self._run({card.inputs[0].name: tensor}).values())
-        response = {
+        response: dict[str, object] = {
             "predictions": outputs[0].tolist(),
             "model": {"name": card.name, "version": card.version},
         }
@@ -141,7 +141,7 @@ class DataPlane:
             response["probabilities"] = outputs[1].tolist()
         return response
 
-    def _card(self, name: str, version: str | None):
+    def _card(self, name: str, version: str | None) -> ModelCard:
         card = self.model.card
         if name != card.name:
             raise ModelNotFound(f"model {name!r} not found: this server serves {card.name!r}")
@@ -168,7 +168,7 @@ class DataPlane:
         """A V2 input's data, reshaped to the shape the client gave, checked against the model."""
         what = f"input {spec.name!r}"
         if isinstance(item.data, memoryview):
-            return self._checked(_binary_array(item, spec, what), spec, what)
+            return self._checked(_binary_array(item.data, item.shape, spec, what), spec, what)
         array = _array(item.data, spec, what)
         if array.size != prod(item.shape):
             raise BadRequest(
@@ -205,7 +205,9 @@ class DataPlane:
             )
         return array
 
-    def _run(self, tensors: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict:
+    def _run(
+        self, tensors: dict[str, np.ndarray], outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         result = self.model.predict(tensors, outputs)
         self._observe_inference(
@@ -235,23 +237,27 @@ def _array(data: object, spec: TensorSpec, what: str) -> np.ndarray:
     return array
 
 
-def _nested_deeper(data: list, dimensions: int) -> bool:
+def _nested_deeper(data: list[object], dimensions: int) -> bool:
     """Whether the chain of first elements holds lists deeper than DIMENSIONS (it looks no
     further, so a body nested thousands deep costs no more than a right one)."""
+    level = data
     for _ in range(dimensions):
-        data = data[0] if data else None
-        if not isinstance(data, list):
+        first = level[0] if level else None
+        if not isinstance(first, list):
             return False
+        level = first
     return True
 
 
-def _binary_array(item: RequestInput, spec: TensorSpec, what: str) -> np.ndarray:
+def _binary_array(
+    data: memoryview, shape: tuple[int, ...], spec: TensorSpec, what: str
+) -> np.ndarray:
     """An input's binary data as an array over the request body's own bytes, in its shape."""
     dtype = LITTLE_ENDIAN[spec.datatype]
-    needed = prod(item.shape) * dtype.itemsize
-    if len(item.data) != needed:
+    needed = prod(shape) * dtype.itemsize
+    if len(data) != needed:
         raise BadRequest(
-            f"{what}: binary_data_size is {len(item.data)} bytes but shape {list(item.shape)} "
+            f"{what}: binary_data_size is {len(data)} bytes but shape {list(shape)} "
             f"of {spec.datatype} needs {needed}"
         )
-    return np.frombuffer(item.data, dtype=dtype).reshape(item.shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)

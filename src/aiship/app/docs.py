@@ -10,8 +10,13 @@ every other origin and every inline script.
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from flask import Blueprint, Response, abort, send_file
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 bp = Blueprint("docs", __name__)
 
@@ -28,7 +33,7 @@ CONTENT_SECURITY_POLICY = (
 
 @bp.get("/docs")
 def page() -> Response:
-    response = send_file(resources.files(__package__) / "docs.html", mimetype="text/html")
+    response = send_file(_on_disk(resources.files(__package__) / "docs.html"), mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
 
@@ -37,7 +42,13 @@ def page() -> Response:
 def asset(name: str) -> Response:
     """Only the named files: nothing else of either package is reachable."""
     if name == STARTER:
-        return send_file(resources.files(__package__) / STARTER)
+        return send_file(_on_disk(resources.files(__package__) / STARTER))
     if name in SWAGGER_UI_FILES:
-        return send_file(resources.files("flask_swagger_ui") / "dist" / name)
+        return send_file(_on_disk(resources.files("flask_swagger_ui") / "dist" / name))
     abort(404)
+
+
+def _on_disk(file: Traversable) -> Path:
+    """FILE as the path send_file takes: both packages are installed as folders, never zipped,
+    and resources.files gives a folder's files as Paths."""
+    return cast(Path, file)

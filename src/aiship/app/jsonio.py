@@ -7,12 +7,16 @@ measurable share of a request's CPU (bench/README.md, "Where the time goes").
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import orjson
 from flask import Response
 from flask.json.provider import JSONProvider
 
 from .errors import BadRequest
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def loads(data: bytes | str) -> object:
@@ -48,6 +52,8 @@ def dumps(obj: object) -> bytes:
 
 class OrjsonProvider(JSONProvider):
     """Flask's JSON (jsonify, returned dicts, request.get_json) through loads and dumps above."""
+
+    _app: Flask  # the app create_app hands it; the base class types it as the sans-IO App
 
     def dumps(self, obj: object, **kwargs: object) -> str:
         return dumps(obj).decode()

@@ -13,7 +13,9 @@ ACCESS_LOGGER = "app.access"
 QUIET_PATHS = ("/v2/health/", "/metrics")
 
 
-def log_line(created: float, level: str, logger: str, message: str, fields: dict) -> str:
+def log_line(
+    created: float, level: str, logger: str, message: str, fields: dict[str, object]
+) -> str:
     """The one shape of every line the service logs."""
     second, micros = divmod(round(created * 1_000_000), 1_000_000)  # as datetime rounds
     entry = {

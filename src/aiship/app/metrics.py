@@ -90,7 +90,8 @@ class Metrics:
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            # prometheus_client leaves this constructor unannotated
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
 
@@ -126,15 +127,16 @@ class PredictionCounter:
     def for_card(cls, card: ModelCard, registry: CollectorRegistry) -> PredictionCounter | None:
         """The counter for a classifier (a card with labels whose outputs carry a class)."""
         label, scores = card.class_outputs()
-        if label is None and scores is None:
+        if not card.labels or (label is None and scores is None):
             return None
         return cls(card.labels, label, scores, registry)
 
     def observe(self, outputs: Mapping[str, np.ndarray]) -> None:
-        if self._label_output in outputs:
-            classes = np.asarray(outputs[self._label_output]).reshape(-1)
-        elif self._scores_output in outputs:
-            scores = np.asarray(outputs[self._scores_output])
+        label, scores_output = self._label_output, self._scores_output
+        if label is not None and label in outputs:
+            classes = np.asarray(outputs[label]).reshape(-1)
+        elif scores_output is not None and scores_output in outputs:
+            scores = np.asarray(outputs[scores_output])
             classes = scores.reshape(len(scores), -1).argmax(axis=1)
         else:
             return  # the client asked for neither output

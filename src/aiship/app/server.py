@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +32,10 @@ from typing import TYPE_CHECKING
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from granian.server import Server
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    # granian.server.Server is one of these, chosen at import (MTServer on a free-threaded Python)
+    from granian.server import MPServer, MTServer
 
 DRAIN_SECONDS = 20  # after the pod's 5 s preStop sleep, inside its 30 s grace period
 # Python threads per worker: the app is CPU-bound, more threads would only take turns on the GIL.
@@ -40,7 +43,6 @@ PYTHON_THREADS = 1
 TIMEOUT_EXIT = 70  # EX_SOFTWARE: a worker that ended itself over a request past REQUEST_TIMEOUT
 SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (mkdtemp makes a private folder in it)
 
-WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 SERVICE = f"{__name__}:create_served_app"
 
 
@@ -70,7 +72,7 @@ def metrics_parent(memory: Path = SHARED_MEMORY) -> Path | None:
     return memory if memory.is_dir() and os.access(memory, os.W_OK | os.X_OK) else None
 
 
-def granian_server(target: str, host: str, port: int, workers: int) -> Server:
+def granian_server(target: str, host: str, port: int, workers: int) -> MPServer | MTServer:
     """granian as the service runs it: TARGET (`module:factory`, building a WSGI app in each
     worker) in WORKERS processes. The benchmarks serve their own apps through it too."""
     from granian.constants import HTTPModes, Interfaces
@@ -90,7 +92,7 @@ def granian_server(target: str, host: str, port: int, workers: int) -> Server:
     )
 
 
-def create_served_app() -> WsgiApp:
+def create_served_app() -> WSGIApplication:
     """In each worker: the app, behind the request timeout."""
     from . import create_app
 
@@ -110,13 +112,13 @@ class RequestTimeout:
     never comes; the worker's exit ends it, and granian starts a new worker in its place.
     """
 
-    def __init__(self, app: WsgiApp, seconds: int):
+    def __init__(self, app: WSGIApplication, seconds: int):
         self.app = app
         self._seconds = seconds
         self._started: dict[int, float] = {}  # thread -> when its request began
         threading.Thread(target=self._watch, name="request-timeout", daemon=True).start()
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         thread = threading.get_ident()
         self._started[thread] = time.monotonic()
         try:

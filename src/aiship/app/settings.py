@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class SettingsError(ValueError):
@@ -57,7 +58,9 @@ class Settings:
         if not values["model_dir"]:
             raise SettingsError("no model directory: pass --model-dir DIR or set MODEL_DIR")
         values["model_dir"] = Path(str(values["model_dir"]))
-        return cls(**{k: v for k, v in values.items() if v not in (None, "")})
+        # Any: each value has its own field's type (Path, int or str), which no one dict type says
+        fields: dict[str, Any] = {k: v for k, v in values.items() if v not in (None, "")}
+        return cls(**fields)
 
     def onnx_threads(self) -> int:
         """Intra-op threads per worker, so that all workers together fill the CPUs once."""

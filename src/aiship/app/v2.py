@@ -104,9 +104,13 @@ class ResponseOutput:
     data: np.ndarray  # flat, C-contiguous
     binary: bool = False
 
-    def header(self, binary_size: int | None) -> dict:
+    def header(self, binary_size: int | None) -> dict[str, object]:
         """The output in the response's JSON: its data inline, or the size of its binary data."""
-        output = {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+        output: dict[str, object] = {
+            "name": self.name,
+            "datatype": self.datatype,
+            "shape": self.shape,
+        }
         if binary_size is None:
             # orjson writes a numeric array as it is; strings need Python's list
             output["data"] = self.data.tolist() if self.datatype == "BYTES" else self.data
@@ -121,7 +125,8 @@ class ResponseOutput:
             elements = (e.encode() if isinstance(e, str) else bytes(e) for e in self.data)
             return memoryview(b"".join(struct.pack("<I", len(e)) + e for e in elements))
         little_endian = self.data.astype(self.data.dtype.newbyteorder("<"), copy=False)
-        return memoryview(little_endian).cast("B")
+        # .data is memoryview(little_endian), and typed so before Python 3.12 (no __buffer__)
+        return little_endian.data.cast("B")
 
 
 @dataclass(slots=True)
@@ -135,7 +140,7 @@ class InferenceResponse:
         """The HTTP body and its headers: JSON, or the JSON header followed by the binary data
         of the outputs asked for as binary."""
         chunks = [output.binary_data() if output.binary else None for output in self.outputs]
-        response = {
+        response: dict[str, object] = {
             "model_name": self.model_name,
             "model_version": self.model_version,
             "outputs": [
@@ -212,7 +217,7 @@ def _outputs(raw: object) -> tuple[tuple[str, ...] | None, dict[str, bool]]:
     names = tuple(o.get("name") for o in raw)
     if not all(isinstance(name, str) for name in names):
         raise BadRequest("outputs: each name must be a string")
-    flags = {}
+    flags: dict[str, bool] = {}
     for name, output in zip(names, raw, strict=True):
         what = f"output {name!r}"
         if (flag := _flag(_parameters(output, what), "binary_data", what)) is not None:
@@ -220,14 +225,14 @@ def _outputs(raw: object) -> tuple[tuple[str, ...] | None, dict[str, bool]]:
     return names, flags
 
 
-def _parameters(raw: dict, what: str) -> dict:
+def _parameters(raw: dict[str, object], what: str) -> dict[str, object]:
     parameters = raw.get("parameters", {})
     if not isinstance(parameters, dict):
         raise BadRequest(f"{what}: parameters must be an object")
     return parameters
 
 
-def _flag(parameters: dict, name: str, what: str) -> bool | None:
+def _flag(parameters: dict[str, object], name: str, what: str) -> bool | None:
     """A true/false parameter, or None when it is not given."""
     value = parameters.get(name)
     if value is not None and not isinstance(value, bool):

@@ -43,6 +43,26 @@ def no_flags(parser: argparse.ArgumentParser) -> None:
     """For commands that take only the common flags."""
 
 
+TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+
+
+def switch(text: str) -> bool:
+    """A yes/no flag's value as both CI systems write a boolean (true, True, false, False) or a
+    person would; empty is no."""
+    if text.strip().lower() in TRUE:
+        return True
+    if text.strip().lower() in FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def add_switch(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """FLAG alone turns it on; FLAG true|false sets it, so a pipeline can pass its input as is."""
+    parser.add_argument(
+        flag, nargs="?", type=switch, const=True, default=False, metavar="true|false", help=help
+    )
+
+
 @dataclass(frozen=True)
 class Says:
     """The plan of a command that takes nothing but the common flags: what it does."""

@@ -158,9 +158,9 @@ def run_pipeline(plan: RunPlan):
 
 def _show(result) -> None:
     for name, component in result.components.items():
-        state = "healthy" if component["healthy"] else "NOT healthy"
-        mine = "  (ours: local down stops it)" if component["ours"] else ""
-        log.info("  %-16s %-48s %s%s", name, component["address"], state, mine)
+        state = "healthy" if component.healthy else "NOT healthy"
+        mine = "  (ours: local down stops it)" if component.ours else ""
+        log.info("  %-16s %-48s %s%s", name, component.address, state, mine)
 
 
 # The Kubernetes control plane: local cluster up | down | status | build

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from ..clients.registry import DIGEST, ImageRef, RegistryClient, RegistryLogin
 from ..support.errors import ConfigError, IntegrityError
-from ..support.labels import LABEL_MODEL_SHA256, LABEL_REVISION, describe
+from ..support.labels import (
+    LABEL_MODEL_NAME,
+    LABEL_MODEL_SHA256,
+    LABEL_MODEL_VERSION,
+    LABEL_REVISION,
+    describe,
+)
+from ..support.outputs import summarize
 from .command import (
     REGISTRY_ENVIRONMENT,
     Command,
@@ -39,6 +46,19 @@ class VerifiedImage:
             "revision": self.labels.get(LABEL_REVISION, ""),
             "model_sha256": self.labels.get(LABEL_MODEL_SHA256, ""),
         }
+
+    def markdown(self) -> str:
+        """The job summary: what CI built and pushed, as the registry now serves it."""
+        label = self.labels.get
+        model = " ".join(filter(None, (label(LABEL_MODEL_NAME), label(LABEL_MODEL_VERSION))))
+        rows = [
+            ("image", f"`{self.image.name}@{self.digest}`"),
+            ("tag", f"`{self.image.tag}`"),
+            ("git revision", f"`{label(LABEL_REVISION) or '?'}`"),
+            ("model", f"{model or '?'} (sha256 `{label(LABEL_MODEL_SHA256) or '?'}`)"),
+        ]
+        lines = ["### Built and verified", "", "| | |", "|---|---|"]
+        return "\n".join([*lines, *(f"| {name} | {value} |" for name, value in rows)]) + "\n"
 
 
 def verify_push(
@@ -115,13 +135,15 @@ def _flags(parser: argparse.ArgumentParser) -> None:
 
 def _run(plan: VerifyPlan) -> VerifiedImage:
     login, image = plan.target.login()
-    return verify_push(
+    verified = verify_push(
         login,
         image,
         plan.digest,
         expect_revision=plan.expect_revision,
         expect_model_sha256=plan.expect_model_sha256,
     )
+    summarize(verified.markdown())
+    return verified
 
 
 COMMANDS = (

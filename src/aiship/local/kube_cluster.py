@@ -1,5 +1,5 @@
 """A local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager and kube-scheduler on
-127.0.0.1, run by kwokctl from the binaries kube_build.py built, and one real node (kube_node.py)
+127.0.0.1, run by kwokctl from the binaries kube_build.py built, and one real node (kube_node/)
 whose kubelet runs the pods' containers for real.
 
 State lives under STATE_DIR (default: the repo's git-ignored .local/cluster): kwokctl's work folder,

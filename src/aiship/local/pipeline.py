@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiship.app.card import verify_model_dir
 
@@ -28,7 +29,12 @@ from ..support.paths import project_dir, project_manifests
 from ..support.processes import spawn, stop
 from .sample_model import train_module
 from .server import HOST
-from .stack import DEV_STORAGE, Stack, locked, record_service, start_missing
+from .stack import DEV_STORAGE, Cluster, Stack, locked, record_service, start_missing
+
+if TYPE_CHECKING:
+    from ..commands.deploy.release import DeployResult
+    from ..commands.image_tags import ResolvedImage
+    from ..commands.model_store import FetchedModel
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +72,29 @@ class RunOptions:
 
 
 @dataclass
+class RunState:
+    """What the steps of one run hand on (as CI hands step outputs on), in the order they set
+    it: each is None until its step has run."""
+
+    model: FetchedModel | None = None  # fetch-model
+    image: str | None = None  # build-image: REPOSITORY:TAG
+    revision: str | None = None
+    image_id: str | None = None
+    digest: str | None = None  # push-image
+    pinned: str | None = None  # REPOSITORY@DIGEST
+    certificate: Path | None = None  # attest-image: the local signing certificate
+    release: ResolvedImage | None = None  # resolve-image
+    deploy: DeployResult | None = None  # the last deploy
+    seconds: float | None = None  # the whole run
+
+
+@dataclass
 class Context:
-    """What one run hands from step to step (as CI hands step outputs on)."""
+    """One run: its options, the stack it runs on, and what its steps hand on."""
 
     options: RunOptions
     stack: Stack
-    values: dict[str, object] = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState)
 
     def store(self):
         from ..clients.stores import ObjectModelStore, parse_store_url
@@ -171,7 +194,7 @@ def run_pipeline(options: RunOptions) -> RunSummary:
             for step in stage.steps:
                 run_step(step, context)
             log.info("=== %s stage  %.1f s", stage.name, time.monotonic() - begun)
-        context.values["seconds"] = round(time.monotonic() - started, 1)
+        context.state.seconds = round(time.monotonic() - started, 1)
     return summary(context)
 
 
@@ -216,7 +239,7 @@ def fetch(context: Context) -> str:
 
     dest = context.stack.state_dir / "run" / "model"
     fetched = fetch_model(context.store(), MODEL_NAME, dest, LATEST)
-    context.values["model"] = fetched
+    context.state.model = fetched
     moved = f"downloaded {fetched.downloaded_bytes} bytes" if fetched.downloaded_bytes else "cached"
     return f"{fetched.name} {fetched.version} ({moved})"
 
@@ -225,7 +248,7 @@ def build(context: Context) -> str:
     from ..commands.build_image import ImageBuild, build_image
     from .base_image import image_id_of, usable_base_image
 
-    model = context.values["model"]
+    model = context.state.model
     root = project_dir()
     revision = git_revision(root)
     repository = f"{context.stack.registry_host}/{REPOSITORY}"
@@ -241,7 +264,8 @@ def build(context: Context) -> str:
         ),
         root=root,
     )
-    context.values.update(image=tags[0], revision=revision, image_id=built.image_id)
+    context.state.image, context.state.revision = tags[0], revision
+    context.state.image_id = built.image_id
     same = "the same image as before" if before == built.image_id else "a new image"
     return f"{tags[0]} ({same}, {built.image_id[:19]})"
 
@@ -250,8 +274,8 @@ def push(context: Context) -> str:
     from ..clients.registry import ImageRef
     from ..commands.push_image import push_image
 
-    pushed = push_image(context.login(), ImageRef.parse(context.values["image"]))
-    context.values.update(digest=pushed.digest, pinned=pushed.pinned)
+    pushed = push_image(context.login(), ImageRef.parse(context.state.image))
+    context.state.digest, context.state.pinned = pushed.digest, pushed.pinned
     return f"{pushed.layers_pushed} layers pushed, {pushed.layers_present} already there"
 
 
@@ -261,12 +285,12 @@ def verify(context: Context) -> str:
 
     verify_push(
         context.login(),
-        ImageRef.parse(context.values["image"]),
-        context.values["digest"],
-        expect_revision=context.values["revision"],
-        expect_model_sha256=context.values["model"].sha256,
+        ImageRef.parse(context.state.image),
+        context.state.digest,
+        expect_revision=context.state.revision,
+        expect_model_sha256=context.state.model.sha256,
     )
-    return f"{context.values['digest']} carries revision and model sha256"
+    return f"{context.state.digest} carries revision and model sha256"
 
 
 def notation(context: Context):
@@ -275,7 +299,7 @@ def notation(context: Context):
     from ..clients.notation import Notation
 
     tool = Notation(context.stack.state_dir / "notation", (context.stack.registry_host,))
-    context.values["certificate"] = tool.generate_test_key(SIGNING_KEY)
+    context.state.certificate = tool.generate_test_key(SIGNING_KEY)
     return tool
 
 
@@ -285,7 +309,7 @@ def attest(context: Context) -> str:
 
     attested = attest_image(
         context.login(),
-        ImageRef.parse(context.values["pinned"]),
+        ImageRef.parse(context.state.pinned),
         notation(context),
         Signer(key=SIGNING_KEY),
     )
@@ -299,10 +323,10 @@ def evaluate(context: Context) -> str:
     from ..commands.evaluate import evaluate_model, golden_card
     from ..commands.evaluate.gate import load_thresholds
 
-    model_dir = context.values["model"].dest
+    model_dir = context.state.model.dest
     evaluated = evaluate_model(
         Ledger(RegistryClient(context.login()), REPOSITORY),
-        context.values["pinned"],
+        context.state.pinned,
         model_dir,
         golden_card(model_dir),
         load_thresholds(project_manifests() / "quality.yaml"),
@@ -317,9 +341,7 @@ def promote(context: Context) -> str:
     from ..clients.registry import ImageRef
     from ..commands.image_tags import promote_image
 
-    promoted = promote_image(
-        context.login(), ImageRef.parse(context.values["pinned"]), PROMOTED_TAG
-    )
+    promoted = promote_image(context.login(), ImageRef.parse(context.state.pinned), PROMOTED_TAG)
     return f"{promoted.image} -> {promoted.digest[:19]}"
 
 
@@ -332,7 +354,7 @@ def resolve(context: Context) -> str:
 
     repository = f"{context.stack.registry_host}/{REPOSITORY}"
     resolved = resolve_image(context.login(), ImageRef.parse(f"{repository}:{PROMOTED_TAG}"))
-    context.values["release"] = resolved
+    context.state.release = resolved
     return f"{repository}:{PROMOTED_TAG} is {resolved.digest[:19]}"
 
 
@@ -343,15 +365,15 @@ def verify_release(context: Context) -> str:
     from ..commands.attest import verify_image
 
     tool = notation(context)
-    certificate = context.values["certificate"]
+    certificate = context.state.certificate
     tool.trust("aiship", certificate, certificate_subject(certificate))
-    verified = verify_image(context.login(), ImageRef.parse(context.values["release"].image), tool)
+    verified = verify_image(context.login(), ImageRef.parse(context.state.release.image), tool)
     return f"{len(verified.checks)} proofs verified (signature, SBOM, provenance on main)"
 
 
 def approve(context: Context) -> str:
     """The approval gate: --approve, or a yes on the terminal."""
-    resolved, options = context.values["release"], context.options
+    resolved, options = context.state.release, context.options
     if options.approve:
         return "approved in advance (--approve)"
     question = (
@@ -380,7 +402,7 @@ def cluster_up(context: Context) -> str:
                 f"the local Kubernetes cluster did not start ({exc}); nothing was deployed: "
                 "release with --target swarm, or fix `python -m aiship local cluster up`"
             ) from None
-        context.stack.record["cluster"] = {"started": True, "state_dir": str(cluster_dir)}
+        context.stack.record.cluster = Cluster(started=True, state_dir=str(cluster_dir))
         context.stack.save()
         note = f"started the local cluster and its node ({cluster_dir})"
     else:
@@ -402,7 +424,7 @@ def make_namespaces(kubeconfig: Path, names: tuple[str, ...]) -> None:
 def release_of(context: Context):
     from ..commands.deploy.release import Release
 
-    resolved = context.values["release"]
+    resolved = context.state.release
     return Release(resolved.image, resolved.revision, resolved.model_version, resolved.model_sha256)
 
 
@@ -420,7 +442,7 @@ def recorded(context: Context, deploy, environment: str, strategy: str, where: s
         where=where,
         smoke_tested=True,
     )
-    context.values["deploy"] = result
+    context.state.deploy = result
     return result
 
 
@@ -460,7 +482,7 @@ def summarize_release(context: Context) -> str:
 
     summary = release_summary(
         context.login(),
-        ImageRef.parse(context.values["release"].image),
+        ImageRef.parse(context.state.release.image),
         kubeconfig_of(context),
         K8S_PRODUCTION,
     )
@@ -498,7 +520,7 @@ def deploy_production(context: Context) -> str:
     with traffic:
         result = deploy_to(context, K8S_PRODUCTION, "production", canary=analysis)
     url = serve_on_loopback(context, kubeconfig, options.service, options.port)
-    context.values["deploy"] = replace(result, url=url)
+    context.state.deploy = replace(result, url=url)
     return f"{result.result} in {K8S_PRODUCTION} ({result.digest[:19]})"
 
 
@@ -533,7 +555,8 @@ def serve_on_loopback(context: Context, kubeconfig: Path, service: str, port: in
     from .stack import process_is
 
     state = context.stack.state_dir
-    previous = context.stack.record.get("services", {}).get(service, {}).get("pid")
+    recorded = context.stack.record.services.get(service)
+    previous = recorded.pid if recorded else None
     if previous and process_is(previous, "port-forward"):
         stop(previous, "the previous port-forward", timeout=10)
     kubectl = Kubectl(kubeconfig, K8S_PRODUCTION)
@@ -594,18 +617,18 @@ class RunSummary:
 
 
 def summary(context: Context) -> RunSummary:
-    values = context.values
-    result, resolved = values["deploy"], values["release"]
+    state = context.state
+    result, resolved = state.deploy, state.release
     return RunSummary(
         result=result.result,
         target=result.target,
         url=result.url or "",
         image=result.image,
-        image_id=values["image_id"],
+        image_id=state.image_id,
         model_name=MODEL_NAME,
         model_version=resolved.model_version,
-        model_sha256=values["model"].sha256,
+        model_sha256=state.model.sha256,
         revision=resolved.revision,
-        seconds=values["seconds"],
+        seconds=state.seconds,
         checks=result.checks,
     )

@@ -1,9 +1,12 @@
-"""The local stack: Azurite, docker-registry, a Docker engine in swarm mode, the local base image.
+"""The local stack: Azurite, docker-registry, a Docker engine in swarm mode, the local base image,
+and what `local run` adds to it (the local cluster, the service it deployed).
 
-`up` starts what does not run yet, detached, and records in STATE_DIR/stack.json (default: the
-repo's git-ignored .local/) what it started: pids, ports, data folders, and whether the engine and
-the swarm were its own. `down` stops exactly that, plus any swarm service `local run` deployed, and
-keeps the data (models, images), so the next `up` finds them again. Everything is on 127.0.0.1.
+The components are one ordered list (COMPONENTS): `up` walks it forward and starts what does not
+run yet, detached, recording in STATE_DIR/stack.json (default: the project's git-ignored
+.local/) what it started: pids, ports, data folders, and whether the engine and the swarm were
+its own (a typed StackRecord). `down` walks it backward and stops exactly that, and keeps the
+data (models, images), so the next `up` finds them again; `status` walks it and asks each how
+it is. Everything is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import logging
 import os
 import socket
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, Protocol, TypeVar
 
 import requests
 
@@ -39,11 +44,103 @@ DEFAULT_REGISTRY_PORT = 5000
 MODEL_CONTAINER = "models"
 # The store's credential: Azurite's well-known development account, spelled as the SDKs know it.
 DEV_STORAGE = MappingProxyType({"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"})
-# How each detached process is recognised by its command line, so a reused pid is never stopped.
-PROCESS_MARKERS = MappingProxyType({"azurite": "azurite", "registry": "docker-registry"})
-DEFAULT_PORTS = MappingProxyType(
-    {"azurite": DEFAULT_AZURITE_PORT, "registry": DEFAULT_REGISTRY_PORT}
-)
+
+
+# --- the record: what `up` and `local run` started, as stack.json keeps it --------------------
+
+
+@dataclass
+class Engine:
+    started: bool  # `up` started it: `down` stops it
+    state_dir: str
+    version: str | None = None
+
+
+@dataclass
+class Swarm:
+    started: bool  # `up` made it: `down` leaves it
+
+
+@dataclass
+class BaseImage:
+    name: str
+    id: str | None = None
+
+
+@dataclass
+class Daemon:
+    """A detached stand-in on 127.0.0.1:PORT; no pid when it answered there before `up`."""
+
+    port: int
+    pid: int | None = None
+    data: str | None = None
+
+
+@dataclass
+class Cluster:
+    started: bool
+    state_dir: str
+
+
+@dataclass
+class Service:
+    """A service `local run` deployed: a swarm service, or (with a pid) the port-forward that
+    serves the cluster's Service on this machine."""
+
+    port: int
+    url: str
+    pid: int | None = None
+
+
+Part = TypeVar("Part")
+
+
+def _part(kind: type[Part], data: Any) -> Part | None:
+    if data is None:
+        return None
+    known = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    return kind(**{name: value for name, value in dict(data).items() if name in known})
+
+
+@dataclass
+class StackRecord:
+    """stack.json: one entry per component that `up` or `local run` met or started."""
+
+    engine: Engine | None = None
+    swarm: Swarm | None = None
+    base_image: BaseImage | None = None
+    azurite: Daemon | None = None
+    registry: Daemon | None = None
+    cluster: Cluster | None = None
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StackRecord:
+        return cls(
+            engine=_part(Engine, data.get("engine")),
+            swarm=_part(Swarm, data.get("swarm")),
+            base_image=_part(BaseImage, data.get("base_image")),
+            azurite=_part(Daemon, data.get("azurite")),
+            registry=_part(Daemon, data.get("registry")),
+            cluster=_part(Cluster, data.get("cluster")),
+            services={
+                name: service
+                for name, where in (data.get("services") or {}).items()
+                if (service := _part(Service, where))
+            },
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value not in (None, {})}
+
+
+@dataclass(frozen=True)
+class Health:
+    """One component as `status` sees it."""
+
+    address: str
+    healthy: bool
+    ours: bool  # `down` stops it
 
 
 @dataclass(frozen=True)
@@ -51,7 +148,7 @@ class StackStatus:
     """Each component (address, whether it answers, whether `up` started it), and what `up`
     started just now (None for `status`)."""
 
-    components: Mapping[str, Mapping[str, object]]
+    components: Mapping[str, Health]
     store: str
     registry: str
     state_dir: str
@@ -59,7 +156,7 @@ class StackStatus:
 
     @property
     def healthy(self) -> bool:
-        return all(c["healthy"] for c in self.components.values())
+        return all(c.healthy for c in self.components.values())
 
     def outputs(self) -> dict[str, object]:
         flat: dict[str, object] = {
@@ -87,32 +184,32 @@ class Stack:
     """The recorded state of one local stack, and the addresses derived from it."""
 
     state_dir: Path
-    record: dict
+    record: StackRecord
 
     @classmethod
     def load(cls, state_dir: Path | None = None) -> Stack:
         state_dir = Path(state_dir or local_state_dir()).resolve()
         path = state_dir / STATE_FILE
         try:
-            record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except ValueError:
-            raise ConfigError(f"{path} is not valid JSON: remove it and run local up") from None
-        return cls(state_dir, record)
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            return cls(state_dir, StackRecord.from_json(data))
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError(f"{path} is not a stack record: remove it and run local up") from None
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.record, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(self.record.to_json(), indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
 
     @property
     def azurite_port(self) -> int:
-        return self.record.get("azurite", {}).get("port", DEFAULT_AZURITE_PORT)
+        return self.record.azurite.port if self.record.azurite else DEFAULT_AZURITE_PORT
 
     @property
     def registry_port(self) -> int:
-        return self.record.get("registry", {}).get("port", DEFAULT_REGISTRY_PORT)
+        return self.record.registry.port if self.record.registry else DEFAULT_REGISTRY_PORT
 
     @property
     def store_url(self) -> str:
@@ -138,6 +235,256 @@ def locked(state_dir: Path) -> Iterator[None]:
         yield
 
 
+# --- the components, in the order `up` starts them ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The ports `up` was asked for (None: the recorded one, else the usual one)."""
+
+    azurite: int | None = None
+    registry: int | None = None
+
+
+class Probe:
+    """What `status` asks of the engine, asked once however many components need it."""
+
+    @cached_property
+    def engine(self) -> bool:
+        return docker_answers()
+
+    @cached_property
+    def swarm(self) -> str:
+        return swarm_state() if self.engine else "unknown"
+
+
+class Component(Protocol):
+    name: str
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        """Start it unless it runs; True when it started now."""
+
+    def down(self, stack: Stack) -> list[str]:
+        """Stop what of it `up` (or `local run`) started; what it stopped."""
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        """Its health, by the name `status` shows it under (none when it is not there)."""
+
+
+class EngineComponent:
+    name = "engine"
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        from .docker_engine import PID_FILE, ensure_engine
+
+        engine_dir = stack.state_dir / "dockerd"
+        engine = ensure_engine(engine_dir)
+        before = stack.record.engine
+        ours = engine.started or bool(
+            before and before.started and (engine_dir / PID_FILE).is_file()
+        )
+        stack.record.engine = Engine(ours, str(engine_dir), engine.version)
+        return engine.started
+
+    def down(self, stack: Stack) -> list[str]:
+        from .docker_engine import stop_engine
+
+        engine, stack.record.engine = stack.record.engine, None
+        return (
+            ["engine"] if engine and engine.started and stop_engine(Path(engine.state_dir)) else []
+        )
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        address = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        ours = bool(stack.record.engine and stack.record.engine.started)
+        return {self.name: Health(address, probe.engine, ours)}
+
+
+class SwarmComponent:
+    name = "swarm"
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        if swarm_state() == "active":
+            stack.record.swarm = stack.record.swarm or Swarm(started=False)
+            return False
+        ensure_swarm()
+        stack.record.swarm = Swarm(started=True)
+        return True
+
+    def down(self, stack: Stack) -> list[str]:
+        swarm, stack.record.swarm = stack.record.swarm, None
+        if swarm and swarm.started and docker_answers():
+            log.info("leaving the swarm that local up made")
+            leave_swarm()
+            return [self.name]
+        return []
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        ours = bool(stack.record.swarm and stack.record.swarm.started)
+        return {self.name: Health(f"{HOST}:2377", probe.swarm == "active", ours)}
+
+
+class BaseImageComponent:
+    name = "base_image"
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        from .base_image import image_id_of, usable_base_image
+
+        base = usable_base_image()
+        stack.record.base_image = BaseImage(base, image_id_of(base))
+        return False  # made once and kept, like the data: never `up`'s to undo
+
+    def down(self, stack: Stack) -> list[str]:
+        return []
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        from .base_image import LOCAL_BASE_IMAGE, image_id_of
+
+        base = stack.record.base_image.name if stack.record.base_image else LOCAL_BASE_IMAGE
+        return {self.name: Health(base, bool(probe.engine and image_id_of(base)), False)}
+
+
+@dataclass(frozen=True)
+class DaemonComponent:
+    """Azurite or the registry: a process of ours on a port, or one that already answered."""
+
+    name: str  # also the StackRecord field
+    default_port: int
+    marker: str  # how its command line is recognised, so a reused pid is never stopped
+
+    def recorded(self, stack: Stack) -> Daemon | None:
+        return getattr(stack.record, self.name)
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        port_wanted = getattr(wanted, self.name)
+        current = self.recorded(stack)
+        if current and healthy(self.name, current.port) and self._owned_or_foreign(current):
+            if port_wanted and port_wanted != current.port:
+                log.warning(
+                    "%s keeps running on port %d (not %d)", self.name, current.port, port_wanted
+                )
+            return False
+        port = port_wanted or (current.port if current else None) or self.default_port
+        if healthy(self.name, port):
+            log.info(
+                "%s already answers on %s:%d: using it (down leaves it)", self.name, HOST, port
+            )
+            setattr(stack.record, self.name, Daemon(port))
+            return False
+        if port_taken(port):
+            raise ConfigError(
+                f"port {port} on {HOST} is taken by something that is not {self.name}: "
+                f"stop it, or pass --{self.name}-port with a free port"
+            )
+        setattr(stack.record, self.name, self._start(stack.state_dir, port))
+        return True
+
+    def _start(self, state_dir: Path, port: int) -> Daemon:
+        data = state_dir / self.name
+        if self.name == "azurite":
+            log_path = state_dir / "azurite.log"
+            pid = Azurite(port=port, location=data, log_path=log_path).start().pid
+        else:
+            pid = LocalRegistry(data, port=port).start().pid
+        return Daemon(port, pid, str(data))
+
+    def _owned_or_foreign(self, current: Daemon) -> bool:
+        """A recorded one still counts when its pid is still that program, or was not ours."""
+        return current.pid is None or process_is(current.pid, self.marker)
+
+    def down(self, stack: Stack) -> list[str]:
+        current = self.recorded(stack)
+        setattr(stack.record, self.name, None)
+        if current and current.pid and process_is(current.pid, self.marker):
+            log.info("stopping %s (pid %d)", self.name, current.pid)
+            stop(current.pid, self.name, timeout=15, group=True)
+            return [self.name]
+        return []
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        current = self.recorded(stack)
+        port = current.port if current else self.default_port
+        address = stack.store_url if self.name == "azurite" else f"http://{HOST}:{port}"
+        ours = bool(current and current.pid)
+        return {self.name: Health(address, healthy(self.name, port), ours)}
+
+
+class ClusterComponent:
+    """The local cluster, when `local run` started it (never `up`)."""
+
+    name = "cluster"
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        return False
+
+    def down(self, stack: Stack) -> list[str]:
+        cluster, stack.record.cluster = stack.record.cluster, None
+        if cluster and cluster.started:
+            from .kube_cluster import down as cluster_down
+
+            cluster_down(Path(cluster.state_dir))
+            return [self.name]
+        return []
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        cluster = stack.record.cluster
+        if not cluster:
+            return {}
+        from .kube_cluster import status as cluster_status
+
+        found = cluster_status(Path(cluster.state_dir))
+        return {self.name: Health(found.server or found.state_dir, found.running, cluster.started)}
+
+
+class ServicesComponent:
+    """What `local run` deployed (never `up`): swarm services, or port-forwards to the
+    cluster's Service."""
+
+    name = "services"
+
+    def up(self, stack: Stack, wanted: Wanted) -> bool:
+        return False
+
+    def down(self, stack: Stack) -> list[str]:
+        stopped = []
+        for name, service in stack.record.services.items():
+            if service.pid:  # a port-forward to the service on the local cluster
+                if process_is(service.pid, "port-forward"):
+                    stop(service.pid, f"the port-forward to {name}", timeout=10)
+            elif docker_answers() and swarm_state() == "active":
+                log.info("removing swarm service %s", name)
+                docker(["service", "rm", name], timeout=60, check=False)
+                wait_for(  # the task drains its requests first (stop grace period: 25 s)
+                    lambda port=service.port: None if port_taken(port) else True,
+                    timeout=60,
+                    what=f"port {service.port} of service {name} was not freed",
+                    interval=0.5,
+                )
+            stopped.append(f"service {name}")
+        stack.record.services = {}
+        return stopped
+
+    def status(self, stack: Stack, probe: Probe) -> dict[str, Health]:
+        return {
+            f"service {name}": Health(service.url, healthy("service", service.port), True)
+            for name, service in stack.record.services.items()
+        }
+
+
+COMPONENTS: tuple[Component, ...] = (
+    EngineComponent(),
+    SwarmComponent(),
+    BaseImageComponent(),
+    DaemonComponent("azurite", DEFAULT_AZURITE_PORT, "azurite"),
+    DaemonComponent("registry", DEFAULT_REGISTRY_PORT, "docker-registry"),
+    ClusterComponent(),
+    ServicesComponent(),
+)
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
 def up(
     state_dir: Path | None = None,
     *,
@@ -154,73 +501,15 @@ def up(
 
 
 def start_missing(stack: Stack, azurite_port: int | None, registry_port: int | None) -> list[str]:
-    """The work of `up`, under the lock; saves the record after every component it starts."""
-    from .base_image import image_id_of, usable_base_image
-    from .docker_engine import PID_FILE, ensure_engine
-
-    record, started = stack.record, []
-    engine_dir = stack.state_dir / "dockerd"
-    engine = ensure_engine(engine_dir)
-    ours = engine.started or (
-        record.get("engine", {}).get("started", False) and (engine_dir / PID_FILE).is_file()
-    )
-    record["engine"] = {"started": ours, "state_dir": str(engine_dir), "version": engine.version}
-    if engine.started:
-        started.append("engine")
-    stack.save()
-
-    if swarm_state() != "active":
-        ensure_swarm()
-        record["swarm"] = {"started": True}
-        started.append("swarm")
-    else:
-        record.setdefault("swarm", {"started": False})
-    stack.save()
-
-    base = usable_base_image()
-    record["base_image"] = {"name": base, "id": image_id_of(base)}
-    stack.save()
-
-    for name, start in (("azurite", _start_azurite), ("registry", _start_registry)):
-        wanted = azurite_port if name == "azurite" else registry_port
-        current = record.get(name, {})
-        if current and healthy(name, current.get("port")) and _owned_or_foreign(name, current):
-            if wanted and wanted != current["port"]:
-                log.warning("%s keeps running on port %d (not %d)", name, current["port"], wanted)
-            continue
-        port = wanted or current.get("port") or DEFAULT_PORTS[name]
-        if healthy(name, port):
-            log.info("%s already answers on %s:%d: using it (down leaves it)", name, HOST, port)
-            record[name] = {"port": port, "pid": None}
-        else:
-            if port_taken(port):
-                flag = f"--{name}-port"
-                raise ConfigError(
-                    f"port {port} on {HOST} is taken by something that is not {name}: "
-                    f"stop it, or pass {flag} with a free port"
-                )
-            record[name] = start(stack.state_dir, port)
-            started.append(name)
+    """The work of `up`, under the lock: each component forward, the record saved after each."""
+    started = []
+    wanted = Wanted(azurite_port, registry_port)
+    for component in COMPONENTS:
+        if component.up(stack, wanted):
+            started.append(component.name)
         stack.save()
     ensure_container(stack)
     return started
-
-
-def _start_azurite(state_dir: Path, port: int) -> dict:
-    data = state_dir / "azurite"
-    azurite = Azurite(port=port, location=data, log_path=state_dir / "azurite.log").start()
-    return {"port": port, "pid": azurite.pid, "data": str(data)}
-
-
-def _start_registry(state_dir: Path, port: int) -> dict:
-    root = state_dir / "registry"
-    registry = LocalRegistry(root, port=port).start()
-    return {"port": port, "pid": registry.pid, "data": str(root)}
-
-
-def _owned_or_foreign(name: str, current: dict) -> bool:
-    """A recorded component still counts when its pid is still that program, or was not ours."""
-    return current.get("pid") is None or process_is(current["pid"], PROCESS_MARKERS[name])
 
 
 def ensure_container(stack: Stack) -> None:
@@ -235,115 +524,31 @@ def ensure_container(stack: Stack) -> None:
 
 
 def down(state_dir: Path | None = None) -> StackStopped:
-    """Stop what `up` (and `run`) started, newest first; data folders stay."""
-    from .docker_engine import stop_engine
-
+    """Stop what `up` (and `run`) started, each component backward; data folders stay."""
     stack = Stack.load(state_dir)
     with locked(stack.state_dir):
         stack = Stack.load(stack.state_dir)
-        record, stopped = stack.record, []
-        for service, where in record.get("services", {}).items():
-            if where.get("pid"):  # a port-forward to the service on the local cluster
-                if process_is(where["pid"], "port-forward"):
-                    stop(where["pid"], f"the port-forward to {service}", timeout=10)
-            elif docker_answers() and swarm_state() == "active":
-                log.info("removing swarm service %s", service)
-                docker(["service", "rm", service], timeout=60, check=False)
-                wait_for(  # the task drains its requests first (stop grace period: 25 s)
-                    lambda port=where["port"]: None if port_taken(port) else True,
-                    timeout=60,
-                    what=f"port {where['port']} of service {service} was not freed",
-                    interval=0.5,
-                )
-            stopped.append(f"service {service}")
-        record.pop("services", None)
-        stack.save()
-        if record.get("cluster", {}).get("started"):
-            from .kube_cluster import down as cluster_down
-
-            cluster_down(Path(record["cluster"]["state_dir"]))
-            stopped.append("cluster")
-        record.pop("cluster", None)
-        for name in ("registry", "azurite"):
-            pid = record.get(name, {}).get("pid")
-            if pid and process_is(pid, PROCESS_MARKERS[name]):
-                log.info("stopping %s (pid %d)", name, pid)
-                stop(pid, name, timeout=15, group=True)
-                stopped.append(name)
-            record.pop(name, None)
+        stopped = []
+        for component in reversed(COMPONENTS):
+            stopped += component.down(stack)
             stack.save()
-        if record.get("swarm", {}).get("started") and docker_answers():
-            log.info("leaving the swarm that local up made")
-            leave_swarm()
-            stopped.append("swarm")
-        record.pop("swarm", None)
-        stack.save()
-        engine = record.pop("engine", {})
-        if engine.get("started") and stop_engine(Path(engine["state_dir"])):
-            stopped.append("engine")
-        stack.save()
     log.info("stopped: %s", ", ".join(stopped) or "nothing (local up started nothing)")
     return StackStopped(tuple(stopped), str(stack.state_dir))
 
 
 def status(state_dir: Path | None = None) -> StackStatus:
     """Each component: its address, whether it answers, and whether `up` started it."""
-    from .base_image import LOCAL_BASE_IMAGE, image_id_of
-
-    stack = Stack.load(state_dir)
-    record = stack.record
-    engine = docker_answers()
-    swarm = swarm_state() if engine else "unknown"
-    base_image = record.get("base_image", {}).get("name", LOCAL_BASE_IMAGE)
-    components = {
-        "engine": {
-            "address": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-            "healthy": engine,
-            "ours": record.get("engine", {}).get("started", False),
-        },
-        "swarm": {
-            "address": f"{HOST}:2377",
-            "healthy": swarm == "active",
-            "ours": record.get("swarm", {}).get("started", False),
-        },
-        "base_image": {
-            "address": base_image,
-            "healthy": bool(engine and image_id_of(base_image)),
-            "ours": False,
-        },
-        "azurite": {
-            "address": stack.store_url,
-            "healthy": healthy("azurite", stack.azurite_port),
-            "ours": bool(record.get("azurite", {}).get("pid")),
-        },
-        "registry": {
-            "address": f"http://{stack.registry_host}",
-            "healthy": healthy("registry", stack.registry_port),
-            "ours": bool(record.get("registry", {}).get("pid")),
-        },
-    }
-    if record.get("cluster"):
-        from .kube_cluster import status as cluster_status
-
-        cluster = cluster_status(Path(record["cluster"]["state_dir"]))
-        components["cluster"] = {
-            "address": cluster.server or cluster.state_dir,
-            "healthy": cluster.running,
-            "ours": bool(record["cluster"].get("started")),
-        }
-    for name, service in record.get("services", {}).items():
-        components[f"service {name}"] = {
-            "address": service["url"],
-            "healthy": healthy("service", service["port"]),
-            "ours": True,
-        }
+    stack, probe = Stack.load(state_dir), Probe()
+    components: dict[str, Health] = {}
+    for component in COMPONENTS:
+        components.update(component.status(stack, probe))
     return StackStatus(components, stack.store_url, stack.registry_host, str(stack.state_dir))
 
 
 def record_service(stack: Stack, name: str, port: int, url: str, pid: int | None = None) -> None:
     """Remember a service `local run` deployed, so that `local down` removes it: a swarm
     service, or (with PID) the port-forward that serves a cluster's service on this machine."""
-    stack.record.setdefault("services", {})[name] = {"port": port, "url": url, "pid": pid}
+    stack.record.services[name] = Service(port, url, pid)
     stack.save()
 
 

@@ -3,7 +3,9 @@ schema, with one-line errors that name the field and what it must be."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
@@ -12,7 +14,7 @@ from jsonschema.exceptions import best_match
 from .errors import ConfigError
 
 
-def read_declared(path: Path, schema: dict, what: str) -> dict:
+def read_declared(path: Path, schema: Mapping[str, object], what: str) -> dict[str, Any]:
     """PATH's YAML, valid against SCHEMA; WHAT names the kind of file for a missing one, e.g.
     'a canary analysis file (manifests/analysis.yaml)'."""
     try:
@@ -25,7 +27,8 @@ def read_declared(path: Path, schema: dict, what: str) -> dict:
     error = best_match(Draft202012Validator(schema).iter_errors(data))
     if error is not None:
         raise ConfigError(f"{path}: {explain(error)}")
-    return data
+    # An object, as the schema's top level requires; the schema, not a type, says what it holds.
+    return cast("dict[str, Any]", data)
 
 
 def explain(error: ValidationError) -> str:

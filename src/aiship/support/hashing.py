@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 READ_CHUNK = 4 << 20
 
@@ -41,7 +44,7 @@ class HashingWriter:
             self._changed.notify()
         self._thread.join()
 
-    def write(self, data) -> int:
+    def write(self, data: ReadableBuffer) -> int:
         start = self._raw.tell()
         written = self._raw.write(data)
         with self._changed:
@@ -80,6 +83,6 @@ class HashingWriter:
             with self._changed:
                 self._hashed = end
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # seek, tell, seekable, flush, fileno ...: the SDKs see the file they were given.
         return getattr(self._raw, name)

@@ -30,7 +30,7 @@ def run(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     hint: str = "",
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run `command` and return it finished, whatever its exit code; a command that outlives
     `timeout` is killed and becomes Unavailable("<what> did not finish within N s[: hint]")."""
     _check_installed(command)
@@ -73,7 +73,7 @@ def stream(
     timer.start()
     lines: list[str] = []
     try:
-        for line in process.stdout:
+        for line in process.stdout or ():  # a pipe (stdout=PIPE): never None
             lines.append(line)
             on_line(line.rstrip())
         process.wait()
@@ -105,7 +105,7 @@ def spawn(
     log_path: Path,
     pid_path: Path,
     env: Mapping[str, str] | None = None,
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start a long-lived `command` in a session of its own (a Ctrl-C meant for us does not reach
     it), its output appended to `log_path`, its pid written to `pid_path`."""
     _check_installed(command)

@@ -72,10 +72,10 @@ class Progress:
             log.info("%s: %s", self.label, self.describe())
 
     def describe(self) -> str:
-        done = tqdm.format_sizeof(self.done, "B", 1024)
+        done: str = tqdm.format_sizeof(self.done, "B", 1024)
         if not self.total:
             return done
-        total = tqdm.format_sizeof(self.total, "B", 1024)
+        total: str = tqdm.format_sizeof(self.total, "B", 1024)
         return f"{done} of {total} ({100 * self.done // self.total}%)"
 
     def close(self) -> None:
@@ -85,7 +85,7 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

@@ -8,15 +8,13 @@ import subprocess
 
 import pytest
 
+from aiship.clients.azure_devops import PAT_VARIABLE, PIPELINE_TOKEN_VARIABLE, connect
 from aiship.commands.setup.azure_devops import (
     APPROVAL_DEFINITION,
     APPROVAL_TYPE,
     EXCLUSIVE_LOCK_TYPE,
     INSTRUCTIONS,
-    PAT_VARIABLE,
-    PIPELINE_TOKEN_VARIABLE,
     AzureDevOpsSetup,
-    connect,
     setup_azure_devops,
 )
 from aiship.support.errors import AuthError, ConfigError, Conflict, NotFound

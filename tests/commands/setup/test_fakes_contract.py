@@ -4,8 +4,10 @@ happens, and the fixtures fail a test whose traffic left the description."""
 
 from __future__ import annotations
 
-from aiship.commands.setup.azure_devops import AzureDevOpsSetup, connect, setup_azure_devops
-from aiship.commands.setup.github import GitHubSetup, github_session, setup_github
+from aiship.clients.azure_devops import connect
+from aiship.clients.github import github_session
+from aiship.commands.setup.azure_devops import AzureDevOpsSetup, setup_azure_devops
+from aiship.commands.setup.github import GitHubSetup, setup_github
 from tests.commands.setup.conftest import DEVOPS_PAT, GITHUB_TOKEN, ORG, PROJECT, REPO
 
 

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from aiship.commands.setup.github import GitHubSetup, github_session, setup_github
+from aiship.clients.github import github_session
+from aiship.commands.setup.github import GitHubSetup, setup_github
 from aiship.support.errors import AuthError, ConfigError
 from tests.clirun import run_steps
 from tests.commands.setup.conftest import GITHUB_TOKEN, REPO

@@ -26,6 +26,7 @@ from ..command import (
     Command,
     RegistryImage,
     acr_target,
+    add_switch,
     kubeconfig_of,
     registry_flags,
     registry_image,
@@ -79,11 +80,7 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         default="",
         help="the model's sha256 (resolve-image's model_sha256): the smoke test expects it",
     )
-    parser.add_argument(
-        "--smoke-test",
-        action="store_true",
-        help="after the rollout, check /version and one real prediction",
-    )
+    add_switch(parser, "--smoke-test", "after the rollout, check /version and one real prediction")
     parser.add_argument("--smoke-url", help="URL to smoke-test instead of the default one")
     parser.add_argument(
         "--skip-staging-check",
@@ -178,9 +175,11 @@ class Plan:
         )
         smoke = f", smoke-test it{expecting}" if self.smoke_test else ""
         how = "through a canary" if self.strategy == "canary" else "rolling"
+        acr = self.registry.acr
+        records = f" in ACR {acr.name}" if acr else ""
         return (
             f"roll out {release.change_cause} to {self.environment}, {self.where}, {how}{smoke}, "
-            "roll back on failure, and record the outcome with the image"
+            f"roll back on failure, and record the outcome with the image{records}"
         )
 
 

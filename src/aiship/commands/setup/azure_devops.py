@@ -13,6 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...clients.azure_devops import (
+    CHECK_CONFIGURATIONS,
+    PIPELINES_API,
+    TOKEN_VARIABLES,
+    connect,
+    send_json,
+)
 from ...clients.sdk_errors import azure_devops_errors
 from ...support.errors import ConfigError, Conflict, NotFound
 from .common import (
@@ -34,8 +41,6 @@ from .common import (
 
 log = logging.getLogger(__name__)
 
-PAT_VARIABLE, PIPELINE_TOKEN_VARIABLE = "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN"
-TOKEN_VARIABLES = (PAT_VARIABLE, PIPELINE_TOKEN_VARIABLE)
 VARIABLE_GROUP = "aiship"
 PIPELINES = {
     "aiship-ci": ".azure-pipelines/ci.yml",
@@ -58,12 +63,6 @@ DESCRIPTIONS = {
     ENVIRONMENT: "Releases wait here for approval",
     STAGING: "Every release is deployed and smoke-tested here first",
 }
-# The SDK's models for check configurations and pipelines drop fields we need (`settings`; a
-# YAML pipeline's `path` and `repository`), so those calls go through the SDK client's own
-# `_send`: the same connection, credentials, api-version negotiation and retries, no second HTTP
-# stack. The location ids and versions are the ones the SDK's own clients use.
-CHECK_CONFIGURATIONS = ("86c8381e-5aee-4cde-8ae4-25c0c7f5eaea", "7.1-preview.1")
-PIPELINES_API = ("28e1305e-2afe-47bf-abaf-cbb0e6a91988", "7.1-preview.1")
 
 SCOPE_PROJECT = "the PAT scope 'Project and Team (Read)'"
 SCOPE_IDENTITY = "the PAT scope 'Identity (Read)'"
@@ -107,19 +106,6 @@ class AzureDevOpsSetup:
             raise ConfigError("--project is empty: give the Azure DevOps project's name")
         if not self.approvers:
             raise ConfigError("--approvers is empty: give at least one user")
-
-
-def connect(org_url: str, token_variable: str, token: str):
-    """An SDK connection: a PAT signs in as Basic, a pipeline's System.AccessToken as Bearer."""
-    from azure.devops.connection import Connection
-    from msrest.authentication import BasicAuthentication, BasicTokenAuthentication
-
-    creds = (
-        BasicTokenAuthentication({"access_token": token})
-        if token_variable == PIPELINE_TOKEN_VARIABLE
-        else BasicAuthentication("", token)
-    )
-    return Connection(base_url=org_url.rstrip("/"), creds=creds, user_agent="aiship-setup")
 
 
 def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
@@ -521,27 +507,6 @@ def authorize(permissions_client, project: str, kind: str, resource_id: str, ids
             resource_id,
         )
     return CREATED if not permitted else UPDATED
-
-
-def send_json(
-    client,
-    method: str,
-    location: tuple[str, str],
-    route_values: dict,
-    content: object = None,
-    query: Mapping[str, str] | None = None,
-) -> dict:
-    """One REST call through an SDK client's own `_send` (see CHECK_CONFIGURATIONS above)."""
-    location_id, version = location
-    response = client._send(
-        http_method=method,
-        location_id=location_id,
-        version=version,
-        route_values=route_values,
-        query_parameters=dict(query or {}),
-        content=content,
-    )
-    return response.json() if response.content else {}
 
 
 @dataclass(frozen=True)

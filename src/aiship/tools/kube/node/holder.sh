@@ -1,6 +1,6 @@
 #!/bin/sh
-# Holds the local node's private mount namespace. local/kube_node.py starts it inside the
-# node's network namespace as `unshare --mount --propagation slave holder.sh RUN_DIR CNI_DIR`;
+# Holds the local node's private mount namespace. local/kube_node/processes.py starts it inside
+# the node's network namespace as `unshare --mount --propagation slave holder.sh RUN_DIR CNI_DIR`;
 # containerd, its shims, runc, the CNI plugins and the kubelet then join it (nsenter -t PID -n -m),
 # so what they mount is seen by each other and never by the host.
 set -eu
@@ -11,8 +11,8 @@ cni_dir=$2
 mount -t tmpfs -o mode=0755 node-run /run
 mkdir -p /run/netns /run/containerd /run/sysctl
 
-# libcni keeps its cache in /var/lib/cni, a fixed path: the node's own copy (kube_node.py made
-# the mount point when the host had none, and removes it again).
+# libcni keeps its cache in /var/lib/cni, a fixed path: the node's own copy (kube_node/processes.py
+# made the mount point when the host had none, and kube_node/lifecycle.py removes it again).
 mount --bind "$cni_dir" /var/lib/cni
 
 # The kubelet (protectKernelDefaults) reads these tunables and refuses other values; it is shown
