@@ -167,6 +167,44 @@ def test_the_service_imports_nothing_of_the_steps():
     assert service and outside == set()
 
 
+# The house: which folder of aiship may import which (README, "How it fits together"). `local`
+# runs the commands' step functions, and only the `local` command drives it.
+ALLOWED = {
+    "cli": {"commands", "support"},
+    "commands": {"clients", "support", "app", "local"},
+    "clients": {"support", "app"},
+    "local": {"commands", "clients", "support", "app"},
+    "support": set(),
+    "app": set(),
+}
+
+
+def folder_of(module: str) -> str:
+    return [*module.split("."), "__init__"][1]
+
+
+def test_each_folder_imports_only_the_folders_below_it():
+    graph = import_graph(("aiship",))
+    arrows = {
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets
+        if folder_of(module) != folder_of(target) and folder_of(target) != "__init__"
+    }
+
+    wrong = {
+        f"{module} -> {target}"
+        for module, target in arrows
+        if folder_of(module) in ALLOWED and folder_of(target) not in ALLOWED[folder_of(module)]
+    }
+    assert wrong == set()
+    into_local = {module for module, target in arrows if folder_of(target) == "local"}
+    assert into_local == {"aiship.commands.local"}  # the one command that drives the stand-ins
+    assert ("aiship.clients.notation", "aiship.clients.go") in {
+        (m, t) for m, targets in graph.items() for t in targets
+    }  # the graph sees a client's imports (the one this test once caught going to local/)
+
+
 def test_a_circle_would_be_found(tmp_path):
     """The check above can fail: two modules that import each other, one lazily, are a circle."""
     package = tmp_path / "loop"

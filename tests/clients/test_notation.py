@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from aiship.clients import notation as notation_module
+from aiship.clients.go import NOTATION, NOTATION_TOOLS, ensure_notation, pinned_version
 from aiship.clients.notation import (
     SIGNATURE_TYPE,
     Notation,
@@ -30,7 +31,6 @@ from aiship.clients.registry import (
     RegistryLogin,
     sha256_digest,
 )
-from aiship.local.tool_build import NOTATION, NOTATION_TOOLS, ensure_notation, pinned_version
 from aiship.support.errors import AuthError, ConfigError, Unproven
 from tests.registries import PASSWORD, USER, put_image
 

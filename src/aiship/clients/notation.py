@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..local.tool_build import notation_root
 from ..support.errors import AuthError, ConfigError, StepError, Unavailable, Unproven
 from ..support.logs import redact
 from ..support.processes import last_line, run
+from .go import notation_root
 from .registry import LOCAL_HOSTS, Credentials, credentials_from_env
 
 TIMEOUT = 120.0

@@ -5,7 +5,7 @@ main job end to end (local/stack.py, local/pipeline.py).
 `local cluster up|down|status`: the local Kubernetes cluster, a control plane and one real
 node (local/kube_*.py).
 `local tools [notation] [kubernetes]`: the pinned Go tools, built once into the cache
-(local/tool_build.py, local/kube_build.py).
+(clients/go.py, local/kube_build.py).
 """
 
 from __future__ import annotations
@@ -297,8 +297,8 @@ def plan_tools(args: argparse.Namespace) -> ToolsPlan:
 
 
 def build_tools(plan: ToolsPlan) -> BuiltTools:
+    from ..clients.go import ensure_notation
     from ..local.kube_build import ensure_binaries
-    from ..local.tool_build import ensure_notation
 
     built = {}
     for name in plan.names:

@@ -3,7 +3,7 @@
 kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (k8s.io/kubernetes), etcd
 (go.etcd.io/etcd/server/v3), kwok and kwokctl (sigs.k8s.io/kwok): each Go module under tools/kube/
 pins one project. tools/kube/node holds our own small programs for the node (the pod
-sandbox's `pause`), with no dependencies. tool_build.py builds them, niced, into
+sandbox's `pause`), with no dependencies. clients/go.py builds them, niced, into
 CACHE/kube-<versions>-<digest>/bin, keyed by the pinned versions and a digest of the pin files and
 build flags, so a second run costs nothing.
 """
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..clients.go import Binary, ensure_built, pinned_version, pins_digest
 from ..support.paths import KUBE_TOOLS, cache_dir
-from .tool_build import Binary, ensure_built, pinned_version, pins_digest
 
 KUBERNETES, ETCD, KWOK = "k8s.io/kubernetes", "go.etcd.io/etcd/server/v3", "sigs.k8s.io/kwok"
 FOLDERS = {KUBERNETES: "kubernetes", ETCD: "etcd", KWOK: "kwok"}  # pin -> its module folder

@@ -1,4 +1,5 @@
-"""Build pinned Go programs from modules of our own under tools/, cached by what they pin.
+"""The Go toolchain: build pinned Go programs from the package's own modules under tools/ (package
+data), cached by what they pin.
 
 Each module folder (tools/kube/kubernetes, tools/notation, ...) is a Go module whose go.mod
 requires the project and lists its commands as `tool` lines; go.sum pins every dependency. The
@@ -6,7 +7,8 @@ binaries land in CACHE/<name>-<versions>-<digest>/bin, the digest covering the p
 build flags, so a second run costs nothing and a pin change builds anew. Every `go build` runs
 under `nice -n 19`: the build only takes CPU nobody else wants.
 
-`aiship local tools` builds the signing tool (notation) when the cache lacks it.
+`aiship local tools` builds them when the cache lacks them: notation (the signing tool, for CI
+too) here, the local Kubernetes through local/kube_build.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -156,16 +157,3 @@ def ensure_notation(cache: Path | None = None, tools_dir: Path = NOTATION_TOOLS)
     """The pinned notation binary, built first when the cache does not hold it."""
     _, builds = notation_builds(tools_dir)
     return ensure_built(notation_root(cache, tools_dir), builds) / "notation"
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        print(ensure_notation())
-    except StepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
-
-
-if __name__ == "__main__":
-    main()
