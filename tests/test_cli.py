@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aiship.app.card import read_card
-from aiship.cli import build_parser
+from aiship.cli import build_parser, drop_empty
 from aiship.commands import all_commands
 from aiship.support.paths import PROJECT_DIR_VARIABLE
 from tests.clirun import run_steps
@@ -312,6 +312,20 @@ def test_an_empty_optional_flag_is_a_flag_left_out():
     assert json.loads(empty.stdout) == json.loads(left_out.stdout)
     assert refused.returncode == 2 and "--url" in refused.stderr
     assert bad.returncode == 2 and "invalid float value: 'soon'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        (["--digest", "", "--image", "x"], ["--image", "x"]),
+        (["--digest=", "--image=x"], ["--image=x"]),
+        (["--image", "", "--digest", "d"], ["--image", "", "--digest", "d"]),  # not optional
+        (["--digest"], ["--digest"]),  # argparse says what is missing
+        (["--", "--digest", ""], ["--", "--digest", ""]),
+    ],
+)
+def test_only_an_optional_flags_empty_value_is_dropped(args, kept):
+    assert drop_empty(args, {"--digest"}) == kept
 
 
 def test_the_registry_flags_default_from_the_pipelines_settings():
