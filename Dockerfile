@@ -1,7 +1,7 @@
 # The inference service and its model in one image: dependencies, then model, then code, so that a
-# code-only change rebuilds only the last, small layer. src/aiship/commands/build_image.py assembles the
-# context (the layout .dockerignore lets through) and passes the build args; nothing is downloaded
-# here.
+# code-only change rebuilds only the last, small layer. build-image (src/aiship/commands/
+# build_image.py) assembles the context (the layout .dockerignore lets through) and passes the
+# build args; nothing is downloaded here.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS deps
@@ -29,13 +29,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_DIR=/model
 COPY --from=deps /opt/venv /opt/venv
 COPY .build/model/model.onnx .build/model/model.json /model/
-COPY src/aiship/__init__.py /opt/aiship/aiship/__init__.py
-COPY src/aiship/app /opt/aiship/aiship/app
+# The service only: .dockerignore lets src/aiship/__init__.py and src/aiship/app/ through.
+COPY src/aiship /opt/aiship/aiship
 WORKDIR /opt/aiship
 # Any uid works; the root filesystem can be read-only, with a tmpfs on /tmp.
 USER 10001:10001
 EXPOSE 8080
-# On SIGTERM, granian (src/aiship/app/server.py) lets requests in flight finish, for up to 20 s, then exits 0.
+# On SIGTERM, granian (src/aiship/app/server.py) lets requests in flight finish, for up to 20 s,
+# then exits 0.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "aiship.app", "probe"]

@@ -28,10 +28,11 @@ pytestmark = pytest.mark.docker
 # Run inside the container: what it can import, and what its code and model folders hold.
 CONTENTS_PROBE = """
 import importlib.util, json, os
-unwanted = ("sklearn", "skl2onnx", "onnx", "pytest", "steps", "train")
+unwanted = ("sklearn", "skl2onnx", "onnx", "pytest", "train", "aiship.commands", "aiship.local")
 print(json.dumps({
     "importable": [m for m in unwanted if importlib.util.find_spec(m)],
     "code": sorted(os.listdir("/opt/aiship")),
+    "package": sorted(set(os.listdir("/opt/aiship/aiship")) - {"__pycache__"}),
     "model": sorted(os.listdir("/model")),
 }))
 """
@@ -96,7 +97,8 @@ def test_holds_only_the_app_its_runtime_and_the_model(container):
 
     assert json.loads(found) == {
         "importable": [],
-        "code": ["app"],
+        "code": ["aiship"],
+        "package": ["__init__.py", "app"],
         "model": ["model.json", "model.onnx"],
     }
 

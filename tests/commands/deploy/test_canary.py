@@ -164,7 +164,7 @@ def test_production_refuses_a_digest_without_a_staging_pass(
     command = [
         sys.executable,
         "-m",
-        "steps",
+        "aiship",
         "deploy",
         "--target",
         "kubernetes",
