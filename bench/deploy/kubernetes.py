@@ -15,7 +15,7 @@ import psutil
 
 from aiship.clients.kubectl import kubectl_path
 from aiship.commands.deploy.kubernetes import deploy_kubernetes
-from aiship.commands.deploy.release import Release
+from aiship.commands.deploy.release import KubernetesTarget, Release
 from aiship.commands.deploy.rollout import pod_state
 from aiship.local import kube_node
 from aiship.local.kube_cluster import LocalCluster, down, up
@@ -80,13 +80,9 @@ class Cluster:
         )
         self.kubectl("delete", "namespace", namespace, "--wait=false")
 
-    def deploy(self, release: Release, namespace: str, **options) -> object:
-        return deploy_kubernetes(
-            release,
-            kubeconfig=self.kubeconfig,
-            namespace=namespace,
-            **{"overlay": "staging", "timeout": 300, "smoke_test": True, **options},
-        )
+    def deploy(self, release: Release, namespace: str, overlay="staging", **options) -> object:
+        target = KubernetesTarget(self.kubeconfig, namespace, overlay=overlay)
+        return deploy_kubernetes(release, target, **{"timeout": 300, "smoke_test": True, **options})
 
     def traffic(self, namespace: str, **options):
         """Predictions of the digits model through the API server's proxy of the Service."""

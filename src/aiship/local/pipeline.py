@@ -453,14 +453,13 @@ def kubeconfig_of(context: Context) -> Path:
 def deploy_to(context: Context, namespace: str, overlay: str, canary=None):
     """deploy --target kubernetes into NAMESPACE, smoke-tested."""
     from ..commands.deploy.kubernetes import deploy_kubernetes
+    from ..commands.deploy.release import KubernetesTarget
 
     return recorded(
         context,
         lambda: deploy_kubernetes(
             release_of(context),
-            kubeconfig=kubeconfig_of(context),
-            namespace=namespace,
-            overlay=overlay,
+            KubernetesTarget(kubeconfig_of(context), namespace, overlay=overlay),
             timeout=context.options.timeout,
             smoke_test=True,
             canary=canary,

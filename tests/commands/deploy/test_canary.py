@@ -18,7 +18,7 @@ from aiship.commands.deploy.analysis import load_analysis
 from aiship.commands.deploy.canary import CANARY, read_pods
 from aiship.commands.deploy.kubernetes import deploy_kubernetes, release_to_roll_back
 from aiship.commands.deploy.proof import DEPLOY, STAGING_PASS, Ledger, proven_deploy
-from aiship.commands.deploy.release import Release
+from aiship.commands.deploy.release import KubernetesTarget, Release
 from aiship.local.traffic import digits_rows
 from aiship.support.errors import RolledBack
 from tests.repo import MANIFESTS, REPO_ROOT
@@ -49,9 +49,7 @@ def ledger(kube_cluster) -> Ledger:
 def deploy(kube_cluster, namespace, release: Release, overlay="staging", canary=None, **more):
     return deploy_kubernetes(
         release,
-        kubeconfig=kube_cluster.kubeconfig,
-        namespace=namespace,
-        overlay=overlay,
+        KubernetesTarget(kube_cluster.kubeconfig, namespace, overlay=overlay),
         timeout=120,
         smoke_test=True,
         canary=canary,
@@ -117,7 +115,7 @@ def test_a_good_release_passes_staging_and_the_canary_is_promoted_then_rolled_ba
     assert deploys[-1].payload["checks"] == list(promoted.checks)
 
     # Rollback: production back on v1 at once, no analysis, smoke-tested.
-    previous = release_to_roll_back(kube_cluster.kubeconfig, production)
+    previous = release_to_roll_back(KubernetesTarget(kube_cluster.kubeconfig, production))
     assert previous == v1
     back = deploy(kube_cluster, production, previous, "production")
     assert back.result == "deployed" and back.previous_image == v2.image
@@ -245,9 +243,7 @@ def test_an_analysis_that_cannot_read_the_metrics_aborts_rather_than_promotes(
     with pytest.raises(RolledBack, match=r"cannot read /metrics of pod .* needs get on pods/proxy"):
         deploy_kubernetes(
             v2,
-            kubeconfig=kubeconfig,
-            namespace=kube_namespace,
-            overlay="staging",
+            KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
             timeout=120,
             smoke_test=True,
             canary=analysis,

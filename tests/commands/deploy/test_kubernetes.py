@@ -13,7 +13,7 @@ import pytest
 
 from aiship.clients.kubectl import Kubectl
 from aiship.commands.deploy.kubernetes import deploy_kubernetes, version_skew
-from aiship.commands.deploy.release import Release
+from aiship.commands.deploy.release import KubernetesTarget, Release
 from aiship.support.errors import ConfigError, RolledBack
 from aiship.support.paths import PROJECT_DIR_VARIABLE
 from tests.repo import MANIFESTS
@@ -35,13 +35,9 @@ def running_image(cluster, namespace: str) -> str:
     return container["image"]
 
 
-def deploy(cluster, namespace: str, release: Release, **options):
-    return deploy_kubernetes(
-        release,
-        kubeconfig=cluster.kubeconfig,
-        namespace=namespace,
-        **{"overlay": "staging", "timeout": 120, "smoke_test": True, **options},
-    )
+def deploy(cluster, namespace: str, release: Release, overlay="staging", **options):
+    target = KubernetesTarget(cluster.kubeconfig, namespace, overlay=overlay)
+    return deploy_kubernetes(release, target, **{"timeout": 120, "smoke_test": True, **options})
 
 
 def test_deploy_smoke_tests_the_new_pods_then_updates_and_knows_when_nothing_changed(

@@ -32,7 +32,7 @@ from ..command import (
     registry_image,
 )
 from .proof import PRODUCTION
-from .release import DeployResult, Release
+from .release import DeployResult, KubernetesTarget, Release
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -110,21 +110,6 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     swarm = parser.add_argument_group("swarm")
     swarm.add_argument("--service", help="swarm service name")
     swarm.add_argument("--port", type=int, help="port the service listens on (host network)")
-
-
-@dataclass(frozen=True)
-class KubernetesTarget:
-    """Where a kubernetes deploy goes: the cluster, the namespace, the overlay applied there."""
-
-    kubeconfig: Path
-    namespace: str
-    context: str | None = None
-    overlay: str = "production"
-
-    def describe(self) -> str:
-        from .kubernetes import overlay_folder
-
-        return f"namespace {self.namespace} (overlay {overlay_folder(self.overlay).name})"
 
 
 @dataclass(frozen=True)
@@ -235,10 +220,7 @@ def _run(plan: Plan) -> DeployResult:
         def deploy() -> DeployResult:
             return deploy_kubernetes(
                 plan.release,
-                kubeconfig=target.kubeconfig,
-                namespace=target.namespace,
-                context=target.context,
-                overlay=target.overlay,
+                target,
                 timeout=plan.timeout,
                 smoke_test=plan.smoke_test,
                 smoke_url=plan.smoke_url,
@@ -333,7 +315,7 @@ def _rollback(rollback: RollbackPlan) -> DeployResult:
     from .kubernetes import deploy_kubernetes, release_to_roll_back
 
     target = rollback.target
-    previous = release_to_roll_back(target.kubeconfig, target.namespace, target.context)
+    previous = release_to_roll_back(target)
     # The image's registry is known only now: its records go there, with the same login.
     registry = RegistryImage(ImageRef.parse(previous.image), previous.image, rollback.registry)
     # It ran in production before: its staging pass and evaluation are not asked for again.
@@ -352,10 +334,7 @@ def _rollback(rollback: RollbackPlan) -> DeployResult:
     def deploy() -> DeployResult:
         result = deploy_kubernetes(
             previous,
-            kubeconfig=target.kubeconfig,
-            namespace=target.namespace,
-            context=target.context,
-            overlay=target.overlay,
+            target,
             timeout=rollback.timeout,
             smoke_test=True,
         )

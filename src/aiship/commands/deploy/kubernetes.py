@@ -17,7 +17,7 @@ from ...support.errors import ConfigError, NotFound, RolledBack, StepError, Unav
 from ...support.paths import project_manifests
 from ...support.processes import last_line, run
 from .canary import CANARY, remove_canary, run_canary
-from .release import Build, DeployResult, Release
+from .release import Build, DeployResult, KubernetesTarget, Release
 from .rollout import (
     APP,
     CONTAINER,
@@ -43,11 +43,8 @@ SUPPORTED_SKEW = 1  # kubectl is supported within one minor version of the API s
 
 def deploy_kubernetes(
     release: Release,
+    target: KubernetesTarget,
     *,
-    kubeconfig: Path,
-    namespace: str,
-    context: str | None = None,
-    overlay: str = "production",
     timeout: float = 300,
     smoke_test: bool = False,
     smoke_url: str | None = None,
@@ -55,7 +52,8 @@ def deploy_kubernetes(
 ) -> DeployResult:
     """Roll RELEASE out: straight (a rolling update), or with CANARY, as a canary judged step by
     step against what runs now and promoted only when every step passed."""
-    kubectl = Kubectl(kubeconfig, namespace, context)
+    kubectl = Kubectl(target.kubeconfig, target.namespace, target.context)
+    namespace, overlay = target.namespace, target.overlay
     check_access(kubectl)
     current = kubectl.get("deployment", APP)
     previous_image = container_image(current) if current else None
@@ -93,9 +91,10 @@ def deploy_kubernetes(
     return DeployResult("kubernetes", release.image, result, previous_image, smoke_url, checks)
 
 
-def release_to_roll_back(kubeconfig: Path, namespace: str, context: str | None = None) -> Release:
-    """The release deployment/aiship in NAMESPACE ran before the one it runs now."""
-    kubectl = Kubectl(kubeconfig, namespace, context)
+def release_to_roll_back(target: KubernetesTarget) -> Release:
+    """The release deployment/aiship in the target's namespace ran before the one it runs now."""
+    kubectl = Kubectl(target.kubeconfig, target.namespace, target.context)
+    namespace = target.namespace
     check_access(kubectl)
     current = kubectl.get("deployment", APP)
     if current is None:

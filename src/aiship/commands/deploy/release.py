@@ -1,9 +1,11 @@
-"""What both deploy targets share: the release to roll out, the result, the smoke check."""
+"""What both deploy targets share: the release to roll out, where it goes, the result, the smoke
+check."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ...support.errors import ConfigError, StepError
 from ..smoke_test import smoke_test
@@ -11,6 +13,19 @@ from ..smoke_test import smoke_test
 DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 # The rollout already waited for health: a service still not ready this long after is broken.
 SMOKE_READY_TIMEOUT = 15
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    """Where a kubernetes deploy goes: the cluster, the namespace, the overlay applied there."""
+
+    kubeconfig: Path
+    namespace: str
+    context: str | None = None
+    overlay: str = "production"
+
+    def describe(self) -> str:
+        return f"namespace {self.namespace} (overlay {Path(self.overlay).name})"
 
 
 @dataclass(frozen=True)
