@@ -182,11 +182,11 @@ class RegistryImage:
         )
 
 
-def registry_image(args: argparse.Namespace, flag: str = "image") -> RegistryImage:
-    """The RegistryImage of --image (or another flag) and the registry flags; no network."""
+def registry_image(args: argparse.Namespace) -> RegistryImage:
+    """The RegistryImage of --image and the registry flags (or their settings); no network."""
     from ..clients.registry import ImageRef, check_credentials_env
 
-    given = getattr(args, flag)
+    given = args.image
     acr = acr_target(args)
     if acr:
         try:
