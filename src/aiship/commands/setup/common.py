@@ -62,7 +62,7 @@ AZURE_VARIABLES = (
 # Read by the steps from their environment rather than from a flag: GitHub's workflows map the
 # variables into `env:`; Azure Pipelines exports every variable of the group to every script.
 # (AzureCLI@2 signs az in but exports no subscription id: it must come from the group.)
-STEP_ENVIRONMENT = ("AZURE_SUBSCRIPTION_ID", "BASE_IMAGE")
+STEP_ENVIRONMENT = ("AZURE_SUBSCRIPTION_ID", "BASE_IMAGE", "ACR_NAME", "ACR_RESOURCE_GROUP")
 # Settings with a working default, never reported as unset: the base image, and a deploy identity
 # of its own (without one the release signs in to the cluster as the CI identity).
 OPTIONAL = ("BASE_IMAGE", "AZURE_DEPLOY_CLIENT_ID")
