@@ -35,8 +35,8 @@ def running_image(cluster, namespace: str) -> str:
     return container["image"]
 
 
-def deploy(cluster, namespace: str, release: Release, overlay="staging", **options):
-    target = KubernetesTarget(cluster.kubeconfig, namespace, overlay=overlay)
+def deploy(cluster, namespace: str, release: Release, overlay="staging", context=None, **options):
+    target = KubernetesTarget(cluster.kubeconfig, namespace, context, overlay)
     return deploy_kubernetes(release, target, **{"timeout": 120, "smoke_test": True, **options})
 
 
