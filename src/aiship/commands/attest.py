@@ -32,7 +32,7 @@ from ..support.labels import (
     LABEL_SOURCE,
 )
 from ..support.paths import project_dir
-from .command import REGISTRY_ENVIRONMENT, Command, RegistryImage, registry_flags, registry_image
+from .command import REGISTRY_ENVIRONMENT, Command, RegistryImage, pinned_image, registry_flags
 
 if TYPE_CHECKING:
     from ..clients.notation import Notation
@@ -320,15 +320,6 @@ def _verify_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _pinned(args: argparse.Namespace) -> RegistryImage:
-    target = registry_image(args)
-    if not target.image.digest:
-        raise ConfigError(
-            f"--image {target.image}: give the image by digest (REPOSITORY@sha256:...)"
-        )
-    return target
-
-
 @dataclass(frozen=True)
 class AttestPlan:
     target: RegistryImage
@@ -364,7 +355,7 @@ class VerifyPlan:
 
 
 def _plan_attest(args: argparse.Namespace) -> AttestPlan:
-    target = _pinned(args)
+    target = pinned_image(args)
     if args.plugin_url and not args.key_id:
         raise ConfigError("--plugin-url installs a plugin for --key-id: give --key-id too")
     plugin = args.plugin if args.key_id else None
@@ -384,7 +375,7 @@ def _plugin_config(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def _plan_verify(args: argparse.Namespace) -> VerifyPlan:
-    target = _pinned(args)
+    target = pinned_image(args)
     if not args.identity.strip():
         raise ConfigError("--identity is empty: set SIGNING_IDENTITY to the signer's X.509 subject")
     _check_certificate(args.certificate)

@@ -198,6 +198,14 @@ def registry_image(args: argparse.Namespace) -> RegistryImage:
     return RegistryImage(ImageRef.parse(given), given)
 
 
+def pinned_image(args: argparse.Namespace, what: str = "the image") -> RegistryImage:
+    """registry_image, for a command that takes WHAT by digest only."""
+    target = registry_image(args)
+    if not target.image.digest:
+        raise ConfigError(f"--image {target.image}: give {what} by digest (REPOSITORY@sha256:...)")
+    return target
+
+
 def kubeconfig_of(args: argparse.Namespace) -> Path:
     """--kubeconfig, else KUBECONFIG: the file a kubernetes command talks to its cluster with."""
     kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..support.errors import ConfigError
 from ..support.outputs import summarize
 from .command import (
     REGISTRY_ENVIRONMENT,
     Command,
     RegistryImage,
     kubeconfig_of,
+    pinned_image,
     registry_flags,
-    registry_image,
 )
 
 if TYPE_CHECKING:
@@ -135,11 +134,7 @@ class SummaryPlan:
 
 
 def _plan(args: argparse.Namespace) -> SummaryPlan:
-    target = registry_image(args)
-    if not target.image.digest:
-        raise ConfigError(
-            f"--image {target.image}: give the image by digest (REPOSITORY@sha256:...)"
-        )
+    target = pinned_image(args)
     return SummaryPlan(target, kubeconfig_of(args), args.namespace, args.context)
 
 

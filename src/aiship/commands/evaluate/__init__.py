@@ -25,7 +25,7 @@ from ...support.errors import ConfigError, IntegrityError, Rejected, StepError, 
 from ...support.git import ci_run
 from ...support.outputs import summarize
 from ...support.paths import project_manifests
-from ..command import REGISTRY_ENVIRONMENT, Command, RegistryImage, registry_flags, registry_image
+from ..command import REGISTRY_ENVIRONMENT, Command, RegistryImage, pinned_image, registry_flags
 from .gate import Check, Thresholds, judge, load_thresholds
 from .golden import GoldenRow, answers, batches, infer_request, read_golden
 from .scoring import classification, overall, regression
@@ -251,11 +251,7 @@ class EvaluationPlan:
 
 
 def _plan(args: argparse.Namespace) -> EvaluationPlan:
-    target = registry_image(args)
-    if not target.image.digest:
-        raise ConfigError(
-            f"--image {target.image}: give the pushed image by digest (REPOSITORY@sha256:...)"
-        )
+    target = pinned_image(args, "the pushed image")
     return EvaluationPlan(target, args.model_dir, load_thresholds(args.thresholds))
 
 
