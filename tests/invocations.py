@@ -61,7 +61,15 @@ def invocations(
         "verify-push": Invocation(("--image", f"{image}:v1", "--digest", DIGEST)),
         "attest-image": Invocation(("--image", pinned, *notation, "--key", "aiship")),
         "verify-image": Invocation(
-            ("--image", pinned, *notation, "--identity", "CN=aiship", "--certificate", trusted)
+            (
+                "--image",
+                pinned,
+                *notation,
+                "--identity",
+                "C=ZZ,ST=local,O=aiship,CN=aiship",
+                "--certificate",
+                trusted,
+            )
         ),
         "evaluate-model": Invocation(
             ("--image", pinned, "--model-dir", str(model_dir)), {"DOCKER_HOST": f"tcp://{closed}"}

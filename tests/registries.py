@@ -64,10 +64,17 @@ class StepRun:
         return json.loads(self.stdout.strip().splitlines()[-1])
 
 
-def run_step(*args: str, env: dict[str, str] | None = None) -> StepRun:
-    """`python -m aiship ARGS --json` with no registry or Azure settings but ENV's."""
+def run_step(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> StepRun:
+    """`python -m aiship ARGS --json` with no registry or Azure settings but ENV's (in CWD, else
+    in the project)."""
+    where = {"cwd": cwd} if cwd else {}
     done = run_steps(
-        *args, "--json", env=env, drop=("REGISTRY_", "AZURE_", "ACR_"), timeout=STEP_TIMEOUT
+        *args,
+        "--json",
+        env=env,
+        drop=("REGISTRY_", "AZURE_", "ACR_"),
+        timeout=STEP_TIMEOUT,
+        **where,
     )
     return StepRun(done.returncode, done.stdout, done.stderr)
 

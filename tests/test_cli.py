@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -280,22 +282,63 @@ def test_what_a_plan_accepts_its_run_never_refuses_for_a_flag(
     name, tmp_path, trained_model_dir, project, closed_port
 ):
     """The dry run and the run read the same plan: a run whose plan passed fails, if it fails,
-    for what the outside world did (here: nothing answers), never with exit 2."""
+    for what the outside world did (here: nothing answers), never with exit 2 and never with a
+    traceback. Every path is given relative to a folder that is neither the project nor the
+    paths' own, as a user in another folder would type them."""
     invocation = invocations(tmp_path, trained_model_dir, project, closed_port)[name]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = relative_paths(invocation.args, elsewhere)
     env = {PROJECT_DIR_VARIABLE: str(project), **invocation.env}
     planned = run_steps(
-        *name.split(), *invocation.args, "--dry-run", "--json", env=env, drop=INHERITED
+        *name.split(), *args, "--dry-run", "--json", env=env, drop=INHERITED, cwd=elsewhere
     )
     assert planned.returncode == 0, planned.stderr
     assert json.loads(planned.stdout)["dry_run"] is True
     if not invocation.runs_here:
         return
 
-    ran = run_steps(*name.split(), *invocation.args, env=env, drop=INHERITED, timeout=300)
+    ran = run_steps(*name.split(), *args, env=env, drop=INHERITED, cwd=elsewhere, timeout=300)
 
     assert ran.returncode != 2, ran.stderr
     assert ran.stderr.strip(), "a run that fails says why"
+    assert "Traceback" not in ran.stderr, ran.stderr
     assert "for more information" not in ran.stderr, "a tool's hint is no reason"
+    assert sorted(p.name for p in elsewhere.iterdir()) == [], "nothing written beside the user"
+
+
+def relative_paths(args: tuple[str, ...], start: Path) -> list[str]:
+    """ARGS with every absolute path in them (a file, or a folder to be made) relative to
+    START."""
+    return [
+        os.path.relpath(arg, start) if arg.startswith("/") and Path(arg).parent.is_dir() else arg
+        for arg in args
+    ]
+
+
+# Flags that name a file or folder, by their names.
+PATH_FLAG = re.compile(r"(^|_)(dir|home|file|out|dest|certificate|kubeconfig|analysis|thresholds)$")
+
+
+def test_a_path_flag_is_read_against_the_folder_the_command_started_in():
+    """Every flag that names a file or folder is made absolute while parsing, so no step can
+    read it against another folder later (Notation's trust store, a tool run elsewhere)."""
+    parser = build_parser()
+    found = []
+    for name in (n for command in all_commands() for n in command.names()):
+        for action in subparser(parser, name.split())._actions:
+            if action.option_strings and PATH_FLAG.search(action.dest):
+                found.append((name, action.dest))
+                assert callable(action.type), (name, action.option_strings)
+                assert action.type("some/where") == Path.cwd() / "some/where", (name, action.dest)
+    assert ("verify-image", "notation_home") in found and len(found) >= 20
+
+
+def subparser(parser, words: list[str]):
+    for word in words:
+        choices = next(a for a in parser._actions if a.choices and word in a.choices)
+        parser = choices.choices[word]
+    return parser
 
 
 def test_an_empty_optional_flag_is_a_flag_left_out():
@@ -344,3 +387,39 @@ def test_the_registry_flags_default_from_the_pipelines_settings():
     assert from_settings.returncode == 0, from_settings.stderr
     assert "aishipacr.azurecr.io/acme/app:main" in json.loads(from_settings.stdout)["plan"]
     assert "otheracr.azurecr.io/acme/app:main" in json.loads(given.stdout)["plan"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (("--digest", "$(DIGEST)"), {}, "in --digest"),
+        (("--digest=$(stage.DIGEST)",), {}, "in --digest"),
+        ((), {"ACR_RESOURCE_GROUP": "$(ACR_RESOURCE_GROUP)"}, "in ACR_RESOURCE_GROUP"),
+    ],
+)
+def test_a_pipeline_variable_left_unexpanded_stops_the_step_by_name(args, env, named):
+    done = run_steps(
+        "resolve-image",
+        "--image",
+        "r.example/app:main",
+        *args,
+        "--dry-run",
+        env=env,
+        drop=INHERITED,
+    )
+    assert done.returncode == 2
+    assert named in done.stderr and "is not set" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_value_that_only_looks_like_shell_is_not_a_macro():
+    done = run_steps(
+        "resolve-image",
+        "--image",
+        "r.example/app:main",
+        "--digest",
+        "$(touch x)",
+        "--dry-run",
+        drop=INHERITED,
+    )
+    assert "unexpanded" not in done.stderr and "--digest" in done.stderr

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from .commands import all_commands
@@ -99,6 +102,7 @@ def _add(parser: argparse.ArgumentParser, commands: Iterable[Command], depth: in
             _add(sub, command.subcommands, depth + 1)
             continue
         command.flags(sub)
+        absolute_paths(sub)
         sub.add_argument("--json", action="store_true", help="print the outputs as JSON on stdout")
         sub.add_argument("-v", "--verbose", action="store_true", help="log SDK details too")
         sub.add_argument(
@@ -109,12 +113,59 @@ def _add(parser: argparse.ArgumentParser, commands: Iterable[Command], depth: in
         sub.set_defaults(command=command)
 
 
+def absolute_paths(parser: argparse.ArgumentParser) -> None:
+    """Every path flag (`type=Path`) resolved once, here at the edge, against the folder the
+    command was started in: a step that hands a path to a tool running elsewhere (Notation's
+    trust store, a kubeconfig for kubectl) or changes folder cannot read it against another."""
+    for action in parser._actions:  # argument groups' flags too
+        if action.type is Path:
+            action.type = absolute_path
+
+
+def absolute_path(text: str) -> Path:
+    return Path(text).expanduser().absolute()
+
+
+# An Azure Pipelines macro, `$(NAME)`: the agent leaves it as written when NAME is not set.
+MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
+
+
+def unexpanded_macro(argv: list[str], env: Mapping[str, str]) -> str | None:
+    """Why the step must not start when a value reached it as a literal `$(NAME)` (in a flag, or
+    in a setting of the variable group the steps read), else None: the step would otherwise run
+    with the text "$(ACR_RESOURCE_GROUP)" as a resource group."""
+    from .commands.setup.common import AZURE_VARIABLES
+
+    flags = [arg.partition("=")[0] if arg.startswith("--") else "" for arg in argv]
+    given = [
+        (arg, (flag or before) if (flag or before).startswith("--") else "the command line")
+        for arg, flag, before in zip(argv, flags, ["", *argv], strict=False)
+    ]
+    given += [(env[name], name) for name in AZURE_VARIABLES if name in env]
+    for value, where in given:
+        found = MACRO.search(value)
+        if found:
+            name = found.group(1)
+            return (
+                f"{found.group(0)} reached the step unexpanded (in {where}): the pipeline "
+                f"variable {name} is not set; add it to the variable group "
+                f"(aiship setup azure-devops --var {name}=VALUE) or to the pipeline's variables"
+            )
+    return None
+
+
 def console() -> int:
     """The `aiship` console script: the same command line under its installed name."""
     return main(prog="aiship")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m aiship") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    unexpanded = unexpanded_macro(argv, os.environ)
+    if unexpanded:
+        logs.configure(False)
+        log.error("error: %s", unexpanded)
+        return errors.ConfigError.exit_code
     args = build_parser(prog).parse_args(argv)
     logs.configure(args.verbose)
     command: Command = args.command
@@ -136,6 +187,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m aiship") -> int:
     except KeyboardInterrupt:
         log.error("error: interrupted")
         return 130
+    except OSError as exc:  # a file or folder the checks could not foresee: one line, no traceback
+        log.error("error: %s", exc)
+        log.debug("where it failed", exc_info=True)
+        return 1
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     return 0

@@ -20,6 +20,7 @@ from aiship.clients.notation import (
     SIGNATURE_TYPE,
     Notation,
     certificate_subject,
+    check_identity,
     notation_path,
 )
 from aiship.clients.records import read_records, referrers_tag, write_record
@@ -349,3 +350,49 @@ def test_verify_before_trust_says_so(tmp_path, registry, signer):
 
     with pytest.raises(ConfigError, match=r"trusts no key yet: call trust\(\)"):
         Notation(tmp_path / "empty").verify(reference)
+
+
+IDENTITIES = [
+    ("C=US,ST=WA,O=Example,CN=aiship", True),
+    ("x509.subject: C=ZZ, ST=local, O=aiship, CN=release", True),
+    ("CN=a\\,b,O=Example,ST=WA,C=US", True),  # an escaped comma is part of the value
+    ("CN=aiship;O=Example;S=WA;C=US", True),  # S for ST, RDNs split by semicolons
+    ('CN="a,b",O=Example,ST=WA,C=US', False),  # no quoted values
+    ("C=US,ST=WA,O=Example,emailAddress=ci@example.org", True),
+    ("CN=aiship,O=Example,C=US", False),  # what our docs said: no ST
+    ("C=US,ST=WA,CN=aiship", False),
+    ("C=US,ST=WA,O=Example,O=Other", False),
+    ("C=US+ST=WA,O=Example", False),
+    ("C=US,ST=WA,O=#0403616263", False),
+    ("aiship", False),
+    ("C=US,,ST=WA,O=Example", False),
+]
+
+
+@pytest.mark.parametrize(("identity", "accepted"), IDENTITIES)
+def test_the_identity_check_agrees_with_notation(tmp_path, identity, accepted):
+    """check_identity refuses exactly what the pinned Notation's trust policy refuses, before any
+    step runs: the subject our docs once gave (no ST) failed only at the first release."""
+    subject = identity.removeprefix("x509.subject:").strip()
+    policy = tmp_path / "policy.json"
+    statement = {
+        "name": "p",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:p"],
+        "trustedIdentities": [f"x509.subject: {subject}"],
+    }
+    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    imported = subprocess.run(
+        [notation_path(), "policy", "import", "--force", str(policy)],
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (imported.returncode == 0) is accepted, imported.stderr
+    if accepted:
+        assert check_identity(identity) == subject
+    else:
+        with pytest.raises(ConfigError, match=r"identity .* (lacks|not an X.509|Notation takes)"):
+            check_identity(identity)

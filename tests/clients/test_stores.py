@@ -190,7 +190,7 @@ def test_s3_writes_are_create_only(aws_env):
         ),
         ("s3://my-bucket/a/b/", S3Location("my-bucket", "a/b")),
         ("file:///srv/models", FolderLocation(Path("/srv/models"))),
-        ("relative/models", FolderLocation(Path("relative/models"))),
+        ("relative/models", FolderLocation(Path.cwd() / "relative/models")),
     ],
 )
 def test_store_urls(url, location):

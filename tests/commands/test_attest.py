@@ -148,16 +148,22 @@ def test_an_sbom_whose_model_hash_was_altered_is_refused_signed_or_not(
 def test_verify_image_on_the_command_line_exits_9_and_names_what_is_missing(
     registry, pushed, history, tmp_path
 ):
+    """With paths relative to the folder it runs in, as a user types them, twice: the same
+    answer each time, and Notation's trust store under --notation-home, nowhere else."""
     _, main, _ = history
     image = pushed(main)
     ci, _ = homes(tmp_path, registry)
     certificate = ci.generate_test_key("aiship")
-    done = run_step(
+    verify = (
         "verify-image",
         *("--image", f"{image.name}@{image.digest}"),
-        *("--notation-home", str(tmp_path / "cli")),
-        *("--certificate", str(certificate)),
+        *("--notation-home", "cli"),
+        *("--certificate", str(certificate.relative_to(tmp_path))),
         *("--identity", certificate_subject(certificate)),
     )
-    assert done.returncode == 9, done.stderr
-    assert "error: the image (sha256:" in done.stderr
+    for _ in range(2):
+        done = run_step(*verify, cwd=tmp_path)
+        assert done.returncode == 9, done.stderr
+        assert "error: the image (sha256:" in done.stderr
+    assert (tmp_path / "cli" / "notation" / "trustpolicy.json").exists()
+    assert not (tmp_path / ".notation").exists()

@@ -41,7 +41,7 @@ SETTINGS = {
     "K8S_NAMESPACE": "aiship",
     "K8S_STAGING_NAMESPACE": "aiship-staging",
     "SIGNING_KEY_ID": "https://aishipkv.vault.azure.net/keys/aiship/0123456789abcdef",
-    "SIGNING_IDENTITY": "CN=aiship,O=Example,C=US",
+    "SIGNING_IDENTITY": "C=US,ST=WA,O=Example,CN=aiship",
     "NOTATION_AKV_PLUGIN_URL": "https://example.org/notation-azure-kv_1.2.1_linux_amd64.tar.gz",
     "NOTATION_AKV_PLUGIN_SHA256": "a" * 64,
     "NOTATION_AKV_PLUGIN_CONFIG": "self_signed=true",
@@ -144,6 +144,21 @@ def test_every_azure_step_accepts_what_the_pipeline_gives_it(pipeline, tmp_path,
     runs = list(AzureRun(pipeline, azure_group(), outputs_of, tmp_path, workspace=checkout).runs())
 
     assert runs and failures(runs) == []
+
+
+@pytest.mark.parametrize("unset", ["MODEL_STORE", "K8S_NAMESPACE", "SIGNING_IDENTITY"])
+def test_an_unset_group_variable_stops_each_step_that_reads_it_by_name(unset, tmp_path, checkout):
+    """Azure leaves `$(NAME)` as written when NAME is unset: every step that would be handed it,
+    on its command line or in its environment, refuses to start and names the variable."""
+    group = {k: v for k, v in azure_group().items() if k != unset}
+    runs = []
+    for pipeline in ("ci.yml", "release.yml"):
+        runs += AzureRun(pipeline, group, outputs_of, tmp_path, workspace=checkout).runs()
+
+    refused = [run for run in runs if not run.ok]
+    assert refused, f"no step reads {unset}"
+    for run in refused:
+        assert f"the pipeline variable {unset} is not set" in run.stderr, run.stderr
 
 
 def test_both_systems_run_the_same_commands_with_the_same_plans(tmp_path, checkout):

@@ -70,7 +70,7 @@ jobs:
         with:
           image: 127.0.0.1:5000/app:main
           digest: ${{{{ vars.DIGEST }}}}
-          identity: CN=aiship
+          identity: C=ZZ,ST=local,O=aiship,CN=aiship
       - name: Nothing ran the value
         id: check
         if: always()

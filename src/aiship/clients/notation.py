@@ -61,6 +61,59 @@ def notation_path() -> str:
     return found
 
 
+def check_identity(identity: str) -> str:
+    """IDENTITY (an X.509 subject, RFC 4514, `x509.subject:` prefix optional) as a trust policy
+    names it, or ConfigError: Notation refuses a trusted identity without C, ST (or S) and O,
+    with a repeated or multi-valued attribute, or with a `=#` value (notation-go's
+    ParseDistinguishedName; tests/clients/test_notation.py holds this to the pinned build)."""
+    subject = identity.removeprefix("x509.subject:").strip()
+    example = "e.g. C=US,ST=WA,O=Example,CN=aiship"
+    if "=#" in subject:
+        raise ConfigError(f"identity {subject!r}: Notation takes no '=#' (hex) values; {example}")
+    rdns = _split_subject(subject)
+    if rdns is None:
+        raise ConfigError(f"identity {subject!r} is not an X.509 subject (RFC 4514); {example}")
+    types = [kind.upper() for rdn in rdns for kind in rdn]
+    if any(len(rdn) > 1 for rdn in rdns) or len(types) != len(set(types)):
+        raise ConfigError(
+            f"identity {subject!r}: Notation takes each attribute once and no multi-valued "
+            f"(+) attributes; {example}"
+        )
+    missing = [name for name in ("C", "ST", "O") if name not in types]
+    if "S" in types and "ST" in missing:
+        missing.remove("ST")
+    if missing:
+        raise ConfigError(
+            f"identity {subject!r} lacks {', '.join(missing)}: Notation trusts only a subject "
+            f"with C, ST and O (give the certificate's full subject, {example})"
+        )
+    return subject
+
+
+def _split_subject(subject: str) -> list[list[str]] | None:
+    """The attribute types of each RDN of SUBJECT (`,` or `;` between RDNs, `+` within one,
+    backslash escapes as RFC 4514 and go-ldap read them; no quoted values); None when it is not
+    a list of TYPE=VALUE."""
+    rdns: list[list[str]] = [[]]
+    pair, escaped = "", False
+    for char in subject + ",":
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in ",;+":
+            kind, equals, value = pair.partition("=")
+            if not (kind.strip() and equals and value.strip()):
+                return None
+            rdns[-1].append(kind.strip())
+            if char != "+":
+                rdns.append([])
+            pair = ""
+            continue
+        pair += char
+    return rdns[:-1] if not pair else None  # an escape left open at the end
+
+
 def certificate_subject(certificate: Path) -> str:
     """The certificate's x509 subject (RFC 4514), the identity a trust policy names."""
     from cryptography import x509
@@ -148,11 +201,11 @@ class Notation:
         `identity` (its x509 subject, e.g. "C=US, ST=WA, O=Example, CN=release"), for every
         registry scope: the whole trust policy is replaced."""
         _check_name(name, "trust store")
+        subject = check_identity(identity)
         _read(certificate)
         if (self.config_dir / "truststore" / "x509" / "ca" / name).exists():
             self._notation(["cert", "delete", "--type", "ca", "--store", name, "--all", "--yes"])
         self._notation(["cert", "add", "--type", "ca", "--store", name, str(certificate)])
-        subject = identity.removeprefix("x509.subject:").strip()
         statement = {
             "name": name,
             "registryScopes": ["*"],

@@ -316,7 +316,8 @@ def _verify_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--identity",
         required=True,
-        help='the signer\'s X.509 subject to trust, e.g. "CN=aiship,O=Example,C=US"',
+        help="the signer's X.509 subject to trust, with C, ST and O (Notation needs them), "
+        'e.g. "C=US,ST=WA,O=Example,CN=aiship"',
     )
 
 
@@ -376,10 +377,13 @@ def _plugin_config(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 def _plan_verify(args: argparse.Namespace) -> VerifyPlan:
     target = pinned_image(args)
+    from ..clients.notation import check_identity
+
     if not args.identity.strip():
         raise ConfigError("--identity is empty: set SIGNING_IDENTITY to the signer's X.509 subject")
+    identity = check_identity(args.identity)
     _check_certificate(args.certificate)
-    return VerifyPlan(target, args.notation_home, args.certificate, args.identity)
+    return VerifyPlan(target, args.notation_home, args.certificate, identity)
 
 
 def _check_certificate(path: Path) -> None:

@@ -94,7 +94,7 @@ def parse_store_url(url: str) -> Location:
         return FolderLocation(Path(unquote(parts.path)))
     if scheme and len(scheme) > 1:  # a one-letter scheme is a Windows drive: C:\models
         raise ConfigError(f"store {safe_url(url)}: unknown scheme {scheme!r}; use {STORE_FORMS}")
-    return FolderLocation(Path(url))
+    return FolderLocation(Path(url).expanduser().absolute())  # read against where it was given
 
 
 def safe_url(url: str) -> str:
