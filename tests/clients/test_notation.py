@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -32,7 +33,7 @@ from aiship.clients.registry import (
     RegistryLogin,
     sha256_digest,
 )
-from aiship.support.errors import AuthError, ConfigError, Unproven
+from aiship.support.errors import AuthError, ConfigError, StepError, Unproven
 from tests.registries import PASSWORD, USER, put_image
 
 REPO = "aiship/app"
@@ -396,3 +397,66 @@ def test_the_identity_check_agrees_with_notation(tmp_path, identity, accepted):
     else:
         with pytest.raises(ConfigError, match=r"identity .* (lacks|not an X.509|Notation takes)"):
             check_identity(identity)
+
+
+STUB_PLUGIN = """#!{python}
+# A stand-in for notation-azure-kv: it answers Notation's plugin protocol (metadata), records
+# what describe-key was given (its request, and the token file's content), and stops there.
+import json, os, sys
+command = sys.argv[1]
+if command == "get-plugin-metadata":
+    print(json.dumps({{
+        "name": "azure-kv", "description": "stub", "version": "1.2.1", "url": "https://x",
+        "supportedContractVersions": ["1.0"], "capabilities": ["SIGNATURE_GENERATOR.RAW"],
+    }}))
+    sys.exit(0)
+token_file = os.environ.get("AZURE_FEDERATED_TOKEN_FILE", "")
+seen = {{"request": json.load(sys.stdin), "token": open(token_file).read() if token_file else ""}}
+with open({record!r}, "a") as record:
+    record.write(json.dumps(seen) + "\\n")
+sys.stderr.write(json.dumps({{"errorCode": "ERROR", "errorMessage": "recorded"}}))
+sys.exit(1)
+"""
+
+
+def test_the_key_vault_plugin_signs_in_with_a_fresh_assertion_each_time(
+    tmp_path, registry, https_fake_server, monkeypatch
+):
+    """In a GitHub job federated with Azure, the plugin's credential is `workloadid` with a token
+    file written just before each signature: never the job's first, long-expired assertion."""
+    import sys
+
+    from aiship.commands.attest import Signer, federated_signer
+    from tests.entra import FakeTokenService
+
+    fake = FakeTokenService(https_fake_server.url)
+    https_fake_server.server.clear()
+    https_fake_server.server.expect_request(re.compile(".*")).respond_with_handler(fake)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(https_fake_server.ca_pem))
+    for name, value in fake.job_environment().items():
+        monkeypatch.setenv(name, value)
+    home, record = tmp_path / "ci", tmp_path / "seen.jsonl"
+    tool = Notation(home)
+    plugin = tool.config_dir / "plugins" / "azure-kv" / "notation-azure-kv"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text(STUB_PLUGIN.format(python=sys.executable, record=str(record)))
+    plugin.chmod(0o700)
+    key_id = "https://aiship-kv.vault.azure.net/keys/release/0123456789abcdef"
+    given = Signer(key_id=key_id, plugin="azure-kv", plugin_config=(("self_signed", "true"),))
+
+    signer = federated_signer(given, home, os.environ)
+    for _ in range(2):
+        with pytest.raises(StepError, match="recorded"):
+            signer.sign(tool, image(registry))
+    https_fake_server.server.clear()
+
+    seen = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [entry["request"]["pluginConfig"] for entry in seen] == [
+        {"self_signed": "true", "credential_type": "workloadid"}
+    ] * 2
+    assert [entry["token"] for entry in seen] == fake.minted and len(set(fake.minted)) == 2
+    assert stat.S_IMODE((home / "github-oidc-token").stat().st_mode) == 0o600
+    configured = Signer(
+        key_id=key_id, plugin="azure-kv", plugin_config=(("credential_type", "azurecli"),)
+    )
+    assert federated_signer(configured, home, os.environ) == configured

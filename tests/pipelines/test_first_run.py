@@ -163,6 +163,18 @@ def test_azure_login_is_the_last_thing_before_the_steps_that_use_it():
         assert index_of(steps, lambda s: "pip install" in s.get("run", "")) < login, name
 
 
+def test_the_ci_build_signs_in_per_step_with_fresh_assertions_not_one_login():
+    """GitHub's assertion lives minutes and an Azure CLI login made with it cannot be refreshed:
+    the build (fetch, build, evaluate, then push and sign, asking for new audiences) gives each
+    step the identity to mint its own assertions (clients/azure.py), and has no azure/login
+    whose expired assertion a later step would lean on."""
+    job = github_jobs("reusable-ci.yml")["build"]
+    assert job["permissions"]["id-token"] == "write"
+    assert job["env"]["AZURE_CLIENT_ID"] == "${{ inputs.azure-client-id }}"
+    assert job["env"]["AZURE_TENANT_ID"] == "${{ inputs.azure-tenant-id }}"
+    assert not any(uses("azure/login")(step) for step in job["steps"])
+
+
 def test_only_jobs_that_sign_in_to_azure_may_ask_for_an_oidc_token():
     """Least privilege, job by job: read the repository; an OIDC token only for azure/login;
     the caller grants the called workflow no more than its jobs ask for."""

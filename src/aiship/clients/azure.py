@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from ..support.errors import ConfigError
+from ..support.errors import AuthError, ConfigError, Unavailable
 
 ARM_URL = "https://management.azure.com"
 # The audience of Entra ID tokens that ACR's /oauth2/exchange takes. Registries may refuse
@@ -20,11 +20,68 @@ ACR_AUDIENCE = "https://containerregistry.azure.net"
 Client = TypeVar("Client")
 
 
-def credential():
-    """DefaultAzureCredential, without interactive prompts: pipelines have no one to answer."""
+# A GitHub job that may ask for OIDC tokens (`permissions: id-token: write`) has these two.
+GITHUB_OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+FEDERATED_IDENTITY = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID")
+# The audience Entra ID's token exchange takes for a federated credential's assertion.
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def credential(env: Mapping[str, str] | None = None):
+    """In a GitHub job with an identity federated with it: a credential that asks GitHub for a
+    fresh OIDC assertion each time Entra ID needs one. GitHub's assertion lives minutes, and a
+    login made once at the job's start (azure/login, `az login --federated-token`) cannot be
+    refreshed: the first token of another audience (the registry's at push, Key Vault's at
+    signing) asked for after it expired fails with AADSTS700024. Elsewhere
+    DefaultAzureCredential (workload or managed identity, az login), without interactive
+    prompts: pipelines have no one to answer."""
+    env = os.environ if env is None else env
+    if github_federation(env):
+        from azure.identity import ClientAssertionCredential
+
+        authority = env.get("AZURE_AUTHORITY_HOST")
+        # An authority named on purpose (a sovereign or private cloud) is not looked up in
+        # Microsoft's public list of authorities first.
+        options = {"authority": authority, "disable_instance_discovery": True} if authority else {}
+        return ClientAssertionCredential(
+            env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], lambda: github_assertion(env), **options
+        )
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+def github_federation(env: Mapping[str, str]) -> bool:
+    """Whether this is a GitHub job that can mint OIDC assertions for a named identity."""
+    return all(env.get(name) for name in (*GITHUB_OIDC_VARIABLES, *FEDERATED_IDENTITY))
+
+
+def github_assertion(env: Mapping[str, str]) -> str:
+    """A fresh OIDC token from the GitHub job's token service, for Entra ID's exchange."""
+    import requests
+    from urllib3.util.retry import Retry
+
+    from ..support.http import retrying_session
+
+    url, token = (env[name] for name in GITHUB_OIDC_VARIABLES)
+    retry = Retry(total=3, backoff_factor=1, status_forcelist=(429, 500, 502, 503, 504))
+    try:
+        answer = retrying_session(retry).get(
+            url,
+            params={"audience": EXCHANGE_AUDIENCE},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except requests.RequestException as exc:
+        raise Unavailable(
+            f"GitHub's OIDC token service did not answer: {type(exc).__name__}"
+        ) from None
+    if answer.status_code != 200 or "value" not in answer.text:
+        raise AuthError(
+            f"GitHub gave this job no OIDC token (HTTP {answer.status_code}): grant the job "
+            "`permissions: id-token: write`"
+        )
+    return str(answer.json()["value"])
 
 
 def subscription_id(flag: str | None, env: Mapping[str, str] | None = None) -> str:

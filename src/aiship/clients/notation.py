@@ -165,10 +165,12 @@ class Notation:
         key_id: str | None = None,
         plugin: str | None = None,
         plugin_config: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> str:
         """Sign REPO@sha256:... with a local key by name, or with key_id through a plugin
         (Azure Key Vault: key_id the key's URL, plugin "azure-kv", plugin_config e.g.
-        {"self_signed": "true"}); returns the signature manifest's digest."""
+        {"self_signed": "true"}; ENVIRONMENT the plugin's extra variables); returns the
+        signature manifest's digest."""
         _check_reference(reference)
         if bool(key) == bool(key_id or plugin) or bool(key_id) != bool(plugin):
             raise ConfigError(
@@ -178,7 +180,8 @@ class Notation:
         for name, value in (plugin_config or {}).items():
             signer += ["--plugin-config", f"{name}={value}"]
         before = self._signatures(reference)
-        self._notation(["sign", *signer, "--force-referrers-tag=false"], reference, "sign")
+        sign = ["sign", *signer, "--force-referrers-tag=false"]
+        self._notation(sign, reference, "sign", environment=environment)
         added = [digest for digest in self._signatures(reference) if digest not in before]
         if len(added) != 1:
             raise StepError(
@@ -237,22 +240,28 @@ class Notation:
         subject = reference.rsplit("@", 1)[1]
         return [d for d in re.findall(r"sha256:[0-9a-f]{64}", listed) if d != subject]
 
-    def _notation(self, args: Sequence[str], reference: str = "", what: str = "") -> str:
+    def _notation(
+        self,
+        args: Sequence[str],
+        reference: str = "",
+        what: str = "",
+        environment: Mapping[str, str] | None = None,
+    ) -> str:
         """Run notation (against REFERENCE, if given); its stdout, or the error it names."""
         command = [*args, *self._registry_flags(reference), reference] if reference else args
-        done = self._run(command)
+        done = self._run(command, environment)
         if done.returncode != 0:
             said = self._redact(last_line(done.stderr)).removeprefix("Error: ")
             doing = f"notation could not {what} {reference}" if reference else f"notation {args[0]}"
             raise _known_error(said) or StepError(f"{doing}: {said}")
         return done.stdout
 
-    def _run(self, args: Sequence[str]):
+    def _run(self, args: Sequence[str], environment: Mapping[str, str] | None = None):
         return run(
             [notation_path(), *args],
             what=f"notation {args[0]}",
             timeout=TIMEOUT,
-            env=self._env(),
+            env={**self._env(), **(environment or {})},
             hint="is the registry answering?",
         )
 

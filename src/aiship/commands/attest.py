@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,15 +58,52 @@ class Signer:
     key_id: str | None = None
     plugin: str | None = None
     plugin_config: tuple[tuple[str, str], ...] = ()  # e.g. (("self_signed", "true"),)
+    # In a GitHub job federated with Azure: where a fresh OIDC assertion is written before each
+    # signature, for the Key Vault plugin's workload identity credential.
+    federated_token: Path | None = None
 
     def sign(self, notation: Notation, reference: str) -> str:
+        environment = {}
+        if self.federated_token:
+            from ..clients.azure import github_assertion
+
+            _write_private(self.federated_token, github_assertion(os.environ))
+            environment["AZURE_FEDERATED_TOKEN_FILE"] = str(self.federated_token)
         return notation.sign(
             reference,
             key=self.key,
             key_id=self.key_id,
             plugin=self.plugin,
             plugin_config=dict(self.plugin_config),
+            environment=environment,
         )
+
+
+def federated_signer(signer: Signer, notation_home: Path, env: Mapping[str, str]) -> Signer:
+    """SIGNER, signing in through the GitHub job's own OIDC assertions where the job has them.
+    Notation's Azure Key Vault plugin signs in through the Azure CLI by default, whose
+    federated login cannot be refreshed once the job's first assertion expired (minutes after
+    azure/login): the plugin's `workloadid` credential reads a token file instead, written
+    fresh before each signature. A credential_type given in --plugin-config wins."""
+    from ..clients.azure import github_federation
+
+    configured = dict(signer.plugin_config)
+    if signer.plugin != "azure-kv" or "credential_type" in configured or not github_federation(env):
+        return signer
+    return replace(
+        signer,
+        plugin_config=(*signer.plugin_config, ("credential_type", "workloadid")),
+        federated_token=notation_home / "github-oidc-token",
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """TEXT in PATH, readable by this user only, replaced whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}-{os.getpid()}")
+    partial.touch(mode=0o600)
+    partial.write_text(text)
+    partial.replace(path)
 
 
 @dataclass(frozen=True)
@@ -361,6 +399,7 @@ def _plan_attest(args: argparse.Namespace) -> AttestPlan:
         raise ConfigError("--plugin-url installs a plugin for --key-id: give --key-id too")
     plugin = args.plugin if args.key_id else None
     signer = Signer(args.key, args.key_id, plugin, _plugin_config(args.plugin_config))
+    signer = federated_signer(signer, args.notation_home, os.environ)
     return AttestPlan(target, args.notation_home, signer, args.plugin_url, args.plugin_sha256 or "")
 
 
