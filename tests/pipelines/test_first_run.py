@@ -249,6 +249,28 @@ def test_the_test_job_builds_on_the_real_base_image_with_go_and_a_cache():
     assert azure_test["variables"]["XDG_CACHE_HOME"] == "$(Pipeline.Workspace)/.cache"
 
 
+# Hosted runners and agents run jobs as a non-root user with passwordless sudo (GitHub's
+# `runner`, Azure's `vsts`); the local cluster's real node needs root. PATH keeps the Python and
+# Go the job installed (sudo's secure_path would drop them), -E the cache's location.
+AS_ROOT = re.compile(r'^sudo -E env "PATH=\$PATH" \./dev test(\s|$)')
+
+
+def test_the_test_job_runs_the_suite_as_root_in_both_systems():
+    github = [
+        s["run"] for s in github_jobs("ci.yml")["test"]["steps"] if "./dev" in s.get("run", "")
+    ]
+    test_stage = next(s for s in pipeline("ci.yml")["stages"] if s["stage"] == "Test")
+    azure = [
+        s["script"]
+        for job in test_stage["jobs"]
+        for s in job["steps"]
+        if "./dev" in s.get("script", "")
+    ]
+    assert len(github) == len(azure) == 1
+    for script in github + azure:
+        assert AS_ROOT.match(script.strip()), script
+
+
 def test_releases_run_one_at_a_time_in_both_systems():
     assert yaml.safe_load((GITHUB / "release.yml").read_text())["concurrency"] == {
         "group": "release",
