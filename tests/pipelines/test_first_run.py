@@ -11,8 +11,9 @@ from importlib import resources
 import pytest
 import yaml
 
+from aiship.commands.setup.azure_devops import DEPLOY_SERVICE_CONNECTION
 from aiship.commands.setup.common import ENVIRONMENT, STAGING
-from tests.pipelines.azure_yaml import AZURE, load, pipeline
+from tests.pipelines.azure_yaml import AZURE, expand, load, pipeline
 from tests.pipelines.ci_systems import GITHUB, STEP_COMMAND, github_model
 
 PINNED_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -190,13 +191,38 @@ def test_the_release_deploys_with_its_own_identity_when_there_is_one():
     for rollback in (False, True):
         for stage in pipeline("release.yml", rollback=rollback, **connections)["stages"]:
             for job in stage["jobs"]:
-                steps = deployment_steps(job) if "deployment" in job else job["steps"]
+                steps = job_steps(job)
                 used = {
                     s["inputs"]["azureSubscription"]
                     for s in steps
                     if "AzureCLI" in s.get("task", "")
                 }
                 assert used == ({"deploy"} if "deployment" in job else {"ci"}), stage["stage"]
+
+
+def job_steps(job: dict) -> list[dict]:
+    return deployment_steps(job) if "deployment" in job else job["steps"]
+
+
+def test_every_azure_job_on_the_cluster_signs_in_as_the_deploy_identity_by_default():
+    """A scheduled run passes no parameters, and only the deploy identity has the cluster's
+    roles: with the defaults (of the pipeline, and of the template another project calls), each
+    job that gets the cluster's credentials uses the deploy connection `setup` permits and
+    guards, in every Azure step."""
+    template = load("stages:\n  - template: templates/release-stages.yml\n")
+    for rollback in (False, True):
+        template["stages"][0]["parameters"] = {"rollback": rollback}
+        for document in (pipeline("release.yml", rollback=rollback), expand(template, {})):
+            jobs = [job for stage in document["stages"] for job in stage["jobs"]]
+            on_cluster = [job for job in jobs if any(map(runs("aks-credentials"), job_steps(job)))]
+            assert on_cluster, rollback
+            for job in on_cluster:
+                used = {
+                    step["inputs"]["azureSubscription"]
+                    for step in job_steps(job)
+                    if "AzureCLI" in step.get("task", "")
+                }
+                assert used == {DEPLOY_SERVICE_CONNECTION}, job.get("deployment") or job["job"]
 
 
 def test_the_release_yaml_writes_no_summary_of_its_own():

@@ -42,6 +42,10 @@ from .common import (
 log = logging.getLogger(__name__)
 
 VARIABLE_GROUP = "aiship"
+# The pipelines' default service connections: the CI identity, and the deploy identity, the one
+# with the cluster's roles (a scheduled release passes no parameters, so its default is used).
+SERVICE_CONNECTION = "aiship-azure"
+DEPLOY_SERVICE_CONNECTION = "aiship-azure-deploy"
 PIPELINES = {
     "aiship-ci": ".azure-pipelines/ci.yml",
     "aiship-release": ".azure-pipelines/release.yml",
@@ -182,7 +186,8 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     ]
     if endpoint is not None:
         resources.append(("endpoint", str(endpoint.id), endpoint.name, tuple(PIPELINES)))
-    if deploy_endpoint is not None:  # the cluster's identity: for the release pipeline only
+    # the cluster's identity: for the release pipeline only (unless it is the CI's as well)
+    if deploy_endpoint is not None and deploy_endpoint.name != request.service_connection:
         resources.append(
             ("endpoint", str(deploy_endpoint.id), deploy_endpoint.name, DEPLOYING_PIPELINES)
         )
@@ -551,11 +556,15 @@ def flags(parser: argparse.ArgumentParser) -> None:
         "--approvers", required=True, help="users who approve releases (e-mails), by commas"
     )
     parser.add_argument(
-        "--service-connection", help="Azure service connection the pipelines may use"
+        "--service-connection",
+        default=SERVICE_CONNECTION,
+        help=f"Azure service connection the pipelines may use (default: {SERVICE_CONNECTION})",
     )
     parser.add_argument(
         "--deploy-service-connection",
-        help="a service connection of its own for the cluster, which only the release may use",
+        default=DEPLOY_SERVICE_CONNECTION,
+        help="the service connection for the cluster, which only the release may use (default: "
+        f"{DEPLOY_SERVICE_CONNECTION}, the release's default)",
     )
     parser.add_argument(
         "--repository", help="Azure Repos repository holding the YAML (default: the project's)"
