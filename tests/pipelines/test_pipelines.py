@@ -169,3 +169,39 @@ stages:
     assert stages(kind="A", flag=True) == ["A", "D"]  # eq ignores case; the first branch wins
     assert stages(kind="b", flag=True) == ["B", "D"]
     assert stages(kind="b") == ["C", "D"]
+
+
+def commented_example(path: Path, first: str) -> object:
+    """The YAML example commented out in PATH, from the line `#   FIRST` to the last `#   ` line
+    after it, loaded as Azure loads YAML."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"#   {first}"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[4:])
+    return load("\n".join(block))
+
+
+def test_the_manual_validation_fallback_names_its_approvers_and_gates_production():
+    """Left at its defaults, ManualValidation lets anyone notified approve, the one who queued
+    the run included, and a job that does not depend on it runs beside it, ungated."""
+    approve, production = commented_example(REPO_ROOT / ".azure-pipelines/release.yml", "- job:")
+    (task,) = approve["steps"]
+    assert task["task"] == "ManualValidation@1"
+    assert task["inputs"]["approvers"].strip()
+    assert task["inputs"]["allowApproversToApproveTheirOwnRuns"] == "false"
+    assert task["inputs"]["onTimeout"] == "reject"
+    assert production["dependsOn"] == approve["job"]
+
+    # In place in the release, as the comment says, it compiles to a valid pipeline.
+    document = pipeline_document("release.yml")
+    stage = next(stage for stage in document["stages"] if stage["stage"] == "Production")
+    (job,) = (job for job in stage["jobs"] if job.get("deployment") == production["deployment"])
+    # The schema types a task's boolean inputs as YAML booleans (its other scalars as strings).
+    typed = {k: {"true": True, "false": False}.get(v, v) for k, v in task["inputs"].items()}
+    approve["steps"] = [{**task, "inputs": typed}]
+    stage["jobs"] = [approve, {**job, **production}]
+    errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(document)
+    assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
