@@ -205,3 +205,55 @@ def test_the_manual_validation_fallback_names_its_approvers_and_gates_production
     stage["jobs"] = [approve, {**job, **production}]
     errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(document)
     assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
+
+
+# Where another project is told how to use our templates: comments of the templates, the docs.
+USAGE = sorted(
+    p.relative_to(REPO_ROOT).as_posix()
+    for p in [
+        REPO_ROOT / "README.md",
+        *(REPO_ROOT / "docs").glob("*.md"),
+        *(REPO_ROOT / ".azure-pipelines").rglob("*.yml"),
+    ]
+)
+TEMPLATE_AT = re.compile(r"([\w./-]+\.ya?ml)@aiship\b")
+FLOW_MAPPING = re.compile(r"\{[^{}]*\}")
+
+
+def github_repositories(text: str) -> list[str]:
+    """The `type: github` repository resources of TEXT, each as written: one-line flow
+    mappings (in comments) and the entries of its YAML code blocks."""
+    found = [m for m in FLOW_MAPPING.findall(text) if re.search(r"\btype: github\b", m)]
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
+        document = load(block)
+        resources = document.get("resources") if isinstance(document, dict) else None
+        for entry in (resources or {}).get("repositories", []):
+            if entry.get("type") == "github":
+                found.append(json.dumps(entry))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="its line 4 says templates/setup.yml@aiship: the lead's change of the file "
+                "fixes it (and then this mark goes)",
+            ),
+        )
+        if name == ".azure-pipelines/templates/setup.yml"
+        else name
+        for name in USAGE
+    ],
+)
+def test_every_template_another_project_is_told_to_use_exists(path):
+    """`template: PATH@aiship` is PATH from the root of our repository, and a `type: github`
+    repository resource needs the `endpoint` (a GitHub service connection) to be fetched."""
+    text = (REPO_ROOT / path).read_text()
+    for template in TEMPLATE_AT.findall(text):
+        assert (REPO_ROOT / template).is_file(), f"{path}: {template}@aiship does not exist"
+    for repository in github_repositories(text):
+        assert "endpoint" in repository, f"{path}: {repository} has no endpoint"
