@@ -605,11 +605,29 @@ class FakeAzureDevOps(FakeApi):
         return collection([p for p in self.policies if kind in (None, p["type"]["id"])])
 
     def add_policy(self, request, body) -> Response:
-        policy = {**body, "id": len(self.policies) + 1, "revision": 1}
+        policy = {**as_stored(body), "id": len(self.policies) + 1, "revision": 1}
         self.policies.append(policy)
         return answer(policy)
 
     def update_policy(self, request, body, policy_id) -> Response:
         index = next(i for i, p in enumerate(self.policies) if p["id"] == int(policy_id))
-        self.policies[index] = {**body, "id": int(policy_id), "revision": 2}
+        self.policies[index] = {**as_stored(body), "id": int(policy_id), "revision": 2}
         return answer(self.policies[index])
+
+
+# The service takes an enum in any case and answers it in its own (the vendored policy
+# examples send "exact" and get "Exact" back): a client comparing what it sent with what it reads
+# must not mind.
+MATCH_KINDS = {kind.lower(): kind for kind in ("Exact", "Prefix", "DefaultBranch")}
+
+
+def as_stored(policy: dict) -> dict:
+    """A policy configuration as the service keeps and shows it."""
+    settings = policy.get("settings") or {}
+    scope = [
+        {**part, "matchKind": MATCH_KINDS.get(str(part["matchKind"]).lower(), part["matchKind"])}
+        if "matchKind" in part
+        else part
+        for part in settings.get("scope") or []
+    ]
+    return {**policy, "settings": {**settings, "scope": scope}} if scope else policy

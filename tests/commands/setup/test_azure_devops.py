@@ -235,6 +235,15 @@ def test_second_run_writes_nothing(devops, https_server, caplog):
     assert "nothing changed" in caplog.text
 
 
+def test_a_rerun_adds_no_second_build_policy(devops, https_server):
+    """The service answers the "exact" it is sent as "Exact" (tests/commands/setup/fakes.py)."""
+    run_setup(devops, https_server)
+    assert devops.policies[0]["settings"]["scope"][0]["matchKind"] == "Exact"
+
+    assert run_setup(devops, https_server)["build_validation"] == "unchanged"
+    assert len(devops.policies) == 1
+
+
 def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server):
     run_setup(devops, https_server)
     devops.groups[0]["variables"]["REGISTRY_PASSWORD"] = {"isSecret": True, "value": None}

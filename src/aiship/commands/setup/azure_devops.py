@@ -218,6 +218,16 @@ def build_validation_settings(repository, pipeline_id: int) -> dict:
     }
 
 
+def comparable(settings: Mapping) -> dict:
+    """Policy settings as compared: the service answers `matchKind` in its own case ("Exact" for
+    the "exact" sent), so the case of an enum is no difference."""
+    scope = [
+        {**part, "matchKind": str(part.get("matchKind", "")).lower()}
+        for part in settings.get("scope") or []
+    ]
+    return {**settings, "scope": scope}
+
+
 def ensure_build_validation(policy_client, project: str, repository, pipeline_id: int) -> str:
     """A blocking Build policy on main of the repository that runs the CI pipeline."""
     from azure.devops.v7_1.policy.models import PolicyConfiguration, PolicyTypeRef
@@ -236,13 +246,17 @@ def ensure_build_validation(policy_client, project: str, repository, pipeline_id
             c
             for c in found or []
             if (c.settings or {}).get("buildDefinitionId") == pipeline_id
-            and (c.settings or {}).get("scope") == wanted["scope"]
+            and comparable(c.settings or {})["scope"] == comparable(wanted)["scope"]
         ]
         if not ours:
             policy_client.create_policy_configuration(configuration, project)
             return CREATED
         current = ours[0]
-        if current.is_blocking and current.is_enabled and current.settings == wanted:
+        if (
+            current.is_blocking
+            and current.is_enabled
+            and comparable(current.settings or {}) == comparable(wanted)
+        ):
             return UNCHANGED
         policy_client.update_policy_configuration(configuration, project, current.id)
         return UPDATED
