@@ -4,6 +4,7 @@ azure-devops SDK (and msrest under it) makes every request."""
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 
 import pytest
@@ -14,6 +15,7 @@ from aiship.commands.setup.azure_devops import (
     APPROVAL_TYPE,
     EXCLUSIVE_LOCK_TYPE,
     INSTRUCTIONS,
+    PIPELINES,
     AzureDevOpsSetup,
     setup_azure_devops,
 )
@@ -21,6 +23,9 @@ from aiship.support.errors import AuthError, ConfigError, Conflict, NotFound
 from tests.clirun import run_steps
 from tests.commands.setup.conftest import DEVOPS_PAT, ORG, PROJECT
 from tests.commands.setup.fakes import Seen
+from tests.repo import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
 
 VARIABLES = {"MODEL_STORE": "azureblob://models", "ACR_NAME": "aishipacr"}
 ALICE = {"id": "a11ce000-0000-4000-8000-000000000003", "displayName": "Alice"}
@@ -37,6 +42,7 @@ def run_setup(devops, https_server, token_variable=PAT_VARIABLE, token=DEVOPS_PA
         variables=kw.pop("variables", VARIABLES),
         service_connection=kw.pop("service_connection", "aiship-azure"),
         deploy_service_connection=kw.pop("deploy_service_connection", None),
+        **kw,
     )
     return setup_azure_devops(request, connect(request.org_url, token_variable, token)).outputs()
 
@@ -194,13 +200,13 @@ def test_first_run_creates_everything(devops, https_server):
             "POST",
             f"{project}/pipelines",
             {},
-            pipeline_body("aiship-ci", ".azure-pipelines/ci.yml"),
+            pipeline_body("aiship-ci", "azure-pipelines/ci.yml"),
         ),
         Seen(
             "POST",
             f"{project}/pipelines",
             {},
-            pipeline_body("aiship-release", ".azure-pipelines/release.yml"),
+            pipeline_body("aiship-release", "azure-pipelines/release.yml"),
         ),
         permit("environment", "1", [12]),  # only the release pipeline deploys
         permit("environment", "2", [12]),
@@ -287,6 +293,43 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
             ),
         ),
     ]
+
+
+def test_the_pipelines_run_the_files_readme_tells_another_project_to_commit():
+    committed = re.findall(r"<!-- consumer: (azure-pipelines/\S+) -->", README.read_text())
+    assert sorted(PIPELINES.values()) == sorted(committed)
+
+
+def test_this_repository_registers_its_own_yaml(devops, https_server):
+    own = {name: f".{path}" for name, path in PIPELINES.items()}
+    assert all((REPO_ROOT / path).is_file() for path in own.values())
+
+    outputs = run_setup(devops, https_server, pipelines=own)
+
+    assert outputs["pipelines"] == {"aiship-ci": "created", "aiship-release": "created"}
+    registered = {p["name"]: p["configuration"]["path"] for p in devops.pipelines}
+    assert registered == own
+    assert run_setup(devops, https_server, pipelines=own)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    "path", ["", "/azure-pipelines/ci.yml", "../ci.yml", "azure-pipelines\\ci.yml", "ci.json"]
+)
+def test_a_yaml_path_the_service_cannot_take_stops_at_once(path):
+    with pytest.raises(ConfigError) as raised:
+        AzureDevOpsSetup(
+            "https://dev.azure.com/acme", PROJECT, ["a"], pipelines={**PIPELINES, "aiship-ci": path}
+        )
+    assert str(raised.value) == (
+        f"--ci-yaml {path!r}: give the pipeline's YAML file by its path from the repository's "
+        "root, e.g. azure-pipelines/ci.yml"
+    )
+
+
+def test_one_file_for_both_pipelines_stops_at_once():
+    same = dict.fromkeys(PIPELINES, "azure-pipelines/ci.yml")
+    with pytest.raises(ConfigError, match="name the same file"):
+        AzureDevOpsSetup("https://dev.azure.com/acme", PROJECT, ["a"], pipelines=same)
 
 
 def test_a_pipeline_token_signs_in_as_bearer(devops, https_server):
@@ -449,3 +492,17 @@ def test_a_staging_environment_made_by_hand_gets_its_lock_and_permit(devops, htt
 
 def is_lock(check: dict) -> bool:
     return check["type"]["id"] == EXCLUSIVE_LOCK_TYPE["id"]
+
+
+def test_the_command_line_refuses_a_bad_yaml_path_before_any_request(devops, https_server):
+    args = ["--org", https_server.url_for(f"/{ORG}"), "--project", PROJECT]
+    args += ["--approvers", "alice@example.com", "--release-yaml", "../release.yml"]
+    env = {PAT_VARIABLE: DEVOPS_PAT}
+    done = run_steps("setup", "azure-devops", *args, env=env, drop=("GITHUB_",), timeout=60)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: --release-yaml '../release.yml': give the pipeline's YAML file by its path from "
+        "the repository's root, e.g. azure-pipelines/ci.yml"
+    ]
+    assert devops.requests == []

@@ -11,6 +11,7 @@ import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from ...clients.azure_devops import (
@@ -46,10 +47,14 @@ VARIABLE_GROUP = "aiship"
 # with the cluster's roles (a scheduled release passes no parameters, so its default is used).
 SERVICE_CONNECTION = "aiship-azure"
 DEPLOY_SERVICE_CONNECTION = "aiship-azure-deploy"
+# Each pipeline and its YAML in the repository being set up: by default another project's files,
+# as README shows them (this repository keeps its own in .azure-pipelines/: --ci-yaml and
+# --release-yaml name those).
 PIPELINES = {
-    "aiship-ci": ".azure-pipelines/ci.yml",
-    "aiship-release": ".azure-pipelines/release.yml",
+    "aiship-ci": "azure-pipelines/ci.yml",
+    "aiship-release": "azure-pipelines/release.yml",
 }
+YAML_FLAGS = {"aiship-ci": "--ci-yaml", "aiship-release": "--release-yaml"}
 DEPLOYING_PIPELINES = ("aiship-release",)  # only these may use the environments
 APPROVAL_TYPE = {"id": "8c6f20a7-a545-4486-9777-f762fafe0d4d", "name": "Approval"}
 # Pre-check and post-check approvals share the Approval type; `settings.definitionRef` tells
@@ -102,14 +107,35 @@ class AzureDevOpsSetup:
     environment: str = ENVIRONMENT
     staging: str = STAGING
     variable_group: str = VARIABLE_GROUP
+    pipelines: Mapping[str, str] = field(default_factory=lambda: dict(PIPELINES))  # name -> YAML
 
     def __post_init__(self) -> None:
+        for name, path in self.pipelines.items():
+            check_yaml_path(YAML_FLAGS[name], path)
+        if len(set(self.pipelines.values())) < len(self.pipelines):
+            raise ConfigError("--ci-yaml and --release-yaml name the same file: give each its own")
         if not self.org_url.startswith("https://"):
             raise ConfigError(f"--org {self.org_url!r}: give https://dev.azure.com/ORG")
         if not self.project.strip():
             raise ConfigError("--project is empty: give the Azure DevOps project's name")
         if not self.approvers:
             raise ConfigError("--approvers is empty: give at least one user")
+
+
+def check_yaml_path(flag: str, path: str) -> None:
+    """A pipeline's YAML as the service takes it: a file's path from the repository's root."""
+    parts = PurePosixPath(path).parts
+    if (
+        not path.strip()
+        or path.startswith("/")
+        or "\\" in path
+        or ".." in parts
+        or PurePosixPath(path).suffix not in (".yml", ".yaml")
+    ):
+        raise ConfigError(
+            f"{flag} {path!r}: give the pipeline's YAML file by its path from the repository's "
+            "root, e.g. azure-pipelines/ci.yml"
+        )
 
 
 def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
@@ -140,7 +166,7 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
         )
     repository = find_repository(clients.get_git_client(), project_name, request)
     pipelines_client = clients.get_pipelines_client()
-    pipelines = find_pipelines(pipelines_client, project_name, repository)
+    pipelines = find_pipelines(pipelines_client, project_name, repository, request.pipelines)
     endpoint_client = clients.get_service_endpoint_client()
     endpoint, deploy_endpoint = (
         find_service_connection(endpoint_client, project_name, name) if name else None
@@ -172,7 +198,7 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     )
     outputs["pipelines"] = {}
     pipeline_ids: dict[str, int] = {}
-    for name, path in PIPELINES.items():
+    for name, path in request.pipelines.items():
         pipeline_ids[name], outputs["pipelines"][name] = ensure_pipeline(
             pipelines_client, project_name, name, path, repository, pipelines.get(name)
         )
@@ -444,7 +470,9 @@ def find_repository(git_client, project: str, request: AzureDevOpsSetup):
         return git_client.get_repository(name, project=project)
 
 
-def find_pipelines(pipelines_client, project: str, repository) -> dict[str, dict]:
+def find_pipelines(
+    pipelines_client, project: str, repository, paths: Mapping[str, str]
+) -> dict[str, dict]:
     """Our pipelines that exist, with their YAML path and repository; a stranger stops us."""
     with azure_devops_errors("list pipelines", permission=SCOPE_PIPELINES):
         listed = pipelines_client.list_pipelines(project, top=1000) or []
@@ -458,10 +486,10 @@ def find_pipelines(pipelines_client, project: str, repository) -> dict[str, dict
     for name, pipeline in found.items():
         configuration = pipeline.get("configuration") or {}
         runs = (configuration.get("path"), (configuration.get("repository") or {}).get("id"))
-        if runs != (PIPELINES[name], repository.id):
+        if runs != (paths[name], repository.id):
             raise Conflict(
                 f"pipeline {name} exists but runs {runs[0]} from another place than "
-                f"{PIPELINES[name]} in {repository.name}: rename or delete it, then rerun"
+                f"{paths[name]} in {repository.name}: rename or delete it, then rerun"
             )
     return found
 
@@ -554,6 +582,7 @@ def plan(args: argparse.Namespace) -> AzureDevOpsPlan:
         service_connection=args.service_connection,
         deploy_service_connection=args.deploy_service_connection,
         repository=args.repository,
+        pipelines={"aiship-ci": args.ci_yaml, "aiship-release": args.release_yaml},
     )
     return AzureDevOpsPlan(request, token_variable(TOKEN_VARIABLES))
 
@@ -583,6 +612,14 @@ def flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repository", help="Azure Repos repository holding the YAML (default: the project's)"
     )
+    for name, flag in YAML_FLAGS.items():
+        parser.add_argument(
+            flag,
+            default=PIPELINES[name],
+            metavar="PATH",
+            help=f"the YAML of pipeline {name}, from the repository's root (default: "
+            f"{PIPELINES[name]}; this repository's: .{PIPELINES[name]})",
+        )
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable group entry"
     )
