@@ -10,6 +10,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import urlencode
 
 from werkzeug import Request, Response
@@ -517,7 +518,37 @@ class FakeAzureDevOps(FakeApi):
             found = [{k: v for k, v in c.items() if k != "settings"} for c in found]
         return collection(found)
 
+    # The checks a Task Check may run: branch control (evaluatebranchProtection, as the Terraform
+    # azuredevops provider's branch control check sends it) and the vendored example's business
+    # hours (pipelinesChecks/httpExamples/configurations/POST__AddTaskCheckConfiguration.json).
+    TASK_CHECKS: ClassVar[dict[str, str]] = {
+        "86b05a0c-73e6-4f7d-b3cf-e38f3b39a75b": "evaluatebranchProtection",
+        "445fde2f-6c39-441c-807f-8a59ff2e075f": "evaluateBusinessHours",
+    }
+    TASK_CHECK_TYPE = "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7"
+
+    def refused_check(self, body: dict) -> Response | None:
+        """The service's refusal of a check on a resource it does not have, or of a Task Check
+        that names no check it knows."""
+        resource = body["resource"]
+        known = {
+            "environment": {str(e["id"]) for e in self.environments},
+            "endpoint": set(self.endpoints.values()),
+        }
+        if resource["id"] not in known.get(resource["type"], set()):
+            return devops_error(
+                404, "ResourceNotFoundException", f"{resource['type']} {resource['id']} not found"
+            )
+        definition = (body.get("settings") or {}).get("definitionRef") or {}
+        if body["type"]["id"] == self.TASK_CHECK_TYPE and (
+            self.TASK_CHECKS.get(str(definition.get("id")).lower()) != definition.get("name")
+        ):
+            return devops_error(400, "InvalidRequestException", "unknown check definition")
+        return None
+
     def add_check(self, request, body) -> Response:
+        if refused := self.refused_check(body):
+            return refused
         check = {**body, "id": len(self.checks) + 1, "createdBy": {"id": "someone"}}
         if "approvers" in check["settings"]:  # the service expands each approver
             check["settings"]["approvers"] = [
@@ -528,6 +559,8 @@ class FakeAzureDevOps(FakeApi):
         return answer(check)
 
     def update_check(self, request, body, check_id) -> Response:
+        if refused := self.refused_check(body):
+            return refused
         index = next(i for i, c in enumerate(self.checks) if c["id"] == int(check_id))
         self.checks[index] = {**body, "id": int(check_id)}
         return answer(self.checks[index])

@@ -13,16 +13,20 @@ from aiship.clients.azure_devops import PAT_VARIABLE, PIPELINE_TOKEN_VARIABLE, c
 from aiship.commands.setup.azure_devops import (
     APPROVAL_DEFINITION,
     APPROVAL_TYPE,
+    DEPLOY_SERVICE_CONNECTION,
     EXCLUSIVE_LOCK_TYPE,
     INSTRUCTIONS,
     PIPELINES,
+    SERVICE_CONNECTION,
     AzureDevOpsSetup,
+    is_branch_control,
     setup_azure_devops,
 )
 from aiship.support.errors import AuthError, ConfigError, Conflict, NotFound
 from tests.clirun import run_steps
 from tests.commands.setup.conftest import DEVOPS_PAT, ORG, PROJECT
 from tests.commands.setup.fakes import Seen
+from tests.pipelines.azure_yaml import pipeline
 from tests.repo import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
@@ -95,6 +99,29 @@ def exclusive_lock(environment_id: str, name: str) -> dict:
     }
 
 
+def branch_control(kind: str, resource_id: str, name: str) -> dict:
+    """Only runs of main, in the shape the Terraform azuredevops provider sends."""
+    return {
+        "type": {"id": "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7", "name": "Task Check"},
+        "resource": {"type": kind, "id": resource_id, "name": name},
+        "settings": {
+            "displayName": "Only main",
+            "definitionRef": {
+                "id": "86b05a0c-73e6-4f7d-b3cf-e38f3b39a75b",
+                "name": "evaluatebranchProtection",
+                "version": "0.0.1",
+            },
+            "inputs": {
+                "allowedBranches": "refs/heads/main",
+                "ensureProtectionOfBranch": "false",
+                "allowUnknownStatusBranch": "false",
+            },
+            "retryInterval": 0,
+        },
+        "timeout": 1440,
+    }
+
+
 def environment(name: str, description: str) -> Seen:
     return Seen(
         "POST",
@@ -158,6 +185,9 @@ def test_first_run_creates_everything(devops, https_server):
             "production Approval": "created",
             "production ExclusiveLock": "created",
             "staging ExclusiveLock": "created",  # one release at a time in staging too
+            "production BranchControl": "created",  # only main deploys
+            "staging BranchControl": "created",
+            "endpoint aiship-azure BranchControl": "created",  # only main pushes and signs
         },
         "build_validation": "created",
         "variable_group": "created",
@@ -195,6 +225,9 @@ def test_first_run_creates_everything(devops, https_server):
         Seen("POST", checks, {}, approval([ALICE])),
         Seen("POST", checks, {}, exclusive_lock("1", "production")),
         Seen("POST", checks, {}, exclusive_lock("2", "staging")),
+        Seen("POST", checks, {}, branch_control("environment", "1", "production")),
+        Seen("POST", checks, {}, branch_control("environment", "2", "staging")),
+        Seen("POST", checks, {}, branch_control("endpoint", ENDPOINT, "aiship-azure")),
         Seen("POST", f"/{ORG}/_apis/distributedtask/variablegroups", {}, group_body(plain)),
         Seen(
             "POST",
@@ -219,6 +252,9 @@ def test_first_run_creates_everything(devops, https_server):
         ("environment", "1", "settings"),
         ("environment", "1", "settings"),
         ("environment", "2", "settings"),
+        ("environment", "1", "settings"),
+        ("environment", "2", "settings"),
+        ("endpoint", ENDPOINT, "settings"),
     ]
 
 
@@ -262,10 +298,13 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
         variables={"ACR_NAME": "otheracr", "MODEL_NAME": "digits"},
     )
 
-    assert outputs["checks"] == {
-        "production Approval": "updated",
+    assert outputs["checks"]["production Approval"] == "updated"
+    assert {k: v for k, v in outputs["checks"].items() if k != "production Approval"} == {
         "production ExclusiveLock": "unchanged",
         "staging ExclusiveLock": "unchanged",
+        "production BranchControl": "unchanged",
+        "staging BranchControl": "unchanged",
+        "endpoint aiship-azure BranchControl": "unchanged",
     }
     assert outputs["variable_group"] == "updated"
     assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "created"}
@@ -449,8 +488,8 @@ def test_pre_and_post_check_approvals_are_left_alone(devops, https_server):
         c for c in devops.checks if c["settings"].get("definitionRef", {}).get("name") == "approval"
     ]
     assert len(plain) == 1 and [a["id"] for a in plain[0]["settings"]["approvers"]] == [ALICE["id"]]
-    # the two others, untouched, and the approval and the lock; staging's lock is its own
-    assert sum(c["resource"]["name"] == "production" for c in devops.checks) == 4
+    # the two others, untouched, and the approval, the lock and the branch control
+    assert sum(c["resource"]["name"] == "production" for c in devops.checks) == 5
 
 
 def test_a_build_validation_turned_off_by_hand_is_turned_on_again(devops, https_server):
@@ -506,3 +545,62 @@ def test_the_command_line_refuses_a_bad_yaml_path_before_any_request(devops, htt
         "the repository's root, e.g. azure-pipelines/ci.yml"
     ]
     assert devops.requests == []
+
+
+def test_a_branch_widened_by_hand_is_narrowed_to_main_again(devops, https_server):
+    run_setup(devops, https_server)
+    (check,) = [c for c in devops.checks if c["resource"]["id"] == ENDPOINT]
+    check["settings"]["inputs"]["allowedBranches"] = "refs/heads/main, refs/heads/*"
+    devops.requests.clear()
+
+    outputs = run_setup(devops, https_server)
+
+    assert outputs["checks"]["endpoint aiship-azure BranchControl"] == "updated"
+    assert devops.writes() == [
+        Seen(
+            "PATCH",
+            f"/{ORG}/{PROJECT}/_apis/pipelines/checks/configurations/{check['id']}",
+            {},
+            {**branch_control("endpoint", ENDPOINT, "aiship-azure"), "id": check["id"]},
+        )
+    ]
+
+
+def test_every_environment_and_connection_the_pipelines_use_takes_only_main(devops, https_server):
+    """What the pipelines name, compiled with their defaults (as a scheduled or a pull request's
+    run uses them), each guarded by a branch control that setup, with its defaults, makes."""
+    used: set[tuple[str, str]] = set()
+    for name, parameters in (
+        ("ci.yml", {}),
+        ("release.yml", {}),
+        ("release.yml", {"rollback": True}),
+    ):
+        for stage in pipeline(name, **parameters)["stages"]:
+            for job in stage["jobs"]:
+                if "environment" in job:
+                    used.add(("environment", job["environment"]))
+                steps = (
+                    job["strategy"]["runOnce"]["deploy"]["steps"]
+                    if "deployment" in job
+                    else job["steps"]
+                )
+                used |= {
+                    ("endpoint", step["inputs"]["azureSubscription"])
+                    for step in steps
+                    if "azureSubscription" in step.get("inputs", {})
+                }
+    assert {kind for kind, _ in used} == {"environment", "endpoint"}
+
+    run_setup(
+        devops,
+        https_server,
+        service_connection=SERVICE_CONNECTION,
+        deploy_service_connection=DEPLOY_SERVICE_CONNECTION,
+    )
+
+    guarded = {
+        (c["resource"]["type"], c["resource"]["name"])
+        for c in devops.checks
+        if is_branch_control(c) and c["settings"]["inputs"]["allowedBranches"] == "refs/heads/main"
+    }
+    assert guarded == used

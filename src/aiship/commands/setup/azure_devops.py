@@ -60,6 +60,14 @@ APPROVAL_TYPE = {"id": "8c6f20a7-a545-4486-9777-f762fafe0d4d", "name": "Approval
 # Pre-check and post-check approvals share the Approval type; `settings.definitionRef` tells
 # the plain approval apart from them (a check without one is a plain approval too).
 APPROVAL_DEFINITION = {"id": "26014962-64a0-49f4-885b-4b874119a5cc", "name": "approval"}
+# Branch control is a Task Check running the service's `evaluatebranchProtection` check.
+TASK_CHECK_TYPE = {"id": "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7", "name": "Task Check"}
+BRANCH_CONTROL_DEFINITION = {
+    "id": "86b05a0c-73e6-4f7d-b3cf-e38f3b39a75b",
+    "name": "evaluatebranchProtection",
+    "version": "0.0.1",
+}
+BRANCH_CONTROL_TIMEOUT = 1440  # minutes; it is judged at once (no retries)
 EXCLUSIVE_LOCK_TYPE = {"id": "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563", "name": "ExclusiveLock"}
 BUILD_POLICY_TYPE = "0609b952-1397-4640-95ec-e00a01b2c241"  # Build (validation) policy
 BUILD_VALIDITY = 720  # minutes a passed build counts for a pull request
@@ -81,6 +89,10 @@ SCOPE_ENVIRONMENT = (
 )
 SCOPE_CHECKS = (
     "the PAT scope 'Environment (Read & manage)' and the Administrator role on the environment"
+)
+SCOPE_ENDPOINT_CHECKS = (
+    "the PAT scope 'Service Connections (Read, query & manage)' and the Administrator role on "
+    "the service connection"
 )
 SCOPE_LIBRARY = (
     "the PAT scope 'Variable Groups (Read, create & manage)' and the Creator role on "
@@ -181,17 +193,25 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
             task_agent, project_name, name, found[name]
         )
     production, staging = environments[request.environment], environments[request.staging]
-    # Each environment takes one release at a time; production's approval is the gate.
+    # Each environment takes one release at a time; production's approval is the gate. Only a
+    # run of main may use an environment or a connection: a pull request's or another branch's
+    # YAML could otherwise push and sign, or deploy in a plain job that skips the approval.
+    on_production, on_staging = (_resource("environment", e) for e in (production, staging))
+    connections = [_resource("endpoint", e) for e in (endpoint, deploy_endpoint) if e is not None]
     checks = [
-        (production, approval_body(production, approvers), is_plain_approval, approval_state),
-        (production, exclusive_lock_body(production), is_exclusive_lock, no_settings),
-        (staging, exclusive_lock_body(staging), is_exclusive_lock, no_settings),
+        (on_production, approval_body(on_production, approvers), is_plain_approval, approval_state),
+        (on_production, exclusive_lock_body(on_production), is_exclusive_lock, no_settings),
+        (on_staging, exclusive_lock_body(on_staging), is_exclusive_lock, no_settings),
+        *(
+            (resource, branch_control_body(resource), is_branch_control, allowed_branches)
+            for resource in (on_production, on_staging, *connections)
+        ),
     ]
     outputs["checks"] = {
-        f"{environment.name} {body['type']['name']}": ensure_check(
-            checks_client, project_name, environment, body, ours, state
+        check_key(resource, body): ensure_check(
+            checks_client, project_name, resource, body, ours, state
         )
-        for environment, body, ours, state in checks
+        for resource, body, ours, state in checks
     }
     group, outputs["variable_group"], outputs["variables"] = ensure_variable_group(
         task_agent, project, request.variable_group, group, request.variables
@@ -320,10 +340,10 @@ def ensure_environment(task_agent, project: str, name: str, current) -> tuple[An
     return created, CREATED
 
 
-def approval_body(environment, approvers: list[dict]) -> dict:
+def approval_body(resource: dict, approvers: list[dict]) -> dict:
     return {
         "type": APPROVAL_TYPE,
-        "resource": _resource(environment),
+        "resource": resource,
         "settings": {
             "approvers": approvers,
             "executionOrder": "anyOrder",
@@ -337,18 +357,55 @@ def approval_body(environment, approvers: list[dict]) -> dict:
     }
 
 
-def exclusive_lock_body(environment) -> dict:
+def exclusive_lock_body(resource: dict) -> dict:
     """One release at a time; with `lockBehavior: runLatest` the newest queued run goes next."""
     return {
         "type": EXCLUSIVE_LOCK_TYPE,
-        "resource": _resource(environment),
+        "resource": resource,
         "settings": {},
         "timeout": APPROVAL_TIMEOUT,
     }
 
 
-def _resource(environment) -> dict:
-    return {"type": "environment", "id": str(environment.id), "name": environment.name}
+def branch_control_body(resource: dict) -> dict:
+    """Only runs of main may use the resource. The service documents no schema for a Task Check's
+    settings; this is the shape of the Terraform azuredevops provider's branch control check
+    (microsoft/terraform-provider-azuredevops, azuredevops/internal/service/serviceendpoint/
+    resource_serviceendpoint_check_branch_control.go): inputs are strings, and with no retry
+    interval a run from another branch fails at once instead of waiting out the timeout."""
+    return {
+        "type": TASK_CHECK_TYPE,
+        "resource": resource,
+        "settings": {
+            "displayName": "Only main",
+            "definitionRef": BRANCH_CONTROL_DEFINITION,
+            "inputs": {
+                "allowedBranches": MAIN,
+                "ensureProtectionOfBranch": "false",  # main's policies are the repository's own
+                "allowUnknownStatusBranch": "false",
+            },
+            "retryInterval": 0,
+        },
+        "timeout": BRANCH_CONTROL_TIMEOUT,
+    }
+
+
+def _resource(kind: str, found) -> dict:
+    """What a check is on: an environment or a service connection ("endpoint")."""
+    return {"type": kind, "id": str(found.id), "name": found.name}
+
+
+def check_label(body: Mapping) -> str:
+    """Approval, ExclusiveLock or BranchControl (a Task Check that is one)."""
+    return "BranchControl" if is_branch_control(body) else body["type"]["name"]
+
+
+def check_key(resource: dict, body: dict) -> str:
+    """How a check shows in the outputs: `production Approval`, `endpoint NAME BranchControl`."""
+    where = (
+        resource["name"] if resource["type"] == "environment" else f"endpoint {resource['name']}"
+    )
+    return f"{where} {check_label(body)}"
 
 
 def is_plain_approval(check: Mapping) -> bool:
@@ -356,6 +413,24 @@ def is_plain_approval(check: Mapping) -> bool:
         return False
     definition = (check.get("settings") or {}).get("definitionRef") or {}
     return not definition or str(definition.get("id", "")).lower() == APPROVAL_DEFINITION["id"]
+
+
+def is_branch_control(check: Mapping) -> bool:
+    if str(check.get("type", {}).get("id", "")).lower() != TASK_CHECK_TYPE["id"]:
+        return False
+    definition = (check.get("settings") or {}).get("definitionRef") or {}
+    return str(definition.get("id", "")).lower() == BRANCH_CONTROL_DEFINITION["id"]
+
+
+def allowed_branches(check: Mapping) -> tuple:
+    """What of a branch control we own: the branches, and how strictly they are judged."""
+    inputs = (check.get("settings") or {}).get("inputs") or {}
+    branches = sorted(b.strip() for b in str(inputs.get("allowedBranches", "")).split(","))
+    strict = [
+        str(inputs.get(k, "")).lower()
+        for k in ("ensureProtectionOfBranch", "allowUnknownStatusBranch")
+    ]
+    return (branches, *strict, check.get("timeout"))
 
 
 def is_exclusive_lock(check: Mapping) -> bool:
@@ -381,19 +456,21 @@ def no_settings(check: Mapping) -> tuple:
 
 
 def ensure_check(
-    checks_client, project: str, environment, wanted: dict, ours, state=no_settings
+    checks_client, project: str, resource: dict, wanted: dict, ours, state=no_settings
 ) -> str:
-    """The one check on the environment that `ours` recognises, as WANTED (compared by `state`)."""
-    what = f"manage the {wanted['type']['name']} check on environment {environment.name}"
-    with azure_devops_errors(what, permission=SCOPE_CHECKS):
+    """The one check on the resource that `ours` recognises, as WANTED (compared by `state`)."""
+    kind, name = resource["type"], resource["name"]
+    what = f"manage the {check_label(wanted)} check on {kind} {name}"
+    permission = SCOPE_CHECKS if kind == "environment" else SCOPE_ENDPOINT_CHECKS
+    with azure_devops_errors(what, permission=permission):
         found = send_json(
             checks_client,
             "GET",
             CHECK_CONFIGURATIONS,
             {"project": project},
             query={
-                "resourceType": "environment",
-                "resourceId": str(environment.id),
+                "resourceType": kind,
+                "resourceId": resource["id"],
                 "$expand": "settings",
             },
         )
