@@ -22,6 +22,7 @@ from aiship.commands.setup.azure_devops import (
     is_branch_control,
     setup_azure_devops,
 )
+from aiship.commands.setup.common import AZURE_VARIABLES, STEP_ENVIRONMENT
 from aiship.support.errors import AuthError, ConfigError, Conflict, NotFound
 from tests.clirun import run_steps
 from tests.commands.setup.conftest import DEVOPS_PAT, ORG, PROJECT
@@ -191,7 +192,7 @@ def test_first_run_creates_everything(devops, https_server):
         },
         "build_validation": "created",
         "variable_group": "created",
-        "variables": {"MODEL_STORE": "created", "ACR_NAME": "created"},
+        "variables": dict.fromkeys(AZURE_VARIABLES, "created"),  # the unset ones empty
         "pipelines": {"aiship-ci": "created", "aiship-release": "created"},
         "permits": {
             "environment production": "created",
@@ -217,7 +218,9 @@ def test_first_run_creates_everything(devops, https_server):
         ],
     }
     project = f"/{ORG}/{PROJECT}/_apis"
-    plain = {name: {"isSecret": False, "value": value} for name, value in VARIABLES.items()}
+    plain = {
+        name: {"isSecret": False, "value": VARIABLES.get(name, "")} for name in AZURE_VARIABLES
+    }
     checks = f"{project}/pipelines/checks/configurations"
     assert devops.writes() == [
         PRODUCTION,
@@ -307,7 +310,7 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
         "endpoint aiship-azure BranchControl": "unchanged",
     }
     assert outputs["variable_group"] == "updated"
-    assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "created"}
+    assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "updated"}
     assert set(outputs["environments"].values()) == {"unchanged"}
     assert set(outputs["pipelines"].values()) == {"unchanged"}
     project = f"/{ORG}/{PROJECT}/_apis"
@@ -324,6 +327,7 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
             {},
             group_body(
                 {
+                    **{name: {"isSecret": False, "value": ""} for name in AZURE_VARIABLES},
                     "MODEL_STORE": {"isSecret": False, "value": "azureblob://models"},
                     "ACR_NAME": {"isSecret": False, "value": "otheracr"},
                     "REGISTRY_PASSWORD": {"isSecret": True},
@@ -604,3 +608,38 @@ def test_every_environment_and_connection_the_pipelines_use_takes_only_main(devo
         if is_branch_control(c) and c["settings"]["inputs"]["allowedBranches"] == "refs/heads/main"
     }
     assert guarded == used
+
+
+def test_the_group_defines_every_setting_the_pipelines_read(devops, https_server):
+    """Azure leaves an undefined `$(NAME)` in a script as it is: every `$(NAME)` of the YAML that
+    is neither predefined (theirs are Namespace.Name) nor defined by the YAML itself, and every
+    setting a step reads from its environment, is in the group, a setting not given empty."""
+    text = "".join(p.read_text() for p in sorted((REPO_ROOT / ".azure-pipelines").rglob("*.yml")))
+    defined: set[str] = set()
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("variables"), dict):
+                defined.update(node["variables"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    for name, parameters in (
+        ("ci.yml", {}),
+        ("release.yml", {}),
+        ("release.yml", {"rollback": True}),
+    ):
+        collect(pipeline(name, **parameters))
+    read = set(re.findall(r"\$\(([A-Z][A-Z0-9_]*)\)", text)) - defined | set(STEP_ENVIRONMENT)
+    assert {"ACR_RESOURCE_GROUP", "AKS_CLUSTER", "K8S_NAMESPACE"} <= read
+
+    outputs = run_setup(devops, https_server, variables={"MODEL_NAME": "digits"})
+
+    (group,) = devops.groups
+    assert read <= set(group["variables"])
+    assert {n for n, v in group["variables"].items() if v["value"] == ""} == read - {"MODEL_NAME"}
+    assert "MODEL_NAME" not in outputs["unset"] and "ACR_RESOURCE_GROUP" in outputs["unset"]
+    assert run_setup(devops, https_server, variables={"MODEL_NAME": "digits"})["changed"] is False

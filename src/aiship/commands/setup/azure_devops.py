@@ -247,7 +247,11 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     outputs["build_validation"] = ensure_build_validation(
         clients.get_policy_client(), project_name, repository, pipeline_ids["aiship-ci"]
     )
-    missing = set(AZURE_VARIABLES) - set(group.variables or {}) - set(request.variables)
+    missing = {
+        name
+        for name, value in (group.variables or {}).items()
+        if name in AZURE_VARIABLES and not (value.is_secret or value.value)
+    }
     result = report(outputs, missing)
     log.info("%s (the identity of the release's deployServiceConnection)", DEPLOY_ROLES)
     return result
@@ -500,8 +504,10 @@ def find_variable_group(task_agent, project: str, name: str):
 def ensure_variable_group(
     task_agent, project, name: str, current, wanted: Mapping[str, str]
 ) -> tuple[Any, str, dict[str, str]]:
-    """Create the group, or set the wanted variables in it, keeping every other one as it is.
-    Returns the group as it is now, its state, and each wanted variable's state."""
+    """Create the group, or set the wanted variables in it, keeping every other one as it is; a
+    setting the pipelines read that is in neither is written empty: Azure leaves an undefined
+    `$(NAME)` in the script as it is, and the step would read that text as the setting.
+    Returns the group as it is now, its state, and each written variable's state."""
     from azure.devops.v7_1.task_agent.models import (
         ProjectReference,
         VariableGroupParameters,
@@ -511,6 +517,7 @@ def ensure_variable_group(
 
     variables = dict(current.variables or {}) if current is not None else {}
     plain = {k: v.value for k, v in variables.items() if not v.is_secret}
+    wanted = {**{k: "" for k in AZURE_VARIABLES if k not in variables}, **wanted}
     states = plan_variables(plain, wanted)
     if current is not None and all(state == UNCHANGED for state in states.values()):
         return current, UNCHANGED, states
