@@ -11,8 +11,9 @@ from importlib import resources
 import pytest
 import yaml
 
+from aiship.commands.setup.azure_devops import DEPLOY_SERVICE_CONNECTION
 from aiship.commands.setup.common import ENVIRONMENT, STAGING
-from tests.pipelines.azure_yaml import AZURE, load, pipeline
+from tests.pipelines.azure_yaml import AZURE, expand, load, pipeline
 from tests.pipelines.ci_systems import GITHUB, STEP_COMMAND, github_model
 
 PINNED_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -202,13 +203,38 @@ def test_the_release_deploys_with_its_own_identity_when_there_is_one():
     for rollback in (False, True):
         for stage in pipeline("release.yml", rollback=rollback, **connections)["stages"]:
             for job in stage["jobs"]:
-                steps = deployment_steps(job) if "deployment" in job else job["steps"]
+                steps = job_steps(job)
                 used = {
                     s["inputs"]["azureSubscription"]
                     for s in steps
                     if "AzureCLI" in s.get("task", "")
                 }
                 assert used == ({"deploy"} if "deployment" in job else {"ci"}), stage["stage"]
+
+
+def job_steps(job: dict) -> list[dict]:
+    return deployment_steps(job) if "deployment" in job else job["steps"]
+
+
+def test_every_azure_job_on_the_cluster_signs_in_as_the_deploy_identity_by_default():
+    """A scheduled run passes no parameters, and only the deploy identity has the cluster's
+    roles: with the defaults (of the pipeline, and of the template another project calls), each
+    job that gets the cluster's credentials uses the deploy connection `setup` permits and
+    guards, in every Azure step."""
+    template = load("stages:\n  - template: templates/release-stages.yml\n")
+    for rollback in (False, True):
+        template["stages"][0]["parameters"] = {"rollback": rollback}
+        for document in (pipeline("release.yml", rollback=rollback), expand(template, {})):
+            jobs = [job for stage in document["stages"] for job in stage["jobs"]]
+            on_cluster = [job for job in jobs if any(map(runs("aks-credentials"), job_steps(job)))]
+            assert on_cluster, rollback
+            for job in on_cluster:
+                used = {
+                    step["inputs"]["azureSubscription"]
+                    for step in job_steps(job)
+                    if "AzureCLI" in step.get("task", "")
+                }
+                assert used == {DEPLOY_SERVICE_CONNECTION}, job.get("deployment") or job["job"]
 
 
 def test_the_release_yaml_writes_no_summary_of_its_own():
@@ -259,6 +285,28 @@ def test_the_test_job_builds_on_the_real_base_image_with_go_and_a_cache():
     assert "src/aiship/tools/kube/kubernetes/go.sum" in tasks["Cache@2"]["inputs"]["key"]
     assert tasks["Cache@2"]["inputs"]["path"] == "$(Pipeline.Workspace)/.cache/aiship"
     assert azure_test["variables"]["XDG_CACHE_HOME"] == "$(Pipeline.Workspace)/.cache"
+
+
+# Hosted runners and agents run jobs as a non-root user with passwordless sudo (GitHub's
+# `runner`, Azure's `vsts`); the local cluster's real node needs root. PATH keeps the Python and
+# Go the job installed (sudo's secure_path would drop them), -E the cache's location.
+AS_ROOT = re.compile(r'^sudo -E env "PATH=\$PATH" \./dev test(\s|$)')
+
+
+def test_the_test_job_runs_the_suite_as_root_in_both_systems():
+    github = [
+        s["run"] for s in github_jobs("ci.yml")["test"]["steps"] if "./dev" in s.get("run", "")
+    ]
+    test_stage = next(s for s in pipeline("ci.yml")["stages"] if s["stage"] == "Test")
+    azure = [
+        s["script"]
+        for job in test_stage["jobs"]
+        for s in job["steps"]
+        if "./dev" in s.get("script", "")
+    ]
+    assert len(github) == len(azure) == 1
+    for script in github + azure:
+        assert AS_ROOT.match(script.strip()), script
 
 
 def test_releases_run_one_at_a_time_in_both_systems():

@@ -169,3 +169,91 @@ stages:
     assert stages(kind="A", flag=True) == ["A", "D"]  # eq ignores case; the first branch wins
     assert stages(kind="b", flag=True) == ["B", "D"]
     assert stages(kind="b") == ["C", "D"]
+
+
+def commented_example(path: Path, first: str) -> object:
+    """The YAML example commented out in PATH, from the line `#   FIRST` to the last `#   ` line
+    after it, loaded as Azure loads YAML."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"#   {first}"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[4:])
+    return load("\n".join(block))
+
+
+def test_the_manual_validation_fallback_names_its_approvers_and_gates_production():
+    """Left at its defaults, ManualValidation lets anyone notified approve, the one who queued
+    the run included, and a job that does not depend on it runs beside it, ungated."""
+    approve, production = commented_example(REPO_ROOT / ".azure-pipelines/release.yml", "- job:")
+    (task,) = approve["steps"]
+    assert task["task"] == "ManualValidation@1"
+    assert task["inputs"]["approvers"].strip()
+    assert task["inputs"]["allowApproversToApproveTheirOwnRuns"] == "false"
+    assert task["inputs"]["onTimeout"] == "reject"
+    assert production["dependsOn"] == approve["job"]
+
+    # In place in the release, as the comment says, it compiles to a valid pipeline.
+    document = pipeline_document("release.yml")
+    stage = next(stage for stage in document["stages"] if stage["stage"] == "Production")
+    (job,) = (job for job in stage["jobs"] if job.get("deployment") == production["deployment"])
+    # The schema types a task's boolean inputs as YAML booleans (its other scalars as strings).
+    typed = {k: {"true": True, "false": False}.get(v, v) for k, v in task["inputs"].items()}
+    approve["steps"] = [{**task, "inputs": typed}]
+    stage["jobs"] = [approve, {**job, **production}]
+    errors = jsonschema.Draft7Validator(azure_schema()).iter_errors(document)
+    assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
+
+
+# Where another project is told how to use our templates: comments of the templates, the docs.
+USAGE = sorted(
+    p.relative_to(REPO_ROOT).as_posix()
+    for p in [
+        REPO_ROOT / "README.md",
+        *(REPO_ROOT / "docs").glob("*.md"),
+        *(REPO_ROOT / ".azure-pipelines").rglob("*.yml"),
+    ]
+)
+TEMPLATE_AT = re.compile(r"([\w./-]+\.ya?ml)@aiship\b")
+FLOW_MAPPING = re.compile(r"\{[^{}]*\}")
+
+
+def github_repositories(text: str) -> list[str]:
+    """The `type: github` repository resources of TEXT, each as written: one-line flow
+    mappings (in comments) and the entries of its YAML code blocks."""
+    found = [m for m in FLOW_MAPPING.findall(text) if re.search(r"\btype: github\b", m)]
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
+        document = load(block)
+        resources = document.get("resources") if isinstance(document, dict) else None
+        for entry in (resources or {}).get("repositories", []):
+            if entry.get("type") == "github":
+                found.append(json.dumps(entry))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="its line 4 says templates/setup.yml@aiship: the lead's change of the file "
+                "fixes it (and then this mark goes)",
+            ),
+        )
+        if name == ".azure-pipelines/templates/setup.yml"
+        else name
+        for name in USAGE
+    ],
+)
+def test_every_template_another_project_is_told_to_use_exists(path):
+    """`template: PATH@aiship` is PATH from the root of our repository, and a `type: github`
+    repository resource needs the `endpoint` (a GitHub service connection) to be fetched."""
+    text = (REPO_ROOT / path).read_text()
+    for template in TEMPLATE_AT.findall(text):
+        assert (REPO_ROOT / template).is_file(), f"{path}: {template}@aiship does not exist"
+    for repository in github_repositories(text):
+        assert "endpoint" in repository, f"{path}: {repository} has no endpoint"

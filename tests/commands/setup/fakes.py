@@ -10,6 +10,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import urlencode
 
 from werkzeug import Request, Response
@@ -517,7 +518,37 @@ class FakeAzureDevOps(FakeApi):
             found = [{k: v for k, v in c.items() if k != "settings"} for c in found]
         return collection(found)
 
+    # The checks a Task Check may run: branch control (evaluatebranchProtection, as the Terraform
+    # azuredevops provider's branch control check sends it) and the vendored example's business
+    # hours (pipelinesChecks/httpExamples/configurations/POST__AddTaskCheckConfiguration.json).
+    TASK_CHECKS: ClassVar[dict[str, str]] = {
+        "86b05a0c-73e6-4f7d-b3cf-e38f3b39a75b": "evaluatebranchProtection",
+        "445fde2f-6c39-441c-807f-8a59ff2e075f": "evaluateBusinessHours",
+    }
+    TASK_CHECK_TYPE = "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7"
+
+    def refused_check(self, body: dict) -> Response | None:
+        """The service's refusal of a check on a resource it does not have, or of a Task Check
+        that names no check it knows."""
+        resource = body["resource"]
+        known = {
+            "environment": {str(e["id"]) for e in self.environments},
+            "endpoint": set(self.endpoints.values()),
+        }
+        if resource["id"] not in known.get(resource["type"], set()):
+            return devops_error(
+                404, "ResourceNotFoundException", f"{resource['type']} {resource['id']} not found"
+            )
+        definition = (body.get("settings") or {}).get("definitionRef") or {}
+        if body["type"]["id"] == self.TASK_CHECK_TYPE and (
+            self.TASK_CHECKS.get(str(definition.get("id")).lower()) != definition.get("name")
+        ):
+            return devops_error(400, "InvalidRequestException", "unknown check definition")
+        return None
+
     def add_check(self, request, body) -> Response:
+        if refused := self.refused_check(body):
+            return refused
         check = {**body, "id": len(self.checks) + 1, "createdBy": {"id": "someone"}}
         if "approvers" in check["settings"]:  # the service expands each approver
             check["settings"]["approvers"] = [
@@ -528,6 +559,8 @@ class FakeAzureDevOps(FakeApi):
         return answer(check)
 
     def update_check(self, request, body, check_id) -> Response:
+        if refused := self.refused_check(body):
+            return refused
         index = next(i for i, c in enumerate(self.checks) if c["id"] == int(check_id))
         self.checks[index] = {**body, "id": int(check_id)}
         return answer(self.checks[index])
@@ -605,11 +638,29 @@ class FakeAzureDevOps(FakeApi):
         return collection([p for p in self.policies if kind in (None, p["type"]["id"])])
 
     def add_policy(self, request, body) -> Response:
-        policy = {**body, "id": len(self.policies) + 1, "revision": 1}
+        policy = {**as_stored(body), "id": len(self.policies) + 1, "revision": 1}
         self.policies.append(policy)
         return answer(policy)
 
     def update_policy(self, request, body, policy_id) -> Response:
         index = next(i for i, p in enumerate(self.policies) if p["id"] == int(policy_id))
-        self.policies[index] = {**body, "id": int(policy_id), "revision": 2}
+        self.policies[index] = {**as_stored(body), "id": int(policy_id), "revision": 2}
         return answer(self.policies[index])
+
+
+# The service takes an enum in any case and answers it in its own (the vendored policy
+# examples send "exact" and get "Exact" back): a client comparing what it sent with what it reads
+# must not mind.
+MATCH_KINDS = {kind.lower(): kind for kind in ("Exact", "Prefix", "DefaultBranch")}
+
+
+def as_stored(policy: dict) -> dict:
+    """A policy configuration as the service keeps and shows it."""
+    settings = policy.get("settings") or {}
+    scope = [
+        {**part, "matchKind": MATCH_KINDS.get(str(part["matchKind"]).lower(), part["matchKind"])}
+        if "matchKind" in part
+        else part
+        for part in settings.get("scope") or []
+    ]
+    return {**policy, "settings": {**settings, "scope": scope}} if scope else policy

@@ -4,6 +4,7 @@ azure-devops SDK (and msrest under it) makes every request."""
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 
 import pytest
@@ -12,15 +13,24 @@ from aiship.clients.azure_devops import PAT_VARIABLE, PIPELINE_TOKEN_VARIABLE, c
 from aiship.commands.setup.azure_devops import (
     APPROVAL_DEFINITION,
     APPROVAL_TYPE,
+    DEPLOY_SERVICE_CONNECTION,
     EXCLUSIVE_LOCK_TYPE,
     INSTRUCTIONS,
+    PIPELINES,
+    SERVICE_CONNECTION,
     AzureDevOpsSetup,
+    is_branch_control,
     setup_azure_devops,
 )
+from aiship.commands.setup.common import AZURE_VARIABLES, STEP_ENVIRONMENT
 from aiship.support.errors import AuthError, ConfigError, Conflict, NotFound
 from tests.clirun import run_steps
 from tests.commands.setup.conftest import DEVOPS_PAT, ORG, PROJECT
 from tests.commands.setup.fakes import Seen
+from tests.pipelines.azure_yaml import pipeline
+from tests.repo import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
 
 VARIABLES = {"MODEL_STORE": "azureblob://models", "ACR_NAME": "aishipacr"}
 ALICE = {"id": "a11ce000-0000-4000-8000-000000000003", "displayName": "Alice"}
@@ -37,6 +47,7 @@ def run_setup(devops, https_server, token_variable=PAT_VARIABLE, token=DEVOPS_PA
         variables=kw.pop("variables", VARIABLES),
         service_connection=kw.pop("service_connection", "aiship-azure"),
         deploy_service_connection=kw.pop("deploy_service_connection", None),
+        **kw,
     )
     return setup_azure_devops(request, connect(request.org_url, token_variable, token)).outputs()
 
@@ -86,6 +97,29 @@ def exclusive_lock(environment_id: str, name: str) -> dict:
         "resource": {"type": "environment", "id": environment_id, "name": name},
         "settings": {},
         "timeout": 43200,
+    }
+
+
+def branch_control(kind: str, resource_id: str, name: str) -> dict:
+    """Only runs of main, in the shape the Terraform azuredevops provider sends."""
+    return {
+        "type": {"id": "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7", "name": "Task Check"},
+        "resource": {"type": kind, "id": resource_id, "name": name},
+        "settings": {
+            "displayName": "Only main",
+            "definitionRef": {
+                "id": "86b05a0c-73e6-4f7d-b3cf-e38f3b39a75b",
+                "name": "evaluatebranchProtection",
+                "version": "0.0.1",
+            },
+            "inputs": {
+                "allowedBranches": "refs/heads/main",
+                "ensureProtectionOfBranch": "false",
+                "allowUnknownStatusBranch": "false",
+            },
+            "retryInterval": 0,
+        },
+        "timeout": 1440,
     }
 
 
@@ -152,10 +186,13 @@ def test_first_run_creates_everything(devops, https_server):
             "production Approval": "created",
             "production ExclusiveLock": "created",
             "staging ExclusiveLock": "created",  # one release at a time in staging too
+            "production BranchControl": "created",  # only main deploys
+            "staging BranchControl": "created",
+            "endpoint aiship-azure BranchControl": "created",  # only main pushes and signs
         },
         "build_validation": "created",
         "variable_group": "created",
-        "variables": {"MODEL_STORE": "created", "ACR_NAME": "created"},
+        "variables": dict.fromkeys(AZURE_VARIABLES, "created"),  # the unset ones empty
         "pipelines": {"aiship-ci": "created", "aiship-release": "created"},
         "permits": {
             "environment production": "created",
@@ -181,7 +218,9 @@ def test_first_run_creates_everything(devops, https_server):
         ],
     }
     project = f"/{ORG}/{PROJECT}/_apis"
-    plain = {name: {"isSecret": False, "value": value} for name, value in VARIABLES.items()}
+    plain = {
+        name: {"isSecret": False, "value": VARIABLES.get(name, "")} for name in AZURE_VARIABLES
+    }
     checks = f"{project}/pipelines/checks/configurations"
     assert devops.writes() == [
         PRODUCTION,
@@ -189,18 +228,21 @@ def test_first_run_creates_everything(devops, https_server):
         Seen("POST", checks, {}, approval([ALICE])),
         Seen("POST", checks, {}, exclusive_lock("1", "production")),
         Seen("POST", checks, {}, exclusive_lock("2", "staging")),
+        Seen("POST", checks, {}, branch_control("environment", "1", "production")),
+        Seen("POST", checks, {}, branch_control("environment", "2", "staging")),
+        Seen("POST", checks, {}, branch_control("endpoint", ENDPOINT, "aiship-azure")),
         Seen("POST", f"/{ORG}/_apis/distributedtask/variablegroups", {}, group_body(plain)),
         Seen(
             "POST",
             f"{project}/pipelines",
             {},
-            pipeline_body("aiship-ci", ".azure-pipelines/ci.yml"),
+            pipeline_body("aiship-ci", "azure-pipelines/ci.yml"),
         ),
         Seen(
             "POST",
             f"{project}/pipelines",
             {},
-            pipeline_body("aiship-release", ".azure-pipelines/release.yml"),
+            pipeline_body("aiship-release", "azure-pipelines/release.yml"),
         ),
         permit("environment", "1", [12]),  # only the release pipeline deploys
         permit("environment", "2", [12]),
@@ -213,6 +255,9 @@ def test_first_run_creates_everything(devops, https_server):
         ("environment", "1", "settings"),
         ("environment", "1", "settings"),
         ("environment", "2", "settings"),
+        ("environment", "1", "settings"),
+        ("environment", "2", "settings"),
+        ("endpoint", ENDPOINT, "settings"),
     ]
 
 
@@ -235,6 +280,15 @@ def test_second_run_writes_nothing(devops, https_server, caplog):
     assert "nothing changed" in caplog.text
 
 
+def test_a_rerun_adds_no_second_build_policy(devops, https_server):
+    """The service answers the "exact" it is sent as "Exact" (tests/commands/setup/fakes.py)."""
+    run_setup(devops, https_server)
+    assert devops.policies[0]["settings"]["scope"][0]["matchKind"] == "Exact"
+
+    assert run_setup(devops, https_server)["build_validation"] == "unchanged"
+    assert len(devops.policies) == 1
+
+
 def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server):
     run_setup(devops, https_server)
     devops.groups[0]["variables"]["REGISTRY_PASSWORD"] = {"isSecret": True, "value": None}
@@ -247,13 +301,16 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
         variables={"ACR_NAME": "otheracr", "MODEL_NAME": "digits"},
     )
 
-    assert outputs["checks"] == {
-        "production Approval": "updated",
+    assert outputs["checks"]["production Approval"] == "updated"
+    assert {k: v for k, v in outputs["checks"].items() if k != "production Approval"} == {
         "production ExclusiveLock": "unchanged",
         "staging ExclusiveLock": "unchanged",
+        "production BranchControl": "unchanged",
+        "staging BranchControl": "unchanged",
+        "endpoint aiship-azure BranchControl": "unchanged",
     }
     assert outputs["variable_group"] == "updated"
-    assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "created"}
+    assert outputs["variables"] == {"ACR_NAME": "updated", "MODEL_NAME": "updated"}
     assert set(outputs["environments"].values()) == {"unchanged"}
     assert set(outputs["pipelines"].values()) == {"unchanged"}
     project = f"/{ORG}/{PROJECT}/_apis"
@@ -270,6 +327,7 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
             {},
             group_body(
                 {
+                    **{name: {"isSecret": False, "value": ""} for name in AZURE_VARIABLES},
                     "MODEL_STORE": {"isSecret": False, "value": "azureblob://models"},
                     "ACR_NAME": {"isSecret": False, "value": "otheracr"},
                     "REGISTRY_PASSWORD": {"isSecret": True},
@@ -278,6 +336,43 @@ def test_changes_update_only_what_differs_and_keep_secrets(devops, https_server)
             ),
         ),
     ]
+
+
+def test_the_pipelines_run_the_files_readme_tells_another_project_to_commit():
+    committed = re.findall(r"<!-- consumer: (azure-pipelines/\S+) -->", README.read_text())
+    assert sorted(PIPELINES.values()) == sorted(committed)
+
+
+def test_this_repository_registers_its_own_yaml(devops, https_server):
+    own = {name: f".{path}" for name, path in PIPELINES.items()}
+    assert all((REPO_ROOT / path).is_file() for path in own.values())
+
+    outputs = run_setup(devops, https_server, pipelines=own)
+
+    assert outputs["pipelines"] == {"aiship-ci": "created", "aiship-release": "created"}
+    registered = {p["name"]: p["configuration"]["path"] for p in devops.pipelines}
+    assert registered == own
+    assert run_setup(devops, https_server, pipelines=own)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    "path", ["", "/azure-pipelines/ci.yml", "../ci.yml", "azure-pipelines\\ci.yml", "ci.json"]
+)
+def test_a_yaml_path_the_service_cannot_take_stops_at_once(path):
+    with pytest.raises(ConfigError) as raised:
+        AzureDevOpsSetup(
+            "https://dev.azure.com/acme", PROJECT, ["a"], pipelines={**PIPELINES, "aiship-ci": path}
+        )
+    assert str(raised.value) == (
+        f"--ci-yaml {path!r}: give the pipeline's YAML file by its path from the repository's "
+        "root, e.g. azure-pipelines/ci.yml"
+    )
+
+
+def test_one_file_for_both_pipelines_stops_at_once():
+    same = dict.fromkeys(PIPELINES, "azure-pipelines/ci.yml")
+    with pytest.raises(ConfigError, match="name the same file"):
+        AzureDevOpsSetup("https://dev.azure.com/acme", PROJECT, ["a"], pipelines=same)
 
 
 def test_a_pipeline_token_signs_in_as_bearer(devops, https_server):
@@ -397,8 +492,8 @@ def test_pre_and_post_check_approvals_are_left_alone(devops, https_server):
         c for c in devops.checks if c["settings"].get("definitionRef", {}).get("name") == "approval"
     ]
     assert len(plain) == 1 and [a["id"] for a in plain[0]["settings"]["approvers"]] == [ALICE["id"]]
-    # the two others, untouched, and the approval and the lock; staging's lock is its own
-    assert sum(c["resource"]["name"] == "production" for c in devops.checks) == 4
+    # the two others, untouched, and the approval, the lock and the branch control
+    assert sum(c["resource"]["name"] == "production" for c in devops.checks) == 5
 
 
 def test_a_build_validation_turned_off_by_hand_is_turned_on_again(devops, https_server):
@@ -440,3 +535,111 @@ def test_a_staging_environment_made_by_hand_gets_its_lock_and_permit(devops, htt
 
 def is_lock(check: dict) -> bool:
     return check["type"]["id"] == EXCLUSIVE_LOCK_TYPE["id"]
+
+
+def test_the_command_line_refuses_a_bad_yaml_path_before_any_request(devops, https_server):
+    args = ["--org", https_server.url_for(f"/{ORG}"), "--project", PROJECT]
+    args += ["--approvers", "alice@example.com", "--release-yaml", "../release.yml"]
+    env = {PAT_VARIABLE: DEVOPS_PAT}
+    done = run_steps("setup", "azure-devops", *args, env=env, drop=("GITHUB_",), timeout=60)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: --release-yaml '../release.yml': give the pipeline's YAML file by its path from "
+        "the repository's root, e.g. azure-pipelines/ci.yml"
+    ]
+    assert devops.requests == []
+
+
+def test_a_branch_widened_by_hand_is_narrowed_to_main_again(devops, https_server):
+    run_setup(devops, https_server)
+    (check,) = [c for c in devops.checks if c["resource"]["id"] == ENDPOINT]
+    check["settings"]["inputs"]["allowedBranches"] = "refs/heads/main, refs/heads/*"
+    devops.requests.clear()
+
+    outputs = run_setup(devops, https_server)
+
+    assert outputs["checks"]["endpoint aiship-azure BranchControl"] == "updated"
+    assert devops.writes() == [
+        Seen(
+            "PATCH",
+            f"/{ORG}/{PROJECT}/_apis/pipelines/checks/configurations/{check['id']}",
+            {},
+            {**branch_control("endpoint", ENDPOINT, "aiship-azure"), "id": check["id"]},
+        )
+    ]
+
+
+def test_every_environment_and_connection_the_pipelines_use_takes_only_main(devops, https_server):
+    """What the pipelines name, compiled with their defaults (as a scheduled or a pull request's
+    run uses them), each guarded by a branch control that setup, with its defaults, makes."""
+    used: set[tuple[str, str]] = set()
+    for name, parameters in (
+        ("ci.yml", {}),
+        ("release.yml", {}),
+        ("release.yml", {"rollback": True}),
+    ):
+        for stage in pipeline(name, **parameters)["stages"]:
+            for job in stage["jobs"]:
+                if "environment" in job:
+                    used.add(("environment", job["environment"]))
+                steps = (
+                    job["strategy"]["runOnce"]["deploy"]["steps"]
+                    if "deployment" in job
+                    else job["steps"]
+                )
+                used |= {
+                    ("endpoint", step["inputs"]["azureSubscription"])
+                    for step in steps
+                    if "azureSubscription" in step.get("inputs", {})
+                }
+    assert {kind for kind, _ in used} == {"environment", "endpoint"}
+
+    run_setup(
+        devops,
+        https_server,
+        service_connection=SERVICE_CONNECTION,
+        deploy_service_connection=DEPLOY_SERVICE_CONNECTION,
+    )
+
+    guarded = {
+        (c["resource"]["type"], c["resource"]["name"])
+        for c in devops.checks
+        if is_branch_control(c) and c["settings"]["inputs"]["allowedBranches"] == "refs/heads/main"
+    }
+    assert guarded == used
+
+
+def test_the_group_defines_every_setting_the_pipelines_read(devops, https_server):
+    """Azure leaves an undefined `$(NAME)` in a script as it is: every `$(NAME)` of the YAML that
+    is neither predefined (theirs are Namespace.Name) nor defined by the YAML itself, and every
+    setting a step reads from its environment, is in the group, a setting not given empty."""
+    text = "".join(p.read_text() for p in sorted((REPO_ROOT / ".azure-pipelines").rglob("*.yml")))
+    defined: set[str] = set()
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("variables"), dict):
+                defined.update(node["variables"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    for name, parameters in (
+        ("ci.yml", {}),
+        ("release.yml", {}),
+        ("release.yml", {"rollback": True}),
+    ):
+        collect(pipeline(name, **parameters))
+    read = set(re.findall(r"\$\(([A-Z][A-Z0-9_]*)\)", text)) - defined | set(STEP_ENVIRONMENT)
+    assert {"ACR_RESOURCE_GROUP", "AKS_CLUSTER", "K8S_NAMESPACE"} <= read
+
+    outputs = run_setup(devops, https_server, variables={"MODEL_NAME": "digits"})
+
+    (group,) = devops.groups
+    assert read <= set(group["variables"])
+    assert {n for n, v in group["variables"].items() if v["value"] == ""} == read - {"MODEL_NAME"}
+    assert "MODEL_NAME" not in outputs["unset"] and "ACR_RESOURCE_GROUP" in outputs["unset"]
+    assert run_setup(devops, https_server, variables={"MODEL_NAME": "digits"})["changed"] is False

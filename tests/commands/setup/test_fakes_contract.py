@@ -42,6 +42,7 @@ def test_an_azure_devops_setup_is_judged_call_by_call(devops, https_server):
         ["alice@example.com"],
         {"MODEL_NAME": "digits"},
         service_connection="aiship-azure",
+        deploy_service_connection="aiship-azure-deploy",  # checks on connections are judged too
     )
     setup_azure_devops(request, connect(request.org_url, "AZURE_DEVOPS_EXT_PAT", DEVOPS_PAT))
 

@@ -33,8 +33,9 @@ COMMANDS = (
                 "azure-devops",
                 help="Azure DevOps: environments, an approval check, variable group, pipelines",
                 description="The production environment (an Approval check, an Exclusive Lock "
-                "check), the staging environment (an Exclusive Lock check), the variable group, "
-                "both pipelines, their permits and the build validation of main. "
+                "check), the staging environment (an Exclusive Lock check), Branch control "
+                "checks (main only) on both environments and both service connections, the "
+                "variable group, both pipelines, their permits and the build validation of main. "
                 + APPROVALS
                 + " Last, it names the roles of the deploy service connection's identity.",
                 flags=azure_devops.flags,

@@ -11,6 +11,7 @@ import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from ...clients.azure_devops import (
@@ -42,15 +43,31 @@ from .common import (
 log = logging.getLogger(__name__)
 
 VARIABLE_GROUP = "aiship"
+# The pipelines' default service connections: the CI identity, and the deploy identity, the one
+# with the cluster's roles (a scheduled release passes no parameters, so its default is used).
+SERVICE_CONNECTION = "aiship-azure"
+DEPLOY_SERVICE_CONNECTION = "aiship-azure-deploy"
+# Each pipeline and its YAML in the repository being set up: by default another project's files,
+# as README shows them (this repository keeps its own in .azure-pipelines/: --ci-yaml and
+# --release-yaml name those).
 PIPELINES = {
-    "aiship-ci": ".azure-pipelines/ci.yml",
-    "aiship-release": ".azure-pipelines/release.yml",
+    "aiship-ci": "azure-pipelines/ci.yml",
+    "aiship-release": "azure-pipelines/release.yml",
 }
+YAML_FLAGS = {"aiship-ci": "--ci-yaml", "aiship-release": "--release-yaml"}
 DEPLOYING_PIPELINES = ("aiship-release",)  # only these may use the environments
 APPROVAL_TYPE = {"id": "8c6f20a7-a545-4486-9777-f762fafe0d4d", "name": "Approval"}
 # Pre-check and post-check approvals share the Approval type; `settings.definitionRef` tells
 # the plain approval apart from them (a check without one is a plain approval too).
 APPROVAL_DEFINITION = {"id": "26014962-64a0-49f4-885b-4b874119a5cc", "name": "approval"}
+# Branch control is a Task Check running the service's `evaluatebranchProtection` check.
+TASK_CHECK_TYPE = {"id": "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7", "name": "Task Check"}
+BRANCH_CONTROL_DEFINITION = {
+    "id": "86b05a0c-73e6-4f7d-b3cf-e38f3b39a75b",
+    "name": "evaluatebranchProtection",
+    "version": "0.0.1",
+}
+BRANCH_CONTROL_TIMEOUT = 1440  # minutes; it is judged at once (no retries)
 EXCLUSIVE_LOCK_TYPE = {"id": "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563", "name": "ExclusiveLock"}
 BUILD_POLICY_TYPE = "0609b952-1397-4640-95ec-e00a01b2c241"  # Build (validation) policy
 BUILD_VALIDITY = 720  # minutes a passed build counts for a pull request
@@ -72,6 +89,10 @@ SCOPE_ENVIRONMENT = (
 )
 SCOPE_CHECKS = (
     "the PAT scope 'Environment (Read & manage)' and the Administrator role on the environment"
+)
+SCOPE_ENDPOINT_CHECKS = (
+    "the PAT scope 'Service Connections (Read, query & manage)' and the Administrator role on "
+    "the service connection"
 )
 SCOPE_LIBRARY = (
     "the PAT scope 'Variable Groups (Read, create & manage)' and the Creator role on "
@@ -98,14 +119,35 @@ class AzureDevOpsSetup:
     environment: str = ENVIRONMENT
     staging: str = STAGING
     variable_group: str = VARIABLE_GROUP
+    pipelines: Mapping[str, str] = field(default_factory=lambda: dict(PIPELINES))  # name -> YAML
 
     def __post_init__(self) -> None:
+        for name, path in self.pipelines.items():
+            check_yaml_path(YAML_FLAGS[name], path)
+        if len(set(self.pipelines.values())) < len(self.pipelines):
+            raise ConfigError("--ci-yaml and --release-yaml name the same file: give each its own")
         if not self.org_url.startswith("https://"):
             raise ConfigError(f"--org {self.org_url!r}: give https://dev.azure.com/ORG")
         if not self.project.strip():
             raise ConfigError("--project is empty: give the Azure DevOps project's name")
         if not self.approvers:
             raise ConfigError("--approvers is empty: give at least one user")
+
+
+def check_yaml_path(flag: str, path: str) -> None:
+    """A pipeline's YAML as the service takes it: a file's path from the repository's root."""
+    parts = PurePosixPath(path).parts
+    if (
+        not path.strip()
+        or path.startswith("/")
+        or "\\" in path
+        or ".." in parts
+        or PurePosixPath(path).suffix not in (".yml", ".yaml")
+    ):
+        raise ConfigError(
+            f"{flag} {path!r}: give the pipeline's YAML file by its path from the repository's "
+            "root, e.g. azure-pipelines/ci.yml"
+        )
 
 
 def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
@@ -136,7 +178,7 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
         )
     repository = find_repository(clients.get_git_client(), project_name, request)
     pipelines_client = clients.get_pipelines_client()
-    pipelines = find_pipelines(pipelines_client, project_name, repository)
+    pipelines = find_pipelines(pipelines_client, project_name, repository, request.pipelines)
     endpoint_client = clients.get_service_endpoint_client()
     endpoint, deploy_endpoint = (
         find_service_connection(endpoint_client, project_name, name) if name else None
@@ -151,24 +193,32 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
             task_agent, project_name, name, found[name]
         )
     production, staging = environments[request.environment], environments[request.staging]
-    # Each environment takes one release at a time; production's approval is the gate.
+    # Each environment takes one release at a time; production's approval is the gate. Only a
+    # run of main may use an environment or a connection: a pull request's or another branch's
+    # YAML could otherwise push and sign, or deploy in a plain job that skips the approval.
+    on_production, on_staging = (_resource("environment", e) for e in (production, staging))
+    connections = [_resource("endpoint", e) for e in (endpoint, deploy_endpoint) if e is not None]
     checks = [
-        (production, approval_body(production, approvers), is_plain_approval, approval_state),
-        (production, exclusive_lock_body(production), is_exclusive_lock, no_settings),
-        (staging, exclusive_lock_body(staging), is_exclusive_lock, no_settings),
+        (on_production, approval_body(on_production, approvers), is_plain_approval, approval_state),
+        (on_production, exclusive_lock_body(on_production), is_exclusive_lock, no_settings),
+        (on_staging, exclusive_lock_body(on_staging), is_exclusive_lock, no_settings),
+        *(
+            (resource, branch_control_body(resource), is_branch_control, allowed_branches)
+            for resource in (on_production, on_staging, *connections)
+        ),
     ]
     outputs["checks"] = {
-        f"{environment.name} {body['type']['name']}": ensure_check(
-            checks_client, project_name, environment, body, ours, state
+        check_key(resource, body): ensure_check(
+            checks_client, project_name, resource, body, ours, state
         )
-        for environment, body, ours, state in checks
+        for resource, body, ours, state in checks
     }
     group, outputs["variable_group"], outputs["variables"] = ensure_variable_group(
         task_agent, project, request.variable_group, group, request.variables
     )
     outputs["pipelines"] = {}
     pipeline_ids: dict[str, int] = {}
-    for name, path in PIPELINES.items():
+    for name, path in request.pipelines.items():
         pipeline_ids[name], outputs["pipelines"][name] = ensure_pipeline(
             pipelines_client, project_name, name, path, repository, pipelines.get(name)
         )
@@ -182,7 +232,8 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     ]
     if endpoint is not None:
         resources.append(("endpoint", str(endpoint.id), endpoint.name, tuple(PIPELINES)))
-    if deploy_endpoint is not None:  # the cluster's identity: for the release pipeline only
+    # the cluster's identity: for the release pipeline only (unless it is the CI's as well)
+    if deploy_endpoint is not None and deploy_endpoint.name != request.service_connection:
         resources.append(
             ("endpoint", str(deploy_endpoint.id), deploy_endpoint.name, DEPLOYING_PIPELINES)
         )
@@ -196,7 +247,11 @@ def setup_azure_devops(request: AzureDevOpsSetup, connection) -> SetupResult:
     outputs["build_validation"] = ensure_build_validation(
         clients.get_policy_client(), project_name, repository, pipeline_ids["aiship-ci"]
     )
-    missing = set(AZURE_VARIABLES) - set(group.variables or {}) - set(request.variables)
+    missing = {
+        name
+        for name, value in (group.variables or {}).items()
+        if name in AZURE_VARIABLES and not (value.is_secret or value.value)
+    }
     result = report(outputs, missing)
     log.info("%s (the identity of the release's deployServiceConnection)", DEPLOY_ROLES)
     return result
@@ -211,6 +266,16 @@ def build_validation_settings(repository, pipeline_id: int) -> dict:
         "validDuration": BUILD_VALIDITY,
         "scope": [{"repositoryId": str(repository.id), "refName": MAIN, "matchKind": "exact"}],
     }
+
+
+def comparable(settings: Mapping) -> dict:
+    """Policy settings as compared: the service answers `matchKind` in its own case ("Exact" for
+    the "exact" sent), so the case of an enum is no difference."""
+    scope = [
+        {**part, "matchKind": str(part.get("matchKind", "")).lower()}
+        for part in settings.get("scope") or []
+    ]
+    return {**settings, "scope": scope}
 
 
 def ensure_build_validation(policy_client, project: str, repository, pipeline_id: int) -> str:
@@ -231,13 +296,17 @@ def ensure_build_validation(policy_client, project: str, repository, pipeline_id
             c
             for c in found or []
             if (c.settings or {}).get("buildDefinitionId") == pipeline_id
-            and (c.settings or {}).get("scope") == wanted["scope"]
+            and comparable(c.settings or {})["scope"] == comparable(wanted)["scope"]
         ]
         if not ours:
             policy_client.create_policy_configuration(configuration, project)
             return CREATED
         current = ours[0]
-        if current.is_blocking and current.is_enabled and current.settings == wanted:
+        if (
+            current.is_blocking
+            and current.is_enabled
+            and comparable(current.settings or {}) == comparable(wanted)
+        ):
             return UNCHANGED
         policy_client.update_policy_configuration(configuration, project, current.id)
         return UPDATED
@@ -275,10 +344,10 @@ def ensure_environment(task_agent, project: str, name: str, current) -> tuple[An
     return created, CREATED
 
 
-def approval_body(environment, approvers: list[dict]) -> dict:
+def approval_body(resource: dict, approvers: list[dict]) -> dict:
     return {
         "type": APPROVAL_TYPE,
-        "resource": _resource(environment),
+        "resource": resource,
         "settings": {
             "approvers": approvers,
             "executionOrder": "anyOrder",
@@ -292,18 +361,55 @@ def approval_body(environment, approvers: list[dict]) -> dict:
     }
 
 
-def exclusive_lock_body(environment) -> dict:
+def exclusive_lock_body(resource: dict) -> dict:
     """One release at a time; with `lockBehavior: runLatest` the newest queued run goes next."""
     return {
         "type": EXCLUSIVE_LOCK_TYPE,
-        "resource": _resource(environment),
+        "resource": resource,
         "settings": {},
         "timeout": APPROVAL_TIMEOUT,
     }
 
 
-def _resource(environment) -> dict:
-    return {"type": "environment", "id": str(environment.id), "name": environment.name}
+def branch_control_body(resource: dict) -> dict:
+    """Only runs of main may use the resource. The service documents no schema for a Task Check's
+    settings; this is the shape of the Terraform azuredevops provider's branch control check
+    (microsoft/terraform-provider-azuredevops, azuredevops/internal/service/serviceendpoint/
+    resource_serviceendpoint_check_branch_control.go): inputs are strings, and with no retry
+    interval a run from another branch fails at once instead of waiting out the timeout."""
+    return {
+        "type": TASK_CHECK_TYPE,
+        "resource": resource,
+        "settings": {
+            "displayName": "Only main",
+            "definitionRef": BRANCH_CONTROL_DEFINITION,
+            "inputs": {
+                "allowedBranches": MAIN,
+                "ensureProtectionOfBranch": "false",  # main's policies are the repository's own
+                "allowUnknownStatusBranch": "false",
+            },
+            "retryInterval": 0,
+        },
+        "timeout": BRANCH_CONTROL_TIMEOUT,
+    }
+
+
+def _resource(kind: str, found) -> dict:
+    """What a check is on: an environment or a service connection ("endpoint")."""
+    return {"type": kind, "id": str(found.id), "name": found.name}
+
+
+def check_label(body: Mapping) -> str:
+    """Approval, ExclusiveLock or BranchControl (a Task Check that is one)."""
+    return "BranchControl" if is_branch_control(body) else body["type"]["name"]
+
+
+def check_key(resource: dict, body: dict) -> str:
+    """How a check shows in the outputs: `production Approval`, `endpoint NAME BranchControl`."""
+    where = (
+        resource["name"] if resource["type"] == "environment" else f"endpoint {resource['name']}"
+    )
+    return f"{where} {check_label(body)}"
 
 
 def is_plain_approval(check: Mapping) -> bool:
@@ -311,6 +417,24 @@ def is_plain_approval(check: Mapping) -> bool:
         return False
     definition = (check.get("settings") or {}).get("definitionRef") or {}
     return not definition or str(definition.get("id", "")).lower() == APPROVAL_DEFINITION["id"]
+
+
+def is_branch_control(check: Mapping) -> bool:
+    if str(check.get("type", {}).get("id", "")).lower() != TASK_CHECK_TYPE["id"]:
+        return False
+    definition = (check.get("settings") or {}).get("definitionRef") or {}
+    return str(definition.get("id", "")).lower() == BRANCH_CONTROL_DEFINITION["id"]
+
+
+def allowed_branches(check: Mapping) -> tuple:
+    """What of a branch control we own: the branches, and how strictly they are judged."""
+    inputs = (check.get("settings") or {}).get("inputs") or {}
+    branches = sorted(b.strip() for b in str(inputs.get("allowedBranches", "")).split(","))
+    strict = [
+        str(inputs.get(k, "")).lower()
+        for k in ("ensureProtectionOfBranch", "allowUnknownStatusBranch")
+    ]
+    return (branches, *strict, check.get("timeout"))
 
 
 def is_exclusive_lock(check: Mapping) -> bool:
@@ -336,19 +460,21 @@ def no_settings(check: Mapping) -> tuple:
 
 
 def ensure_check(
-    checks_client, project: str, environment, wanted: dict, ours, state=no_settings
+    checks_client, project: str, resource: dict, wanted: dict, ours, state=no_settings
 ) -> str:
-    """The one check on the environment that `ours` recognises, as WANTED (compared by `state`)."""
-    what = f"manage the {wanted['type']['name']} check on environment {environment.name}"
-    with azure_devops_errors(what, permission=SCOPE_CHECKS):
+    """The one check on the resource that `ours` recognises, as WANTED (compared by `state`)."""
+    kind, name = resource["type"], resource["name"]
+    what = f"manage the {check_label(wanted)} check on {kind} {name}"
+    permission = SCOPE_CHECKS if kind == "environment" else SCOPE_ENDPOINT_CHECKS
+    with azure_devops_errors(what, permission=permission):
         found = send_json(
             checks_client,
             "GET",
             CHECK_CONFIGURATIONS,
             {"project": project},
             query={
-                "resourceType": "environment",
-                "resourceId": str(environment.id),
+                "resourceType": kind,
+                "resourceId": resource["id"],
                 "$expand": "settings",
             },
         )
@@ -378,8 +504,10 @@ def find_variable_group(task_agent, project: str, name: str):
 def ensure_variable_group(
     task_agent, project, name: str, current, wanted: Mapping[str, str]
 ) -> tuple[Any, str, dict[str, str]]:
-    """Create the group, or set the wanted variables in it, keeping every other one as it is.
-    Returns the group as it is now, its state, and each wanted variable's state."""
+    """Create the group, or set the wanted variables in it, keeping every other one as it is; a
+    setting the pipelines read that is in neither is written empty: Azure leaves an undefined
+    `$(NAME)` in the script as it is, and the step would read that text as the setting.
+    Returns the group as it is now, its state, and each written variable's state."""
     from azure.devops.v7_1.task_agent.models import (
         ProjectReference,
         VariableGroupParameters,
@@ -389,6 +517,7 @@ def ensure_variable_group(
 
     variables = dict(current.variables or {}) if current is not None else {}
     plain = {k: v.value for k, v in variables.items() if not v.is_secret}
+    wanted = {**{k: "" for k in AZURE_VARIABLES if k not in variables}, **wanted}
     states = plan_variables(plain, wanted)
     if current is not None and all(state == UNCHANGED for state in states.values()):
         return current, UNCHANGED, states
@@ -425,7 +554,9 @@ def find_repository(git_client, project: str, request: AzureDevOpsSetup):
         return git_client.get_repository(name, project=project)
 
 
-def find_pipelines(pipelines_client, project: str, repository) -> dict[str, dict]:
+def find_pipelines(
+    pipelines_client, project: str, repository, paths: Mapping[str, str]
+) -> dict[str, dict]:
     """Our pipelines that exist, with their YAML path and repository; a stranger stops us."""
     with azure_devops_errors("list pipelines", permission=SCOPE_PIPELINES):
         listed = pipelines_client.list_pipelines(project, top=1000) or []
@@ -439,10 +570,10 @@ def find_pipelines(pipelines_client, project: str, repository) -> dict[str, dict
     for name, pipeline in found.items():
         configuration = pipeline.get("configuration") or {}
         runs = (configuration.get("path"), (configuration.get("repository") or {}).get("id"))
-        if runs != (PIPELINES[name], repository.id):
+        if runs != (paths[name], repository.id):
             raise Conflict(
                 f"pipeline {name} exists but runs {runs[0]} from another place than "
-                f"{PIPELINES[name]} in {repository.name}: rename or delete it, then rerun"
+                f"{paths[name]} in {repository.name}: rename or delete it, then rerun"
             )
     return found
 
@@ -535,6 +666,7 @@ def plan(args: argparse.Namespace) -> AzureDevOpsPlan:
         service_connection=args.service_connection,
         deploy_service_connection=args.deploy_service_connection,
         repository=args.repository,
+        pipelines={"aiship-ci": args.ci_yaml, "aiship-release": args.release_yaml},
     )
     return AzureDevOpsPlan(request, token_variable(TOKEN_VARIABLES))
 
@@ -551,15 +683,27 @@ def flags(parser: argparse.ArgumentParser) -> None:
         "--approvers", required=True, help="users who approve releases (e-mails), by commas"
     )
     parser.add_argument(
-        "--service-connection", help="Azure service connection the pipelines may use"
+        "--service-connection",
+        default=SERVICE_CONNECTION,
+        help=f"Azure service connection the pipelines may use (default: {SERVICE_CONNECTION})",
     )
     parser.add_argument(
         "--deploy-service-connection",
-        help="a service connection of its own for the cluster, which only the release may use",
+        default=DEPLOY_SERVICE_CONNECTION,
+        help="the service connection for the cluster, which only the release may use (default: "
+        f"{DEPLOY_SERVICE_CONNECTION}, the release's default)",
     )
     parser.add_argument(
         "--repository", help="Azure Repos repository holding the YAML (default: the project's)"
     )
+    for name, flag in YAML_FLAGS.items():
+        parser.add_argument(
+            flag,
+            default=PIPELINES[name],
+            metavar="PATH",
+            help=f"the YAML of pipeline {name}, from the repository's root (default: "
+            f"{PIPELINES[name]}; this repository's: .{PIPELINES[name]})",
+        )
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable group entry"
     )
