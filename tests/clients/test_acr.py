@@ -208,3 +208,22 @@ def test_resource_manager_throttling_is_retried(acr):
     result = verify(acr, digest)
     assert result.returncode == 0, result.stderr
     assert acr.throttled == 0
+
+
+def test_a_base_image_in_another_acr_is_pulled_with_an_entra_id_login(monkeypatch):
+    """A mirror in another ACR than --acr's: signed in by its login server, no ARM lookup."""
+    from aiship.clients import acr as acr_client
+    from aiship.clients.login import base_image_login
+    from aiship.clients.registry import RegistryLogin
+
+    asked = []
+    monkeypatch.setattr(
+        acr_client, "login_at", lambda host, name, **_: asked.append(name) or RegistryLogin(host)
+    )
+    target = f"{ACR_NAME}.azurecr.io/aiship/app"
+
+    assert base_image_login("mirrors.azurecr.io/python:3.11-slim", target).host == (
+        "mirrors.azurecr.io"
+    )
+    assert base_image_login("python:3.11-slim", target) is None  # docker's own configuration
+    assert asked == ["mirrors"]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from aiship.app.card import read_card
 from aiship.clients.docker import docker
+from aiship.commands.build_image import copy_project
+from aiship.support.errors import AuthError
 from aiship.support.git import git_revision
 from aiship.support.labels import tag_for
 from aiship.support.paths import PROJECT_DIR_VARIABLE
 from tests.clirun import run_steps
+from tests.registries import ACR_NAME, PASSWORD, RESOURCE_GROUP, USER, put_image, run_step
 from tests.repo import REPO_ROOT
 
 pytestmark = pytest.mark.docker
@@ -91,3 +95,83 @@ def test_the_image_is_built_from_the_project_the_step_runs_for(trained_model_dir
 )
 def test_tags_are_made_valid(text, tag):
     assert tag_for(text) == tag
+
+
+# A base image mirrored in a private registry (BASE_IMAGE, as the README suggests): the build
+# pulls it with the sign-in the push uses.
+
+
+@pytest.fixture
+def small_project(tmp_path) -> Path:
+    """aiship's project with a Dockerfile that only adds the model card to the base image: the
+    pull of the base image is what is tested, in seconds."""
+    root = copy_project(REPO_ROOT, tmp_path / "project")
+    (root / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY .build/model/model.json /model/\n"
+    )
+    (root / ".dockerignore").write_text("*\n!.build/model/model.json\n")
+    return root
+
+
+def build_on(base: str, image: str, project: Path, model: Path, *flags: str, env=None):
+    """build-image of IMAGE:mirrored on BASE, with no registry or Azure settings but ENV's."""
+    return run_step(
+        *("build-image", "--model-dir", str(model), "--image", image, "--tag", "mirrored"),
+        *("--base-image", base, *flags),
+        env={PROJECT_DIR_VARIABLE: str(project), **(env or {})},
+    )
+
+
+def test_a_base_image_in_the_registry_of_the_image_is_pulled_with_its_login(
+    auth_registry, local_image, small_project, trained_model_dir
+):
+    put_image(auth_registry, "mirror/python", "3.11-slim", {}, auth=(USER, PASSWORD))
+    base = local_image.forget(f"{auth_registry.host}/mirror/python:3.11-slim")
+    image = f"{auth_registry.host}/aiship/app"
+    local_image.forget(f"{image}:mirrored")
+
+    refused = build_on(base, image, small_project, trained_model_dir)
+    assert refused.returncode == AuthError.exit_code
+    said = refused.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"error: `docker build` cannot pull the base image {base} without a ")
+    assert "set REGISTRY_USERNAME and REGISTRY_PASSWORD for the registry of --image" in said
+
+    login = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
+    built = build_on(base, image, small_project, trained_model_dir, env=login)
+    assert built.returncode == 0, built.stderr
+    assert PASSWORD not in built.log
+
+
+def test_a_base_image_mirrored_in_the_acr_is_pulled_with_its_entra_id_login(
+    acr, local_image, small_project, trained_model_dir
+):
+    token = acr.tokens.mint(["repository:mirror/python:pull,push"])
+    put_image(acr.registry, "mirror/python", "3.11-slim", {}, bearer=token)
+    base = local_image.forget(f"{acr.login_server}/mirror/python:3.11-slim")
+    local_image.forget(f"{acr.login_server}/aiship/app:mirrored")
+    in_acr = ("--acr", ACR_NAME, "--resource-group", RESOURCE_GROUP)
+
+    built = build_on(base, "aiship/app", small_project, trained_model_dir, *in_acr, env=acr.env())
+
+    assert built.returncode == 0, built.stderr
+    assert ("/oauth2/token", "basic") in acr.tokens.calls  # the engine's pull, signed in
+    for secret in acr.tokens.secrets:
+        assert secret not in built.log
+
+
+def test_a_base_image_the_identity_may_not_pull_names_the_role(
+    acr, local_image, small_project, trained_model_dir
+):
+    token = acr.tokens.mint(["repository:mirror/python:pull,push"])
+    put_image(acr.registry, "mirror/python", "3.11-slim", {}, bearer=token)
+    base = local_image.forget(f"{acr.login_server}/mirror/python:3.11-slim")
+    acr.tokens.role = None
+    in_acr = ("--acr", ACR_NAME, "--resource-group", RESOURCE_GROUP)
+
+    refused = build_on(base, "aiship/app", small_project, trained_model_dir, *in_acr, env=acr.env())
+
+    assert refused.returncode == AuthError.exit_code
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: registry {acr.login_server} denied pull of the base image {base}: the login "
+        f"needs the AcrPull role on {ACR_NAME}"
+    )

@@ -13,6 +13,7 @@ there (the tests map our own repository to this checkout, as act's --local-repos
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ import yaml
 CHECKOUT = "actions/checkout@"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 REMOTE = re.compile(r"^([\w.-]+/[\w.-]+)/(.+)@([\w./-]+)$")
-TOKEN = re.compile(r"\s*(\|\||&&|==|!=|!|\(|\)|'(?:[^']|'')*'|[\w.-]+)")
+TOKEN = re.compile(r"\s*(\|\||&&|==|!=|!|\(|\)|'(?:[^']|'')*'|[\w.+-]+)")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # JSON's, and a leading +
+HEX = re.compile(r"0x[0-9a-fA-F]+")
 
 
 @dataclass
@@ -47,6 +50,15 @@ class Scope:
         """A value that is one expression keeps its type (a boolean stays one); else text."""
         whole = EXPRESSION.fullmatch(str(template).strip())
         return self.value(whole.group(1)) if whole else self.text(str(template))
+
+    def condition(self, written: object) -> object:
+        """An `if:`, which is an expression with or without `${{ }}` (none: true)."""
+        if written is None:
+            return True
+        if isinstance(written, bool):
+            return written
+        text = str(written).strip()
+        return self.evaluated(text) if "${{" in text else self.value(text)
 
     def record(self, step_id: str, outputs: Mapping[str, object]) -> None:
         self.contexts["steps"][step_id] = {"outputs": _Recorded(outputs)}
@@ -88,7 +100,7 @@ class GitHubModel:
                 "runner": dict(self.runner),
                 "vars": dict(self.variables),
                 "env": {},
-                "inputs": dict(inputs or {}),
+                "inputs": _dispatched(workflow, inputs or {}),
             }
         )
         yield from self._workflow(workflow, scope, prefix="", outputs={})
@@ -106,7 +118,7 @@ class GitHubModel:
             if len(needs) < len(_as_list(job.get("needs"))):
                 continue  # a job whose needs were skipped is skipped
             job_scope = scope.child(needs=needs, steps={})
-            if not _truthy(job_scope.evaluated(job.get("if", "true"))):
+            if not _truthy(job_scope.condition(job.get("if"))):
                 continue
             if "uses" in job:
                 ran[name] = {}
@@ -143,7 +155,7 @@ class GitHubModel:
     ) -> Iterator[Step]:
         for index, step in enumerate(steps):
             here = f"{where}/{step.get('id', index)}"
-            if not _truthy(scope.evaluated(step.get("if", "true"))):
+            if not _truthy(scope.condition(step.get("if"))):
                 continue
             step_env = {**env, **_texts(step.get("env"), scope)}
             uses = str(step.get("uses", ""))
@@ -229,7 +241,22 @@ def _inputs(
         else:
             assert not spec.get("required"), f"{where}: required input {name!r} not given"
             value = scope.evaluated(spec.get("default", ""))
-        values[name] = _truthy(value) if spec.get("type") == "boolean" else value
+        if spec.get("type") == "boolean":  # GitHub refuses a call that gives it anything else
+            assert isinstance(value, bool), f"{where}: boolean input {name!r} given {value!r}"
+        values[name] = value
+    return values
+
+
+def _dispatched(workflow: Path, given: Mapping[str, object]) -> dict[str, object]:
+    """A run's inputs as the `inputs` context holds them: a `type: boolean` input of
+    workflow_dispatch is a boolean there, though the API and the form send 'true'/'false'."""
+    triggers = _load(workflow).get("on", _load(workflow).get(True)) or {}
+    declared = (triggers if isinstance(triggers, dict) else {}).get("workflow_dispatch") or {}
+    values = dict(given)
+    for name, spec in (declared.get("inputs") or {}).items():
+        if spec.get("type") == "boolean" and isinstance(values.get(name), str):
+            assert values[name].lower() in ("true", "false"), f"{name}: {values[name]!r}"
+            values[name] = values[name].lower() == "true"
     return values
 
 
@@ -252,9 +279,55 @@ def _as_text(value: object) -> str:
 
 
 def _truthy(value: object) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "0")
+    """GitHub's falsy values are false, 0, -0, '', null (and NaN); every other value, the strings
+    'false' and '0' included, is truthy."""
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    if isinstance(value, Mapping | list):
+        return True
     return bool(value)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else "object"
+
+
+def _number(value: object) -> float:
+    """GitHub's cast to a number: null 0, true 1, false 0, a string parsed as a JSON number
+    ('' is 0), anything else NaN."""
+    kind = _kind(value)
+    if kind == "null":
+        return 0.0
+    if kind in ("boolean", "number"):
+        return float(value)  # type: ignore[arg-type]
+    if kind == "string":
+        text = str(value).strip()
+        if not text:
+            return 0.0
+        if NUMBER.fullmatch(text):
+            return float(text)
+        if HEX.fullmatch(text):
+            return float(int(text, 16))
+    return math.nan
+
+
+def _equal(left: object, right: object) -> bool:
+    """GitHub's loose `==`: values of one type compare as such (strings ignoring case, objects
+    and arrays only to themselves); of two types, both are cast to numbers, so
+    `true == 'true'` is false (1 against NaN) and `'1' == 1` is true."""
+    if _kind(left) != _kind(right):
+        return _number(left) == _number(right)
+    if isinstance(left, str) and isinstance(right, str):
+        return left.lower() == right.lower()
+    if _kind(left) == "object":
+        return left is right
+    return left == right
 
 
 class _Parser:
@@ -308,7 +381,7 @@ class _Parser:
         value = self._unary()
         if self._peek() in ("==", "!="):
             operator = self._take()
-            equal = _as_text(value).lower() == _as_text(self._unary()).lower()
+            equal = _equal(value, self._unary())
             return equal if operator == "==" else not equal
         return value
 
@@ -330,8 +403,10 @@ class _Parser:
             return token == "true"
         if token == "null":
             return None
-        if re.fullmatch(r"\d+", token):
-            return int(token)
+        if HEX.fullmatch(token):
+            return int(token, 16)
+        if NUMBER.fullmatch(token):
+            return float(token) if re.search(r"[.eE]", token) else int(token)
         value: object = self.contexts
         for part in token.split("."):
             if not isinstance(value, Mapping):

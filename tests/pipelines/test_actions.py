@@ -17,6 +17,7 @@ ACTIONS = sorted((GITHUB / "actions").glob("*/action.yml"))
 TYPE = re.compile(r"\((string|path|boolean)\)")
 FLAG = re.compile(r"^(--[a-z0-9-]+)")
 HANDED = re.compile(r"^([\w-]+/[\w-]+)'s ([\w-]+)")  # "azure/login's client-id": for that action
+ENV = re.compile(r"^\$([A-Z0-9_]+):")  # "$KUBELOGIN_VERSION: ...": that variable of a script step
 
 
 def action(path) -> dict:
@@ -65,6 +66,14 @@ def test_every_input_is_the_flag_it_names_on_a_step_the_action_runs(path):
     for name, spec in document["inputs"].items():
         passed = [s for s in document["runs"]["steps"] if f"inputs.{name} }}" in str(s)]
         assert passed, f"{name} is never passed to a step"
+        variable = ENV.match(spec["description"])
+        if variable:
+            expression = f"${{{{ inputs.{name} }}}}"
+            assert any(
+                (s.get("env") or {}).get(variable.group(1)) == expression and "run" in s
+                for s in passed
+            ), f"{name}: not the {variable.group(1)} of a script step"
+            continue
         handed = HANDED.match(spec["description"])
         if handed:  # an input of an action this one runs, under that input's own name
             action_name, its_input = handed.groups()

@@ -17,6 +17,7 @@ from tests.pipelines.azure_yaml import AZURE, expand, load, pipeline
 from tests.pipelines.ci_systems import GITHUB, STEP_COMMAND, github_model
 
 PINNED_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 RELEASE = "reusable-release.yml"  # release.yml calls it
 
 
@@ -111,13 +112,22 @@ def deployment_steps(job: dict) -> list[dict]:
 CLUSTER_JOBS = ("staging", "production", "rollback")  # in both systems
 
 
+def installs_kubelogin(step: dict) -> bool:
+    return "KUBELOGIN_VERSION" in (step.get("env") or {})
+
+
+def assert_pinned(env: dict, where: str) -> None:
+    assert PINNED_VERSION.match(env["KUBELOGIN_VERSION"]), where
+    assert SHA256.fullmatch(env["KUBELOGIN_SHA256"]), where
+
+
 def test_every_github_job_on_the_cluster_installs_a_pinned_kubelogin_before_the_credentials():
     jobs = release_jobs()
     assert set(CLUSTER_JOBS) <= set(jobs)
     for name in CLUSTER_JOBS:
         steps = jobs[name]
-        install = index_of(steps, uses("azure/use-kubelogin"))
-        assert PINNED_VERSION.match(given(steps[install], "kubelogin-version")), name
+        install = index_of(steps, installs_kubelogin)
+        assert_pinned(steps[install]["env"], name)
         assert install < index_of(steps, runs("aks-credentials")), name
 
 
@@ -126,9 +136,56 @@ def test_every_azure_job_on_the_cluster_installs_a_pinned_kubelogin_before_the_c
     assert sorted(jobs) == sorted(CLUSTER_JOBS)
     for name, job in jobs.items():
         steps = deployment_steps(job)
-        install = index_of(steps, lambda step: step.get("task") == "KubeloginInstaller@0")
-        assert PINNED_VERSION.match(steps[install]["inputs"]["kubeloginVersion"]), name
+        install = index_of(steps, installs_kubelogin)
+        assert_pinned(steps[install]["env"], name)
         assert install < index_of(steps, runs("aks-credentials")), name
+
+
+# Tool installers that ask GitHub's REST API for a release with no token: 60 requests an hour
+# per address, shared by every job of a hosted pool, and a refusal reads as a missing version.
+ASKS_GITHUB_API = {
+    "KubeloginInstaller@": 'asks api.github.com for the release ("version ... was not found")',
+    "azure/use-kubelogin@": "asks api.github.com for 'latest'; checks the zip only against its "
+    "release's own .sha256",
+}
+DOWNLOAD = re.compile(r"\b(curl|wget)\b")
+CHECKED = re.compile(r"\bsha256sum (--check|-c)\b")
+SCRIPT_KEYS = ("run", "bash", "script", "inlineScript")
+
+
+def steps_in(node: object):
+    """Every step written in a YAML document, templates' conditional branches included."""
+    if isinstance(node, dict):
+        if any(key in node for key in ("uses", "task", *SCRIPT_KEYS)):
+            yield node
+        for value in node.values():
+            yield from steps_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from steps_in(item)
+
+
+def every_step():
+    for path in sorted([*GITHUB.rglob("*.yml"), *AZURE.rglob("*.yml")]):
+        for step in steps_in(yaml.safe_load(path.read_text())):
+            yield path.name, step
+
+
+def test_no_tool_is_installed_by_asking_githubs_api():
+    for path, step in every_step():
+        used = str(step.get("uses") or step.get("task") or "")
+        for installer, why in ASKS_GITHUB_API.items():
+            assert not used.startswith(installer), f"{path}: {used} {why}"
+
+
+def test_every_download_is_checked_against_a_pinned_sha256():
+    scripts = [
+        (path, str(step[key])) for path, step in every_step() for key in SCRIPT_KEYS if key in step
+    ]
+    downloads = [(path, script) for path, script in scripts if DOWNLOAD.search(script)]
+    assert downloads, "kubelogin's, at least"
+    for path, script in downloads:
+        assert CHECKED.search(script), f"{path}: a download without a sha256 check: {script}"
 
 
 def test_the_environments_are_the_ones_setup_makes_and_staging_comes_first():

@@ -145,7 +145,6 @@ def test_stand_ins_replace_every_remote_action_of_the_workflows_and_actions():
         "actions/setup-go",
         "actions/setup-python",
         "azure/login",
-        "azure/use-kubelogin",
     ]
     assert all(len(a.split("@")[1]) == 40 for a in actions)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_USER = "00000000-0000-0000-0000-000000000000"  # noqa: S105  (ACR's fixed name, no secret)
 READER_ROLE = "Reader"  # reads the registry resource in Resource Manager
+# ACR login servers: azurecr.io, and Azure China's and US Government's.
+ACR_HOST = re.compile(r"^([a-z0-9]{5,50})\.azurecr\.(?:io|cn|us)$")
 
 
 @dataclass(frozen=True)
@@ -92,23 +95,42 @@ def resolve_acr(
 
 def acr_login(acr: Acr, *, token_credential: Any = None, client: RegistryClient | None = None):
     """A RegistryLogin for `acr`: this identity's Entra ID token exchanged for a refresh token."""
+    return login_at(acr.login_server, acr.name, token_credential=token_credential, client=client)
+
+
+def acr_name_of(host: str) -> str | None:
+    """The registry's name when HOST is an ACR login server (NAME.azurecr.io, or a sovereign
+    cloud's), else None."""
+    found = ACR_HOST.match(host.lower())
+    return found.group(1) if found else None
+
+
+def login_at(
+    login_server: str,
+    name: str,
+    *,
+    token_credential: Any = None,
+    client: RegistryClient | None = None,
+) -> RegistryLogin:
+    """acr_login by login server, with no Resource Manager lookup: the token exchange itself
+    says whether this identity may use the registry."""
     credential = token_credential or azure.credential()
-    what = f"Entra ID sign-in for container registry '{acr.name}'"
+    what = f"Entra ID sign-in for container registry '{name}'"
     with azure_errors(what, role="AcrPush"):
         aad_token = credential.get_token(azure.container_registry_scope()).token
     mask(aad_token)
-    client = client or RegistryClient(RegistryLogin(acr.login_server))
-    refresh_token = exchange_token(client, acr.name, aad_token)
+    client = client or RegistryClient(RegistryLogin(login_server))
+    refresh_token = exchange_token(client, name, aad_token)
     return RegistryLogin(
-        host=acr.login_server,
+        host=login_server,
         credentials=Credentials(
             TOKEN_USER,
             refresh_token,
-            source=f"the Entra ID token exchange of {acr.name}",
+            source=f"the Entra ID token exchange of {name}",
             refresh_token=True,
         ),
-        pull_role=f"the AcrPull role on {acr.name}",
-        push_role=f"the AcrPush role on {acr.name}",
+        pull_role=f"the AcrPull role on {name}",
+        push_role=f"the AcrPush role on {name}",
     )
 
 

@@ -14,11 +14,21 @@ from pathlib import Path
 from ..support.errors import AuthError, ConfigError, NotFound, StepError, Unavailable
 from ..support.processes import last_line, run
 from ..support.waiting import wait_for
-from .registry import RegistryLogin, denied, firewall_error, firewalled, refused
+from .registry import (
+    RegistryLogin,
+    denied,
+    firewall_error,
+    firewalled,
+    refused,
+    registry_of,
+)
 
 UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "connection reset", "dial tcp")
 REFUSED = ("unauthorized", "authentication required", "no basic auth credentials")
 DENIED = ("denied", "insufficient_scope")
+# The legacy builder's progress: "Step 2/9 : FROM ..."; BuildKit names the image it could not
+# resolve ("failed to resolve source metadata for REF: ...").
+BUILD_STEP = re.compile(r"^Step \d+/\d+ : (\w+)", re.MULTILINE)
 GATEWAY_BRIDGE = "docker_gwbridge"  # the network `swarm init` makes and `swarm leave` leaves
 
 log = logging.getLogger(__name__)
@@ -152,8 +162,55 @@ def run_docker(
     return done.stdout
 
 
-def docker_error(output: str, login: RegistryLogin, action: str) -> StepError:
-    """docker's failure output -> the step error that says what to do."""
+def build(
+    args: Sequence[str], *, base_image: str, login: RegistryLogin | None, timeout: float
+) -> str:
+    """`docker build ARGS`, logged in to the base image's registry when LOGIN is given (a
+    private DOCKER_CONFIG, as for a push; else docker's own configuration); a base image that
+    cannot be pulled is named, with what to do."""
+    with contextlib.ExitStack() as stack:
+        config = ["--config", str(stack.enter_context(docker_config(login)))] if login else []
+        done = run(
+            [docker_path(), *config, "build", *args],
+            what="`docker build`",
+            timeout=timeout,
+            hint="check that the Docker engine is responsive (docker info)",
+        )
+    if done.returncode != 0:
+        output = done.stdout + done.stderr
+        raise base_image_error(output, base_image, login) or StepError(
+            f"`docker build` failed (exit {done.returncode}): {docker_says(done.stderr or output)}"
+        )
+    return done.stdout
+
+
+def base_image_error(output: str, base_image: str, login: RegistryLogin | None) -> StepError | None:
+    """`docker build`'s failure to pull BASE_IMAGE as the step error that says what to do; None
+    when the build failed after its FROM."""
+    line = docker_says(output)
+    host = registry_of(base_image)
+    steps = BUILD_STEP.findall(output)
+    if not ((steps and steps[-1].upper() == "FROM") or host in line):
+        return None
+    subject = f"the base image {base_image}"
+    if (login is None or login.credentials is None) and any(
+        word in line.lower() for word in (*REFUSED, *DENIED)
+    ):
+        return AuthError(
+            f"`docker build` cannot pull {subject} without a login ({line}): give --acr for "
+            "an Azure Container Registry, set REGISTRY_USERNAME and REGISTRY_PASSWORD for the "
+            f"registry of --image, or `docker login {host}` before the step"
+        )
+    error = docker_error(line, login or RegistryLogin(host), "pull from", subject=subject)
+    said = str(error)
+    return type(error)(
+        said if base_image in said else f"`docker build` cannot pull {subject}: {said}"
+    )
+
+
+def docker_error(output: str, login: RegistryLogin, action: str, *, subject: str = "") -> StepError:
+    """docker's failure output -> the step error that says what to do. SUBJECT: what was
+    pulled (a pull), else a push of the image."""
     line = docker_says(output)
     text = output.lower()
     if any(word in text for word in UNREACHABLE):
@@ -166,7 +223,7 @@ def docker_error(output: str, login: RegistryLogin, action: str) -> StepError:
     if "does not exist locally" in text or "no such image" in text:
         return NotFound(f"no local image to push: {line}; build it first (build-image)")
     if any(word in text for word in DENIED) and login.credentials:
-        return denied(login, "push", "the image")
+        return denied(login, "pull" if subject else "push", subject or "the image")
     if any(word in text for word in REFUSED + DENIED):
         return refused(login)
     return StepError(f"docker could not {action} {login.host}: {line}")

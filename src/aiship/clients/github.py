@@ -106,6 +106,8 @@ class GitHubApi:
                 f"permission '{permission}' on {self.repo}, a classic one the repo scope and "
                 "admin rights"
             )
+        if status == 422 and "billing plan" in _message(response):
+            return ConfigError(plan_lacks_reviewers(self.repo, f"422: {_message(response)}"))
         if status == 422:  # e.g. a reviewer who cannot see the repository
             return ConfigError(
                 f"GitHub refused to {what} (422: {_message(response)}): every reviewer needs "
@@ -114,6 +116,14 @@ class GitHubApi:
         if status >= 500:
             return Unavailable(f"GitHub answered {status} trying to {what}, even after retries")
         return StepError(f"GitHub answered {status} trying to {what}: {_message(response)}")
+
+
+def plan_lacks_reviewers(repo: str, said: str) -> str:
+    """What to do when GitHub's plan has no required reviewers for REPO (a private one)."""
+    return (
+        f"required reviewers on private repository {repo} need GitHub Enterprise Cloud ({said}): "
+        f"make {repo} public, or move it to an organization on GitHub Enterprise Cloud"
+    )
 
 
 def _message(response: requests.Response) -> str:

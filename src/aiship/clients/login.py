@@ -6,7 +6,9 @@ in through Entra ID; without it, REGISTRY_USERNAME/REGISTRY_PASSWORD, or anonymo
 
 from __future__ import annotations
 
-from .registry import ImageRef, RegistryLogin, credentials_from_env
+from typing import Any
+
+from .registry import ImageRef, RegistryLogin, credentials_from_env, registry_of
 
 
 def registry_login(
@@ -32,3 +34,24 @@ def registry_login(
         return acr_login(found, token_credential=credential), ref
     ref = ImageRef.parse(image)
     return RegistryLogin(ref.registry, credentials_from_env()), ref
+
+
+def base_image_login(
+    base_image: str, target: str, *, acr: Any = None, token_credential: Any = None
+) -> RegistryLogin | None:
+    """How `docker build` signs in to pull BASE_IMAGE (e.g. a mirror of python:3.11-slim): as
+    the push does when it is the registry of TARGET (the resolved `acr`, or REGISTRY_USERNAME/
+    REGISTRY_PASSWORD), through Entra ID for any other ACR; None: docker's own configuration
+    (a public image, or a `docker login` made before the step)."""
+    from . import acr as acrs
+
+    host = registry_of(base_image)
+    if host == registry_of(target):
+        if acr is not None:
+            return acrs.acr_login(acr, token_credential=token_credential)
+        credentials = credentials_from_env()
+        return RegistryLogin(host, credentials) if credentials else None
+    name = acrs.acr_name_of(host)
+    if name is None:
+        return None
+    return acrs.login_at(host, name, token_credential=token_credential)

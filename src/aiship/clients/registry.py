@@ -67,7 +67,7 @@ class ImageRef:
         if ":" in last:
             name, tag = rest.rsplit(":", 1)
         first, _, remainder = name.partition("/")
-        if remainder and ("." in first or ":" in first or first == "localhost"):
+        if remainder and _names_host(first):
             registry, repository = first, remainder
         elif default_registry:
             registry, repository = default_registry, name
@@ -155,6 +155,17 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials | 
         return None
     mask(env[ENV_PASSWORD], env)
     return Credentials(env[ENV_USERNAME], env[ENV_PASSWORD])
+
+
+def registry_of(image: str) -> str:
+    """The registry IMAGE is pulled from, as docker reads it: its first part when that names a
+    host, else Docker Hub."""
+    first, _, rest = image.partition("/")
+    return first if rest and _names_host(first) else "docker.io"
+
+
+def _names_host(part: str) -> bool:
+    return "." in part or ":" in part or part == "localhost"
 
 
 def registry_url(host: str) -> str:

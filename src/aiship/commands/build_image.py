@@ -17,7 +17,8 @@ from pathlib import Path
 
 from aiship.app.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, verify_model_dir
 
-from ..clients.docker import docker
+from ..clients.docker import build as docker_build
+from ..clients.registry import RegistryLogin
 from ..clients.wheelhouse import ensure_wheelhouse
 from ..support.errors import ConfigError
 from ..support.git import git_branch, git_commit_time, git_revision, git_source
@@ -87,9 +88,10 @@ def build_image(
     root: Path | None = None,
     cache: Path | None = None,
     timeout: float = 1800.0,
+    login: RegistryLogin | None = None,
 ) -> BuiltImage:
     """`docker build` ROOT's Dockerfile (the project's: project_dir()) with the model of
-    `build.model_dir`; returns the image id."""
+    `build.model_dir`, pulling the base image with LOGIN when given; returns the image id."""
     root = check_project(root or project_dir())
     try:
         card = verify_model_dir(build.model_dir)
@@ -110,14 +112,16 @@ def build_image(
         iidfile = Path(tmp) / "image-id"
         # --force-rm: a failed RUN leaves no stopped container behind (the legacy builder keeps
         # them by default)
-        args = ["build", "--force-rm", "--network", build.network, "--iidfile", str(iidfile)]
+        args = ["--force-rm", "--network", build.network, "--iidfile", str(iidfile)]
         args += ["--file", str(context / "Dockerfile")]
         for name, value in build_args.items():
             args += ["--build-arg", f"{name}={value}"]
         for tag in build.tags:
             args += ["--tag", tag]
         log.info("building the image of %s %s on %s", card.name, card.version, build.base_image)
-        output = docker([*args, str(context)], timeout=timeout)
+        output = docker_build(
+            [*args, str(context)], base_image=build.base_image, login=login, timeout=timeout
+        )
         log.debug("%s", output)
         image_id = iidfile.read_text().strip()
     labels = {
@@ -227,16 +231,23 @@ def _plan(args: argparse.Namespace) -> BuildPlan:
 
 
 def _run(plan: BuildPlan) -> BuiltImage:
-    repository = plan.repository
+    from ..clients.login import base_image_login
+
+    repository, found, credential = plan.repository, None, None
     if plan.acr:
+        from ..clients import azure
         from ..clients.acr import resolve_acr
 
+        credential = azure.credential()
         found = resolve_acr(
             plan.acr.name,
             subscription=plan.acr.subscription,
             resource_group=plan.acr.resource_group,
+            token_credential=credential,
         )
         repository = f"{found.login_server}/{repository}"
+    # A private mirror of the base image is pulled with the push's own sign-in.
+    login = base_image_login(plan.base_image, repository, acr=found, token_credential=credential)
     revision = git_revision(plan.root)
     tags = tuple(f"{repository}:{tag}" for tag in plan.tags) or default_tags(
         repository, revision, plan.card.version, git_branch(plan.root)
@@ -246,6 +257,7 @@ def _run(plan: BuildPlan) -> BuiltImage:
             model_dir=plan.model_dir, base_image=plan.base_image, tags=tags, revision=revision
         ),
         root=plan.root,
+        login=login,
     )
 
 

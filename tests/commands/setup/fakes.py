@@ -95,6 +95,11 @@ class FakeGitHub(FakeApi):
         self.variables: dict[str, str] = {}
         self.denied: set[str] = set()  # "administration", "variables": answered 403
         self.no_access: set[int] = set()  # reviewer ids GitHub refuses (422): no repo access
+        # Required reviewers and wait timers of a private repository need GitHub Enterprise Cloud
+        # (GitHub's docs: "Deployment environments"); on other plans GitHub answers 422.
+        self.visibility = "public"
+        self.owner_type = "Organization"
+        self.enterprise = False
 
     def routes(self) -> list:
         repo = re.escape(f"/repos/{self.repo}")
@@ -131,7 +136,15 @@ class FakeGitHub(FakeApi):
     def get_repo(self, request, body) -> Response:
         # GitHub's example lacks the required `language`, here and in its `source` and `parent`
         # (tests/contracts: KNOWN_BAD_EXAMPLES).
-        repo = described("repos/get", full_name=self.repo, name=self.repo.split("/")[1], id=7)
+        repo = described(
+            "repos/get",
+            full_name=self.repo,
+            name=self.repo.split("/")[1],
+            id=7,
+            visibility=self.visibility,
+            private=self.visibility != "public",
+        )
+        repo["owner"] = {**repo["owner"], "type": self.owner_type}
         for part in (repo, repo.get("source"), repo.get("parent")):
             if part is not None:
                 part.setdefault("language", None)
@@ -161,6 +174,18 @@ class FakeGitHub(FakeApi):
     def put_environment(self, request, body, name) -> Response:
         if "administration" in self.denied:
             return self.forbidden()
+        gated = body.get("reviewers") or body.get("wait_timer")
+        if gated and self.visibility == "private" and not self.enterprise:
+            # GitHub's words for it (pulumi/pulumi-github#251), in its basic-error shape.
+            return answer(
+                {
+                    "message": "Fail to create protected rule, please ensure billing plan "
+                    "include protected branch gate.",
+                    "documentation_url": "https://docs.github.com/rest/deployments/environments",
+                    "status": "422",
+                },
+                422,
+            )
         if any(r["id"] in self.no_access for r in body.get("reviewers") or []):
             return answer(
                 {

@@ -305,3 +305,38 @@ def test_it_ends_naming_the_deploy_identitys_roles_and_credentials(github, https
         f"federated credentials: repo:{REPO}:environment:production, "
         f"repo:{REPO}:environment:staging"
     )
+
+
+def test_a_private_organization_repository_without_enterprise_says_what_to_do(github, https_server):
+    """GitHub answers 422 for required reviewers of a private repository on a plan without
+    them: not a reviewer's access, the plan; and nothing else is written."""
+    github.visibility = "private"
+    with pytest.raises(ConfigError) as raised:
+        run_setup(github, https_server)
+
+    assert str(raised.value) == (
+        f"required reviewers on private repository {REPO} need GitHub Enterprise Cloud (422: "
+        "Fail to create protected rule, please ensure billing plan include protected branch "
+        f"gate.): make {REPO} public, or move it to an organization on GitHub Enterprise Cloud"
+    )
+    assert [(seen.method, seen.path.rsplit("/", 1)[-1]) for seen in github.writes()] == [
+        ("PUT", "production")
+    ]
+
+
+def test_a_private_personal_repository_stops_before_anything_is_written(github, https_server):
+    github.visibility, github.owner_type = "private", "User"
+    with pytest.raises(ConfigError) as raised:
+        run_setup(github, https_server)
+
+    assert "need GitHub Enterprise Cloud (a personal account's repository): make" in str(
+        raised.value
+    )
+    assert github.writes() == []
+
+
+def test_a_private_repository_on_enterprise_gets_its_reviewers(github, https_server):
+    github.visibility, github.enterprise = "private", True
+    run_setup(github, https_server)
+
+    assert github.environments["production"]["reviewers"]

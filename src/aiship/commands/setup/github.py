@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 import requests
 
-from ...clients.github import DEFAULT_API_URL, TOKEN_VARIABLES, GitHubApi, github_session
+from ...clients.github import (
+    DEFAULT_API_URL,
+    TOKEN_VARIABLES,
+    GitHubApi,
+    github_session,
+    plan_lacks_reviewers,
+)
 from ...support.errors import ConfigError, NotFound, StepError
 from .common import (
     CREATED,
@@ -70,11 +76,13 @@ def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) 
     """Bring the environment and variables to the requested state; return what changed."""
     api = GitHubApi(session, api_url, request.repo)
     repo_path = f"/repos/{request.repo}"
-    if api.find(repo_path, what=f"read {request.repo}") is None:
+    repository = api.find(repo_path, what=f"read {request.repo}")
+    if repository is None:
         raise NotFound(
             f"repository {request.repo} not found, or the token cannot see it: "
             "check --repo and the token's repository access"
         )
+    check_reviewers_possible(request.repo, repository)
     # Everything is read before anything is written: a bad reviewer stops the step untouched.
     reviewers = [resolve_reviewer(api, name) for name in request.reviewers]
     # Production first: GitHub refuses a reviewer without access only when it is written, and
@@ -127,6 +135,15 @@ def setup_github(request: GitHubSetup, session: requests.Session, api_url: str) 
         ", ".join(f"repo:{request.repo}:environment:{name}" for name in wanted),
     )
     return result
+
+
+def check_reviewers_possible(repo: str, repository: Mapping) -> None:
+    """Required reviewers on a private repository need GitHub Enterprise Cloud, which a personal
+    account never has; an organization's plan is not shown to every token, so there GitHub's
+    own refusal (422) says it."""
+    private = repository.get("visibility", "private" if repository.get("private") else "public")
+    if private == "private" and (repository.get("owner") or {}).get("type") == "User":
+        raise ConfigError(plan_lacks_reviewers(repo, "a personal account's repository"))
 
 
 def resolve_reviewer(api: GitHubApi, name: str) -> dict:
