@@ -233,22 +233,7 @@ def github_repositories(text: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="its line 4 says templates/setup.yml@aiship: the lead's change of the file "
-                "fixes it (and then this mark goes)",
-            ),
-        )
-        if name == ".azure-pipelines/templates/setup.yml"
-        else name
-        for name in USAGE
-    ],
-)
+@pytest.mark.parametrize("path", USAGE)
 def test_every_template_another_project_is_told_to_use_exists(path):
     """`template: PATH@aiship` is PATH from the root of our repository, and a `type: github`
     repository resource needs the `endpoint` (a GitHub service connection) to be fetched."""
