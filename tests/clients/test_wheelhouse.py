@@ -22,21 +22,46 @@ def lock_pins(text: str) -> dict[str, str]:
     return {canonical(m[1]): m[2] for line in text.splitlines() if (m := PIN.match(line))}
 
 
+LOCKS = REPO_ROOT / "requirements"
+
+
+def extra_pins(extras: tuple[str, ...]) -> dict[str, str]:
+    """What pyproject.toml pins for the base and EXTRAS (an extra naming aiship's own extras,
+    as `dev` does, brings theirs)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    optional = project["optional-dependencies"]
+    deps, todo = list(project["dependencies"]), list(extras)
+    while todo:
+        for dep in optional[todo.pop()]:
+            if dep.startswith("aiship["):
+                todo += dep[len("aiship[") : -1].split(",")
+            else:
+                deps.append(dep)
+    named = [PIN.match(re.sub(r"\[.*?\]", "", dep)) for dep in deps]  # moto[server]==...
+    assert all(named), f"pyproject.toml pins each dependency exactly: {deps}"
+    return {canonical(pin[1]): pin[2] for pin in named if pin}
+
+
 @pytest.mark.parametrize(
     ("lock", "extras"),
-    [(APP_LOCK, ()), (RUNNER_LOCK, ("steps",))],
-    ids=["app", "runner"],
+    [
+        (APP_LOCK, ()),  # the image
+        (RUNNER_LOCK, ("steps",)),  # CI's setup in both systems, and the act runner
+        (LOCKS / "test.txt", ("train", "steps", "test")),  # tox's envs
+        (LOCKS / "lint.txt", ("lint",)),
+        (LOCKS / "dev.txt", ("dev",)),  # ./dev's venv, tox's bench env
+    ],
+    ids=["app", "steps", "test", "lint", "dev"],
 )
 def test_lock_pins_every_project_dependency_at_its_version(lock, extras):
-    """A pin changed in pyproject.toml without `uv pip compile` fails here, not in a build."""
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    deps = [
-        *project["dependencies"],
-        *(d for e in extras for d in project["optional-dependencies"][e]),
-    ]
-    wanted = {canonical(name): version for name, version in (PIN.match(d).groups() for d in deps)}
+    """A pin changed in pyproject.toml without `uv pip compile` fails here, not in a build; every
+    entry carries its hashes, so pip installs it in hash-checking mode."""
+    text = lock.read_text()
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
 
-    assert wanted.items() <= lock_pins(lock.read_text()).items()
+    assert extra_pins(extras).items() <= lock_pins(text).items()
+    assert all("--hash=sha256:" in entry for entry in entries if PIN.match(entry))
+    assert f"--output-file requirements/{lock.name}" in text.split("\n", 2)[1]
 
 
 def test_lock_has_hashes_its_regeneration_command_and_no_training_tools():

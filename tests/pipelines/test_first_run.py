@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -231,6 +232,27 @@ def test_the_ci_build_signs_in_per_step_with_fresh_assertions_not_one_login():
     assert job["env"]["AZURE_CLIENT_ID"] == "${{ inputs.azure-client-id }}"
     assert job["env"]["AZURE_TENANT_ID"] == "${{ inputs.azure-tenant-id }}"
     assert not any(uses("azure/login")(step) for step in job["steps"])
+
+
+def test_every_install_in_both_systems_is_from_a_hash_lock():
+    """Two runs install the same bytes: each pip install in a workflow, action or template is
+    the steps' hash lock, or aiship itself with nothing more (--no-deps); both systems' setup
+    install both."""
+    files = [*GITHUB.parent.glob("actions/*/action.yml"), *GITHUB.glob("*.yml")]
+    files += [*AZURE.glob("*.yml"), *AZURE.glob("templates/*.yml")]
+    installs = {}
+    for path in files:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        installs[path.relative_to(AZURE.parent)] = [
+            line for line in lines if "pip install" in line and not line.startswith("#")
+        ]
+    for path, lines in installs.items():
+        for line in lines:
+            locked = "--require-hashes -r" in line and "/requirements/steps.txt" in line
+            assert locked or "--no-deps" in line, f"{path}: {line}"
+    for setup in (".github/actions/setup/action.yml", ".azure-pipelines/templates/setup.yml"):
+        said = " ".join(installs[Path(setup)])
+        assert "--require-hashes -r" in said and "--no-deps --no-build-isolation" in said, setup
 
 
 def test_only_jobs_that_sign_in_to_azure_may_ask_for_an_oidc_token():

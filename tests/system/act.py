@@ -5,7 +5,7 @@ What act needs here, and why:
   with passwordless sudo (Debian's sudo package, downloaded on the host and installed into the
   image), in the group that owns the engine's socket; and it stands where `actions/setup-python`
   would: Python 3.11 in a venv on PATH that the user owns, and pip pointed at a wheelhouse
-  (requirements/act-runner.txt), since nothing is fetched.
+  (requirements/steps.txt), since nothing is fetched.
 - Steps that build images talk to the host's engine: act mounts its socket into the job, and the
   host's docker CLI (Debian's is a static binary) is mounted beside it.
 - act clones every remote action while it sets a job up, even one whose `if:` skips it. Each
@@ -41,7 +41,7 @@ from tests.repo import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-RUNNER_LOCK = REPO_ROOT / "requirements" / "act-runner.txt"
+RUNNER_LOCK = REPO_ROOT / "requirements" / "steps.txt"  # what the setup action installs
 RUNNER_REPOSITORY = "local/aiship-act-runner"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/\S*)?@([\w.-]+)", re.MULTILINE)
 CHECKOUT = "actions/checkout"
