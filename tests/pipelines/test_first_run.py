@@ -16,6 +16,7 @@ from aiship.commands.setup.azure_devops import DEPLOY_SERVICE_CONNECTION
 from aiship.commands.setup.common import ENVIRONMENT, STAGING
 from tests.pipelines.azure_yaml import AZURE, expand, load, pipeline
 from tests.pipelines.ci_systems import GITHUB, STEP_COMMAND, github_model
+from tests.pipelines.github_model import Scope
 
 PINNED_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -220,6 +221,18 @@ def test_azure_login_is_the_last_thing_before_the_steps_that_use_it():
         between = steps[login + 1 : first_step]
         assert all("uses" not in s and "pip install" not in s.get("run", "") for s in between)
         assert index_of(steps, lambda s: "pip install" in s.get("run", "")) < login, name
+
+
+def test_every_release_step_signs_in_as_its_jobs_azure_login_does():
+    """The steps mint their own assertions (a canary outlasts GitHub's), as the identity the
+    job's azure/login uses: the CI's to resolve, the deploy identity's on the cluster."""
+    for deploy in ("", "deploy"):
+        inputs = {"azure-client-id": "ci", "azure-deploy-client-id": deploy, "azure-tenant-id": "t"}
+        scope = Scope({"inputs": inputs})
+        for name, job in github_jobs(RELEASE).items():
+            wanted = (deploy or "ci") if name in CLUSTER_JOBS else "ci"
+            assert scope.text(job["env"]["AZURE_CLIENT_ID"]) == wanted, name
+            assert scope.text(job["env"]["AZURE_TENANT_ID"]) == "t", name
 
 
 def test_the_ci_build_signs_in_per_step_with_fresh_assertions_not_one_login():
