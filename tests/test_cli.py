@@ -17,6 +17,7 @@ from aiship.app.card import read_card
 from aiship.cli import build_parser, drop_empty
 from aiship.commands import all_commands
 from aiship.support.paths import PROJECT_DIR_VARIABLE
+from aiship.support.ports import free_port
 from tests.clirun import run_steps
 from tests.invocations import DIGEST, INHERITED, invocations
 from tests.pipelines.ci_systems import job_checkout
@@ -423,3 +424,31 @@ def test_a_value_that_only_looks_like_shell_is_not_a_macro():
         drop=INHERITED,
     )
     assert "unexpanded" not in done.stderr and "--digest" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (
+            ("resolve-image", "--image", "r.example/app:main", "--digest", "sha256:zz"),
+            2,
+            "--digest",
+        ),
+        (("setup", "github", "--repo", "acme/shop"), 2, "required: --reviewers"),
+        (("smoke-test", "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "0.5"), 7, ""),
+    ],
+    ids=["plan", "usage", "run"],
+)
+def test_a_failed_step_is_an_annotation_in_ci_and_json_with_json(args, code, said):
+    """In CI the error line is also the run page's annotation of that step; with --json, stdout
+    is JSON whatever happens: the error and the exit code."""
+    github = run_steps(*args, "--json", env={"GITHUB_ACTIONS": "true"}, drop=INHERITED)
+    azure = run_steps(*args, env={"TF_BUILD": "True"}, drop=INHERITED)
+
+    assert github.returncode == azure.returncode == code, github.stderr
+    annotation, answer = github.stdout.splitlines()
+    error = json.loads(answer)
+    assert error["exit_code"] == code and said in error["error"]
+    assert f"error: {error['error']}" in github.stderr
+    assert annotation.startswith(f"::error title=aiship {args[0]}")
+    assert azure.stdout.startswith("##vso[task.logissue type=error]")

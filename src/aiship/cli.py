@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .commands import all_commands
 from .commands.command import Command, DryRun
@@ -20,11 +20,25 @@ from .support import errors, logs, outputs
 log = logging.getLogger("aiship")
 
 
+class UsageError(Exception):
+    """The command line itself is wrong: a flag missing, unknown or malformed (in COMMAND)."""
+
+    def __init__(self, message: str, command: str):
+        super().__init__(message)
+        self.command = command
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser where an empty value of an optional flag means the flag was not given:
     `--digest ""` is `--digest` left out, as a pipeline passes an unset input. So the actions and
     templates pass every input as it is, with no shell code to drop the empty ones. (Each
     subcommand's parser is one of these: argparse hands it its own part of the command line.)"""
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error fails as every step error does (main: annotated, --json), after the
+        usage, rather than argparse's own exit."""
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: {message}", self.prog.replace("python -m aiship", "aiship"))
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         if args is not None:
@@ -136,11 +150,13 @@ def unexpanded_macro(argv: list[str], env: Mapping[str, str]) -> str | None:
     with the text "$(ACR_RESOURCE_GROUP)" as a resource group."""
     from .commands.setup.common import AZURE_VARIABLES
 
-    flags = [arg.partition("=")[0] if arg.startswith("--") else "" for arg in argv]
-    given = [
-        (arg, (flag or before) if (flag or before).startswith("--") else "the command line")
-        for arg, flag, before in zip(argv, flags, ["", *argv], strict=False)
-    ]
+    given = []  # (value, where it was given)
+    for index, arg in enumerate(argv):
+        before = argv[index - 1] if index else ""
+        if arg.startswith("--") and "=" in arg:  # --flag=VALUE
+            given.append((arg, arg.partition("=")[0]))
+        else:
+            given.append((arg, before if before.startswith("--") else "the command line"))
     given += [(env[name], name) for name in AZURE_VARIABLES if name in env]
     for value, where in given:
         found = MACRO.search(value)
@@ -164,14 +180,19 @@ def main(argv: list[str] | None = None, prog: str = "python -m aiship") -> int:
     unexpanded = unexpanded_macro(argv, os.environ)
     if unexpanded:
         logs.configure(False)
-        log.error("error: %s", unexpanded)
-        return errors.ConfigError.exit_code
-    args = build_parser(prog).parse_args(argv)
+        return failed(unexpanded, errors.ConfigError.exit_code, "aiship", "--json" in argv)
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except UsageError as exc:
+        logs.configure(False)
+        return failed(str(exc), errors.ConfigError.exit_code, exc.command, "--json" in argv)
     logs.configure(args.verbose)
     command: Command = args.command
     make_plan, run = command.plan, command.run
     if make_plan is None or run is None:  # argparse hands on leaves only
         raise TypeError(f"{command.name} is a group of commands")
+    words = sorted((dest, word) for dest, word in vars(args).items() if dest.startswith("command_"))
+    title = " ".join(["aiship", *(word for _, word in words)])  # e.g. "aiship setup github"
     try:
         plan = make_plan(args)  # every flag and setting, before anything is touched
         if args.dry_run:
@@ -181,16 +202,23 @@ def main(argv: list[str] | None = None, prog: str = "python -m aiship") -> int:
             result = run(plan).outputs()
             outputs.publish(result)
     except errors.StepError as exc:
-        log.error("error: %s", exc)
         outputs.publish(exc.outputs)
-        return exc.exit_code
+        return failed(str(exc), exc.exit_code, title, args.json)
     except KeyboardInterrupt:
-        log.error("error: interrupted")
-        return 130
+        return failed("interrupted", 130, title, args.json)
     except OSError as exc:  # a file or folder the checks could not foresee: one line, no traceback
-        log.error("error: %s", exc)
         log.debug("where it failed", exc_info=True)
-        return 1
+        return failed(str(exc), 1, title, args.json)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     return 0
+
+
+def failed(message: str, exit_code: int, title: str, as_json: bool) -> int:
+    """The one way a step fails: `error: MESSAGE` in the log, the same as an error annotation of
+    the CI system it runs in, and with --json `{"error": ..., "exit_code": ...}` on stdout."""
+    log.error("error: %s", message)
+    outputs.annotate_error(message, title)
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message, "exit_code": exit_code}) + "\n")
+    return exit_code

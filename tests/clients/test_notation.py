@@ -411,7 +411,11 @@ if command == "get-plugin-metadata":
     }}))
     sys.exit(0)
 token_file = os.environ.get("AZURE_FEDERATED_TOKEN_FILE", "")
-seen = {{"request": json.load(sys.stdin), "token": open(token_file).read() if token_file else ""}}
+seen = {{
+    "request": json.load(sys.stdin),
+    "token": open(token_file).read() if token_file else "",
+    "mode": oct(os.stat(token_file).st_mode & 0o777) if token_file else "",
+}}
 with open({record!r}, "a") as record:
     record.write(json.dumps(seen) + "\\n")
 sys.stderr.write(json.dumps({{"errorCode": "ERROR", "errorMessage": "recorded"}}))
@@ -455,7 +459,8 @@ def test_the_key_vault_plugin_signs_in_with_a_fresh_assertion_each_time(
         {"self_signed": "true", "credential_type": "workloadid"}
     ] * 2
     assert [entry["token"] for entry in seen] == fake.minted and len(set(fake.minted)) == 2
-    assert stat.S_IMODE((home / "github-oidc-token").stat().st_mode) == 0o600
+    assert [entry["mode"] for entry in seen] == ["0o600"] * 2
+    assert not (home / "github-oidc-token").exists(), "the assertion outlives its signature"
     configured = Signer(
         key_id=key_id, plugin="azure-kv", plugin_config=(("credential_type", "azurecli"),)
     )

@@ -91,7 +91,7 @@ def test_a_golden_set_that_does_not_match_its_card_is_refused_before_anything_ru
     run = evaluate(image, model_dir)
     assert run.returncode == 2, run.stderr
     assert "golden.jsonl has sha256" in run.stderr and "but model.json says" in run.stderr
-    assert run.stdout == ""
+    assert json.loads(run.stdout)["exit_code"] == 2  # --json: the error, and nothing else
 
 
 def test_an_image_with_another_model_is_not_evaluated_with_this_golden_set(

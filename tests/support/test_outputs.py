@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aiship.support.outputs import mask, publish, summarize
+from aiship.support.outputs import annotate_error, mask, publish, summarize
 
 
 def test_github_outputs_are_appended_and_a_multiline_value_gets_a_delimiter(tmp_path):
@@ -65,6 +65,25 @@ def test_a_secret_is_masked_in_the_ci_system_that_runs_the_step(env, line, capsy
     mask("", env)  # nothing to hide: no command at all
 
     assert capsys.readouterr().out.splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        # actions/toolkit's escapeData (% CR LF) and escapeProperty (also : and ,)
+        (
+            {"GITHUB_ACTIONS": "true"},
+            "::error title=aiship setup%3A github%2C x::50%25 of; a]%0Ab",
+        ),
+        # the Azure agent's CommandStringConvertor: % first (as %AZP25), then ; CR LF ]
+        ({"TF_BUILD": "True"}, "##vso[task.logissue type=error]50%AZP25 of%3B a%5D%0Ab"),
+        ({}, None),
+    ],
+)
+def test_an_error_is_an_annotation_in_the_ci_system_that_runs_the_step(env, line, capsys):
+    annotate_error("50% of; a]\nb", "aiship setup: github, x", env)
+
+    assert capsys.readouterr().out.splitlines() == ([line] if line else [])
 
 
 UPLOAD_SUMMARY = re.compile(r"^##vso\[task\.uploadsummary\](/.+\.md)$")

@@ -69,14 +69,18 @@ class Signer:
 
             _write_private(self.federated_token, github_assertion(os.environ))
             environment["AZURE_FEDERATED_TOKEN_FILE"] = str(self.federated_token)
-        return notation.sign(
-            reference,
-            key=self.key,
-            key_id=self.key_id,
-            plugin=self.plugin,
-            plugin_config=dict(self.plugin_config),
-            environment=environment,
-        )
+        try:
+            return notation.sign(
+                reference,
+                key=self.key,
+                key_id=self.key_id,
+                plugin=self.plugin,
+                plugin_config=dict(self.plugin_config),
+                environment=environment,
+            )
+        finally:  # the assertion is a credential for minutes: not left behind for longer
+            if self.federated_token:
+                self.federated_token.unlink(missing_ok=True)
 
 
 def federated_signer(signer: Signer, notation_home: Path, env: Mapping[str, str]) -> Signer:
@@ -101,6 +105,7 @@ def _write_private(path: Path, text: str) -> None:
     """TEXT in PATH, readable by this user only, replaced whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}-{os.getpid()}")
+    partial.unlink(missing_ok=True)  # a leftover keeps its mode; a new file gets ours
     partial.touch(mode=0o600)
     partial.write_text(text)
     partial.replace(path)

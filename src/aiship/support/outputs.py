@@ -41,6 +41,34 @@ def publish(outputs: Mapping[str, object], env: Mapping[str, str] | None = None)
         _merge_json(Path(env["STEPS_OUTPUT_FILE"]), values)
 
 
+def annotate_error(message: str, title: str, env: Mapping[str, str] | None = None) -> None:
+    """Show MESSAGE as an error annotation on the run's page, beside the log line: GitHub's
+    `::error title=...::` workflow command, Azure's `##vso[task.logissue type=error]`; each
+    escaped as that system unescapes it (actions/toolkit's escapeData and escapeProperty; the
+    Azure agent's CommandStringConvertor, `%` as `%AZP25`)."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_ACTIONS"):
+        sys.stdout.write(f"::error title={_github_property(title)}::{_github_data(message)}\n")
+    if env.get("TF_BUILD"):
+        sys.stdout.write(f"##vso[task.logissue type=error]{_azure_data(message)}\n")
+    sys.stdout.flush()
+
+
+def _github_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(text: str) -> str:
+    return _github_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _azure_data(text: str) -> str:
+    text = text.replace("%", "%AZP25")
+    for token, code in ((";", "%3B"), ("\r", "%0D"), ("\n", "%0A"), ("]", "%5D")):
+        text = text.replace(token, code)
+    return text
+
+
 def mask(secret: str, env: Mapping[str, str] | None = None) -> None:
     """Ask the CI system to hide this value wherever it would appear in the log."""
     env = os.environ if env is None else env
