@@ -321,6 +321,17 @@ def relative_paths(args: tuple[str, ...], start: Path) -> list[str]:
 PATH_FLAG = re.compile(r"(^|_)(dir|home|file|out|dest|certificate|kubeconfig|analysis|thresholds)$")
 
 
+def test_every_flag_of_every_command_says_what_it_is_for():
+    parser = build_parser()
+    silent = [
+        (name, action.option_strings)
+        for name in (n for command in all_commands() for n in command.names())
+        for action in subparser(parser, name.split())._actions
+        if action.option_strings and not (action.help or "").strip()
+    ]
+    assert silent == []
+
+
 def test_a_path_flag_is_read_against_the_folder_the_command_started_in():
     """Every flag that names a file or folder is made absolute while parsing, so no step can
     read it against another folder later (Notation's trust store, a tool run elsewhere)."""

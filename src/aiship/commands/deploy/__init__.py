@@ -43,7 +43,12 @@ STRATEGIES = ("rolling", "canary")
 def _target_flags(parser: argparse.ArgumentParser) -> None:
     """Where: the flags `deploy` and `rollback` share."""
     registry_flags(parser)
-    parser.add_argument("--target", required=True, choices=("kubernetes", "swarm"))
+    parser.add_argument(
+        "--target",
+        required=True,
+        choices=("kubernetes", "swarm"),
+        help="where the app runs: a Kubernetes cluster (kubectl, AKS) or a Docker swarm",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
