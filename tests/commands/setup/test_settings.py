@@ -45,6 +45,8 @@ def test_variables_parse_and_keep_everything_after_the_first_equals_sign():
         (["model_store=x"], "--var 'model_store' is not NAME=VALUE"),
         (["NOPE=x"], "--var NOPE: the pipelines do not read it"),
         (["ACR_NAME=a", "ACR_NAME=b"], "--var ACR_NAME is given twice"),
+        # an identity Notation would refuse at the first release is refused when it is set
+        (["SIGNING_IDENTITY=CN=aiship,O=Example,C=US"], "lacks ST"),
     ],
 )
 def test_bad_variables_are_named(items, message):

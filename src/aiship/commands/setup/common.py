@@ -92,6 +92,10 @@ def parse_variables(items: Iterable[str], known: tuple[str, ...]) -> dict[str, s
             )
         if name in variables:
             raise ConfigError(f"--var {name} is given twice: keep one")
+        if name == "SIGNING_IDENTITY" and value:  # the release would refuse it at its first run
+            from ...clients.notation import check_identity
+
+            check_identity(value)
         variables[name] = value
     return variables
 
