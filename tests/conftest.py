@@ -189,6 +189,23 @@ def https_fake(https_fake_server) -> Iterator[HttpsFake]:
     assert held.violations == [], "the fake left Resource Manager's REST descriptions"
 
 
+@pytest.fixture
+def tokens(https_fake_server, monkeypatch):
+    """A GitHub job's OIDC token service and Entra ID (tests/entra.py) on the session's HTTPS
+    fake, trusted through REQUESTS_CA_BUNDLE; their assertions live one second."""
+    import re
+
+    from tests.entra import FakeTokenService
+
+    server = https_fake_server.server
+    server.clear()
+    fake = FakeTokenService(https_fake_server.url, lifetime=1.0)
+    server.expect_request(re.compile(".*")).respond_with_handler(fake)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(https_fake_server.ca_pem))
+    yield fake
+    server.clear()
+
+
 # Docker: the engine, the base image and builds of the app image, made by the steps' own functions.
 
 

@@ -4,7 +4,6 @@ asked for after the job's first assertion expired still comes, because each is m
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -16,18 +15,6 @@ from tests.entra import FakeTokenService
 
 VAULT_SCOPE = "https://vault.azure.net/.default"
 ACR_SCOPE = f"{ACR_AUDIENCE}/.default"
-
-
-@pytest.fixture
-def tokens(https_fake_server, monkeypatch):
-    """The token services, their assertions living one second."""
-    server = https_fake_server.server
-    server.clear()
-    fake = FakeTokenService(https_fake_server.url, lifetime=1.0)
-    server.expect_request(re.compile(".*")).respond_with_handler(fake)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(https_fake_server.ca_pem))
-    yield fake
-    server.clear()
 
 
 def past_the_first_assertion(fake: FakeTokenService) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import stat
 import subprocess
 from pathlib import Path
@@ -23,6 +22,7 @@ from aiship.clients.notation import (
     certificate_subject,
     check_identity,
     notation_path,
+    trust_policy,
 )
 from aiship.clients.records import read_records, referrers_tag, write_record
 from aiship.clients.registry import (
@@ -376,14 +376,7 @@ def test_the_identity_check_agrees_with_notation(tmp_path, identity, accepted):
     step runs: the subject our docs once gave (no ST) failed only at the first release."""
     subject = identity.removeprefix("x509.subject:").strip()
     policy = tmp_path / "policy.json"
-    statement = {
-        "name": "p",
-        "registryScopes": ["*"],
-        "signatureVerification": {"level": "strict"},
-        "trustStores": ["ca:p"],
-        "trustedIdentities": [f"x509.subject: {subject}"],
-    }
-    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    policy.write_text(json.dumps(trust_policy("p", subject)))  # the check itself bypassed
     imported = subprocess.run(
         [notation_path(), "policy", "import", "--force", str(policy)],
         env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
@@ -424,19 +417,15 @@ sys.exit(1)
 
 
 def test_the_key_vault_plugin_signs_in_with_a_fresh_assertion_each_time(
-    tmp_path, registry, https_fake_server, monkeypatch
+    tmp_path, registry, tokens, monkeypatch
 ):
     """In a GitHub job federated with Azure, the plugin's credential is `workloadid` with a token
     file written just before each signature: never the job's first, long-expired assertion."""
     import sys
 
     from aiship.commands.attest import Signer, federated_signer
-    from tests.entra import FakeTokenService
 
-    fake = FakeTokenService(https_fake_server.url)
-    https_fake_server.server.clear()
-    https_fake_server.server.expect_request(re.compile(".*")).respond_with_handler(fake)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(https_fake_server.ca_pem))
+    fake = tokens
     for name, value in fake.job_environment().items():
         monkeypatch.setenv(name, value)
     home, record = tmp_path / "ci", tmp_path / "seen.jsonl"
@@ -452,7 +441,6 @@ def test_the_key_vault_plugin_signs_in_with_a_fresh_assertion_each_time(
     for _ in range(2):
         with pytest.raises(StepError, match="recorded"):
             signer.sign(tool, image(registry))
-    https_fake_server.server.clear()
 
     seen = [json.loads(line) for line in record.read_text().splitlines()]
     assert [entry["request"]["pluginConfig"] for entry in seen] == [

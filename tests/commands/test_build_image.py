@@ -142,12 +142,17 @@ def test_a_base_image_in_the_registry_of_the_image_is_pulled_with_its_login(
     assert PASSWORD not in built.log
 
 
+def mirror_in_acr(acr, local_image) -> str:
+    """A base image mirrored in the ACR stand-in, and not in the engine: a build must pull it."""
+    token = acr.tokens.mint(["repository:mirror/python:pull,push"])
+    put_image(acr.registry, "mirror/python", "3.11-slim", {}, bearer=token)
+    return local_image.forget(f"{acr.login_server}/mirror/python:3.11-slim")
+
+
 def test_a_base_image_mirrored_in_the_acr_is_pulled_with_its_entra_id_login(
     acr, local_image, small_project, trained_model_dir
 ):
-    token = acr.tokens.mint(["repository:mirror/python:pull,push"])
-    put_image(acr.registry, "mirror/python", "3.11-slim", {}, bearer=token)
-    base = local_image.forget(f"{acr.login_server}/mirror/python:3.11-slim")
+    base = mirror_in_acr(acr, local_image)
     local_image.forget(f"{acr.login_server}/aiship/app:mirrored")
     in_acr = ("--acr", ACR_NAME, "--resource-group", RESOURCE_GROUP)
 
@@ -162,9 +167,7 @@ def test_a_base_image_mirrored_in_the_acr_is_pulled_with_its_entra_id_login(
 def test_a_base_image_the_identity_may_not_pull_names_the_role(
     acr, local_image, small_project, trained_model_dir
 ):
-    token = acr.tokens.mint(["repository:mirror/python:pull,push"])
-    put_image(acr.registry, "mirror/python", "3.11-slim", {}, bearer=token)
-    base = local_image.forget(f"{acr.login_server}/mirror/python:3.11-slim")
+    base = mirror_in_acr(acr, local_image)
     acr.tokens.role = None
     in_acr = ("--acr", ACR_NAME, "--resource-group", RESOURCE_GROUP)
 

@@ -90,6 +90,19 @@ def check_identity(identity: str) -> str:
     return subject
 
 
+def trust_policy(store: str, subject: str) -> dict:
+    """Notation's trust policy document: every registry, strict verification, only the
+    certificates of trust store ca:STORE, only the signer SUBJECT."""
+    statement = {
+        "name": store,
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": [f"ca:{store}"],
+        "trustedIdentities": [f"x509.subject: {subject}"],
+    }
+    return {"version": "1.0", "trustPolicies": [statement]}
+
+
 def _split_subject(subject: str) -> list[list[str]] | None:
     """The attribute types of each RDN of SUBJECT (`,` or `;` between RDNs, `+` within one,
     backslash escapes as RFC 4514 and go-ldap read them; no quoted values); None when it is not
@@ -209,15 +222,8 @@ class Notation:
         if (self.config_dir / "truststore" / "x509" / "ca" / name).exists():
             self._notation(["cert", "delete", "--type", "ca", "--store", name, "--all", "--yes"])
         self._notation(["cert", "add", "--type", "ca", "--store", name, str(certificate)])
-        statement = {
-            "name": name,
-            "registryScopes": ["*"],
-            "signatureVerification": {"level": "strict"},
-            "trustStores": [f"ca:{name}"],
-            "trustedIdentities": [f"x509.subject: {subject}"],
-        }
         policy = self.config_dir / f".trustpolicy-{os.getpid()}.json"
-        policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+        policy.write_text(json.dumps(trust_policy(name, subject)))
         try:
             self._notation(["policy", "import", "--force", str(policy)])
         finally:

@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import yaml
 from ..clients import azure
 from ..clients.sdk_errors import azure_errors
 from ..support.errors import ConfigError, StepError
+from ..support.files import write_private
 from ..support.processes import last_line, run
 from .command import Command
 
@@ -100,20 +100,6 @@ def uses_kubelogin(config: dict) -> bool:
         (u.get("user") or {}).get("exec", {}).get("command", "").endswith("kubelogin")
         for u in users
     )
-
-
-def write_private(path: Path, content: bytes) -> None:
-    """Write atomically with mode 0600 from the start: no moment where others could read it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def convert_for_kubelogin(path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..support.errors import ConfigError, Unproven
+from ..support.files import write_private
 from ..support.labels import (
     LABEL_MODEL_NAME,
     LABEL_MODEL_SHA256,
@@ -67,7 +68,7 @@ class Signer:
         if self.federated_token:
             from ..clients.azure import github_assertion
 
-            _write_private(self.federated_token, github_assertion(os.environ))
+            write_private(self.federated_token, github_assertion(os.environ).encode())
             environment["AZURE_FEDERATED_TOKEN_FILE"] = str(self.federated_token)
         try:
             return notation.sign(
@@ -99,16 +100,6 @@ def federated_signer(signer: Signer, notation_home: Path, env: Mapping[str, str]
         plugin_config=(*signer.plugin_config, ("credential_type", "workloadid")),
         federated_token=notation_home / "github-oidc-token",
     )
-
-
-def _write_private(path: Path, text: str) -> None:
-    """TEXT in PATH, readable by this user only, replaced whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}-{os.getpid()}")
-    partial.unlink(missing_ok=True)  # a leftover keeps its mode; a new file gets ours
-    partial.touch(mode=0o600)
-    partial.write_text(text)
-    partial.replace(path)
 
 
 @dataclass(frozen=True)
