@@ -141,8 +141,8 @@ def check_reviewers_possible(repo: str, repository: Mapping) -> None:
     """Required reviewers on a private repository need GitHub Enterprise Cloud, which a personal
     account never has; an organization's plan is not shown to every token, so there GitHub's
     own refusal (422) says it."""
-    private = repository.get("visibility", "private" if repository.get("private") else "public")
-    if private == "private" and (repository.get("owner") or {}).get("type") == "User":
+    visibility = repository.get("visibility", "private" if repository.get("private") else "public")
+    if visibility == "private" and (repository.get("owner") or {}).get("type") == "User":
         raise ConfigError(plan_lacks_reviewers(repo, "a personal account's repository"))
 
 
