@@ -87,6 +87,7 @@ def invocations(
             (*cluster, "--image", pinned, "--overlay", "staging", "--smoke-test", "--timeout", "5")
         ),
         "rollback": Invocation((*cluster, "--timeout", "5")),
+        "abort": Invocation(cluster),
         "release-summary": Invocation(
             ("--image", pinned, "--kubeconfig", str(kubeconfig), "--namespace", "ns")
         ),

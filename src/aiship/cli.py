@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from .commands import all_commands
 from .commands.command import Command, DryRun
-from .support import errors, logs, outputs
+from .support import errors, interrupts, logs, outputs
 
 log = logging.getLogger("aiship")
 
@@ -199,11 +199,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m aiship") -> int:
             log.info("dry run: would %s", plan.describe())
             result = DryRun(plan.describe()).outputs()
         else:
-            result = run(plan).outputs()
+            with interrupts.raised_as_exceptions():  # a cancelled job's SIGTERM runs clean-ups
+                result = run(plan).outputs()
             outputs.publish(result)
     except errors.StepError as exc:
         outputs.publish(exc.outputs)
         return failed(str(exc), exc.exit_code, title, args.json)
+    except interrupts.Interrupted as exc:
+        return failed(f"interrupted by {exc.signal_name}", exc.exit_code, title, args.json)
     except KeyboardInterrupt:
         return failed("interrupted", 130, title, args.json)
     except OSError as exc:  # a file or folder the checks could not foresee: one line, no traceback

@@ -105,7 +105,7 @@ def outputs_of(command: str) -> dict[str, object]:
             "passed in aiship-staging",
             f"{TAGGED.name}@{OLDER}",
         ),
-        "rollback": DeployResult("kubernetes", f"{TAGGED.name}@{OLDER}", "deployed", pinned),
+        "rollback": DeployResult("kubernetes", f"{TAGGED.name}@{OLDER}", "rolled-back", pinned),
     }
     return results[command].outputs()
 

@@ -60,9 +60,9 @@ class Kubectl:
             raise StepError(f"`kubectl {' '.join(args[:2])}` failed: {last_line(done.stderr)}")
         return done
 
-    def get(self, *args: str) -> dict | None:
+    def get(self, *args: str, timeout: float = 60) -> dict | None:
         """`kubectl get ... -o json`, or None when the object does not exist."""
-        done = self.run("get", *args, "-o", "json", check=False)
+        done = self.run("get", *args, "-o", "json", check=False, timeout=timeout)
         if done.returncode != 0:
             if "NotFound" in done.stderr:
                 return None

@@ -35,7 +35,9 @@ from .proof import PRODUCTION
 from .release import DeployResult, KubernetesTarget, Release
 
 if TYPE_CHECKING:
+    from ...clients.kubectl import Kubectl
     from .analysis import Analysis
+    from .canary import AbortResult
 
 STRATEGIES = ("rolling", "canary")
 
@@ -317,10 +319,11 @@ def _plan_rollback(args: argparse.Namespace) -> RollbackPlan:
 
 def _rollback(rollback: RollbackPlan) -> DeployResult:
     from ...clients.registry import ImageRef
-    from .kubernetes import deploy_kubernetes, release_to_roll_back
+    from .kubernetes import deploy_kubernetes, release_to_roll_back, remove_the_canary
 
     target = rollback.target
-    previous = release_to_roll_back(target)
+    point = release_to_roll_back(target)
+    previous = point.release
     # The image's registry is known only now: its records go there, with the same login.
     registry = RegistryImage(ImageRef.parse(previous.image), previous.image, rollback.registry)
     # It ran in production before: its staging pass and evaluation are not asked for again.
@@ -331,21 +334,65 @@ def _rollback(rollback: RollbackPlan) -> DeployResult:
         target,
         registry,
         timeout=rollback.timeout,
-        smoke_test=True,
+        smoke_test=point.canary is None,
         skip_staging_check=True,
         skip_evaluation_check=True,
     )
 
     def deploy() -> DeployResult:
-        result = deploy_kubernetes(
-            previous,
-            target,
-            timeout=rollback.timeout,
-            smoke_test=True,
-        )
+        if point.canary is not None:
+            return remove_the_canary(target, point)
+        result = deploy_kubernetes(previous, target, timeout=rollback.timeout, smoke_test=True)
         return replace(result, result="rolled-back")
 
     return _recorded(plan, deploy)
+
+
+@dataclass(frozen=True)
+class AbortPlan:
+    """Remove the canary in a namespace; with ONLY_RUN, only one that run started."""
+
+    kubectl: Kubectl
+    only_run: str | None
+
+    def describe(self) -> str:
+        whose = f"if {self.only_run} started it" if self.only_run else "whichever run started it"
+        return f"remove the canary in namespace {self.kubectl.namespace}, {whose}; stable untouched"
+
+
+def _abort_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", required=True, choices=("kubernetes",), help="where the canary runs"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--namespace", help="namespace of the canary")
+    parser.add_argument(
+        "--any",
+        action="store_true",
+        help="remove the canary whichever run started it (default in CI: only this run's, as a "
+        "cancelled job's clean-up; outside CI: any)",
+    )
+
+
+def _plan_abort(args: argparse.Namespace) -> AbortPlan:
+    from ...clients.kubectl import Kubectl
+    from ...support.git import ci_run
+    from .canary_state import run_label
+
+    if not args.namespace:
+        raise ConfigError("abort needs --namespace (and --kubeconfig or KUBECONFIG)")
+    in_ci = ci_run()["system"] != "local"
+    only_run = run_label() if in_ci and not args.any else None
+    return AbortPlan(Kubectl(kubeconfig_of(args), args.namespace, args.context), only_run)
+
+
+def _abort(plan: AbortPlan) -> AbortResult:
+    from .canary import abort_canary
+    from .kubernetes import check_access
+
+    check_access(plan.kubectl)
+    return abort_canary(plan.kubectl, plan.only_run)
 
 
 COMMANDS = (
@@ -359,10 +406,18 @@ COMMANDS = (
     ),
     Command(
         "rollback",
-        help="put production back on the release it ran before, at once, with no analysis",
+        help="put production back on the release it ran before, at once, with no analysis "
+        "(with a canary running: remove only the canary)",
         epilog=REGISTRY_ENVIRONMENT,
         flags=_target_flags,
         plan=_plan_rollback,
         run=_rollback,
+    ),
+    Command(
+        "abort",
+        help="remove a canary left by a cancelled or killed deploy; stable untouched",
+        flags=_abort_flags,
+        plan=_plan_abort,
+        run=_abort,
     ),
 )

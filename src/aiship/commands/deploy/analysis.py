@@ -63,6 +63,7 @@ SCHEMA = {
         },
         "interval": SECONDS,
         "timeout": SECONDS,
+        "unhealthySeconds": SECONDS,
         "minRequests": COUNT,
         "minSamples": COUNT,
         "checks": {
@@ -116,6 +117,9 @@ class Analysis:
     max_p99_ratio: float
     p99_slack_seconds: float
     max_psi: float
+    # How long the cluster may fail a step's reads (API server unreachable, a pod's metrics
+    # unreadable, a canary pod not ready) before the step fails.
+    unhealthy_seconds: float = 60.0
 
 
 def load_analysis(path: Path) -> Analysis:
@@ -138,6 +142,7 @@ def load_analysis(path: Path) -> Analysis:
         steps=steps,
         interval=float(data["interval"]),
         timeout=float(data["timeout"]),
+        unhealthy_seconds=float(data.get("unhealthySeconds", 60)),
         min_requests=data["minRequests"],
         min_samples=data["minSamples"],
         max_error_increase=float(checks["errorRate"]["maxIncrease"]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,7 @@ from ...clients.kubectl import Kubectl, kubectl_path
 from ...support.errors import ConfigError, NotFound, RolledBack, StepError, Unavailable
 from ...support.paths import project_manifests
 from ...support.processes import last_line, run
-from .canary import CANARY, remove_canary, run_canary
+from .canary import CANARY, CLEANUP_SECONDS, canary_removed, resumable, run_canary, what_became
 from .release import Build, DeployResult, KubernetesTarget, Release
 from .rollout import (
     APP,
@@ -57,9 +57,7 @@ def deploy_kubernetes(
     check_access(kubectl)
     current = kubectl.get("deployment", APP)
     previous_image = container_image(current) if current else None
-    if canary is None and kubectl.get("deployment", CANARY):
-        log.warning("removing deployment/%s, left by a canary that did not finish", CANARY)
-        remove_canary(kubectl)
+    resume = resumable(kubectl, release, previous_image, canary)  # a canary left: settled first
     documents = render(overlay, release)
     applied = fingerprint(documents)
     if current and current_fingerprint(current) == applied and rollout_complete(current):
@@ -77,28 +75,53 @@ def deploy_kubernetes(
     checks: tuple[str, ...] = ()
     if canary is not None and current is not None and previous_image != release.image:
         deployment = the_deployment(documents)
-        checks = run_canary(kubectl, release, deployment, canary, timeout, smoke_test)
+        checks = run_canary(kubectl, release, deployment, canary, timeout, smoke_test, resume)
     elif canary is not None:
         why = "nothing runs yet" if current is None else "it runs this image already"
         log.info("no canary: %s, so the release is rolled out directly", why)
     try:
+        # Promotion keeps capacity: stable runs the new image at full size before the canary goes.
         roll_out(kubectl, release, documents, current, timeout, smoke_test, smoke_url)
     finally:
         if checks:  # promoted or not, the canary's work is done once stable has been rolled
-            remove_canary(kubectl)
+            log.info("%s", what_became(kubectl, canary_removed(kubectl, CLEANUP_SECONDS)))
     log.info("deployment/%s in %s runs %s", APP, namespace, release.image)
     result = "promoted" if checks else "deployed"
     return DeployResult("kubernetes", release.image, result, previous_image, smoke_url, checks)
 
 
-def release_to_roll_back(target: KubernetesTarget) -> Release:
-    """The release deployment/aiship in the target's namespace ran before the one it runs now."""
+@dataclass(frozen=True)
+class RollbackPoint:
+    """What a rollback puts back: RELEASE; when a canary runs beside stable, only that canary
+    goes (stable is the last release judged good) and RELEASE is stable's."""
+
+    release: Release
+    canary: str | None = None  # the canary's image, to remove
+
+
+def release_to_roll_back(target: KubernetesTarget) -> RollbackPoint:
+    """What deployment/aiship in the target's namespace goes back to: its running release when
+    a canary runs beside it, else the release it ran before the one it runs now."""
     kubectl = Kubectl(target.kubeconfig, target.namespace, target.context)
     namespace = target.namespace
     check_access(kubectl)
     current = kubectl.get("deployment", APP)
     if current is None:
         raise NotFound(f"nothing to roll back: deployment/{APP} does not exist in {namespace}")
+    canary = kubectl.get("deployment", CANARY)
+    if canary is not None:
+        stable = running_release(current)
+        if stable is None:
+            raise ConfigError(
+                f"deployment/{APP} in {namespace} does not run an image pinned by digest: remove "
+                f"the canary with `kubectl --namespace {namespace} delete deployment {CANARY}`"
+            )
+        log.info(
+            "a canary of %s runs beside stable %s: removing only the canary",
+            container_image(canary),
+            stable.image,
+        )
+        return RollbackPoint(stable, container_image(canary))
     previous = previous_release(current)
     if previous is None:
         raise NotFound(
@@ -107,7 +130,19 @@ def release_to_roll_back(target: KubernetesTarget) -> Release:
             "deploy --strategy rolling --skip-staging-check"
         )
     log.info("rolling back from %s to %s", container_image(current), previous.image)
-    return previous
+    return RollbackPoint(previous)
+
+
+def remove_the_canary(target: KubernetesTarget, point: RollbackPoint) -> DeployResult:
+    """A rollback that removes only the canary: stable untouched."""
+    kubectl = Kubectl(target.kubeconfig, target.namespace, target.context)
+    error = canary_removed(kubectl, CLEANUP_SECONDS)
+    if error is not None:
+        raise StepError(what_became(kubectl, error))
+    line = f"removed the canary of {point.canary}; stable serves, untouched"
+    log.info("%s", line)
+    image = point.release.image
+    return DeployResult("kubernetes", image, "rolled-back", point.canary, checks=(line,))
 
 
 def roll_out(
