@@ -150,3 +150,57 @@ def _template(reference: str, base: Path, repositories: Mapping[str, Path]) -> P
 
 def _without_declarations(template: dict) -> dict:
     return {key: value for key, value in template.items() if key != "parameters"}
+
+
+# Runtime conditions (`condition:` of a stage, job or step), for the functions and values our
+# YAML uses: status functions (a run so far succeeded, failed or was canceled), and, or, not,
+# eq and ne (strings compared ignoring case, as Azure does) of 'literals' and variables['X'].
+STATUS = {
+    "succeeded": {"succeeded"},
+    "failed": {"failed"},
+    "canceled": {"canceled"},
+    "always": {"succeeded", "failed", "canceled"},
+    "succeededOrFailed": {"succeeded", "failed"},
+}
+TERM = re.compile(r"\s*(?:(\w+)\(|'((?:[^']|'')*)'|variables\['([\w.]+)'\])\s*")
+ON_MAIN = {"Build.SourceBranch": "refs/heads/main"}
+
+
+def runs(node: Mapping, status: str = "succeeded", variables: Mapping[str, str] = ON_MAIN) -> bool:
+    """Whether a stage, job or step with NODE's `condition:` runs when the run so far has
+    STATUS (none: `succeeded()`, Azure's default), with VARIABLES."""
+    written = str(node.get("condition", "succeeded()"))
+    value, rest = _term(written, status, variables)
+    assert not rest.strip(), f"cannot read condition {written!r}"
+    return bool(value)
+
+
+def _term(text: str, status: str, variables: Mapping[str, str]) -> tuple[object, str]:
+    """The value of the call, literal or variable at the start of TEXT, and the text after."""
+    found = TERM.match(text)
+    assert found, f"cannot read condition {text!r}"
+    name, literal, variable = found.groups()
+    rest = text[found.end() :]
+    if literal is not None:
+        return literal.replace("''", "'"), rest
+    if variable is not None:
+        return variables.get(variable, ""), rest
+    arguments: list[object] = []
+    while not rest.startswith(")"):
+        value, rest = _term(rest, status, variables)
+        arguments.append(value)
+        rest = rest.lstrip()
+        rest = rest[1:].lstrip() if rest.startswith(",") else rest
+    rest = rest[1:]
+    if name in STATUS:
+        assert not arguments, f"{name}() takes no arguments"
+        return status in STATUS[name], rest
+    functions = {
+        "and": lambda values: all(values),
+        "or": lambda values: any(values),
+        "not": lambda values: not values[0],
+        "eq": lambda values: str(values[0]).lower() == str(values[1]).lower(),
+        "ne": lambda values: str(values[0]).lower() != str(values[1]).lower(),
+    }
+    assert name in functions, f"condition function {name}() is not modelled here"
+    return functions[name](arguments), rest

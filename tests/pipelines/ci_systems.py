@@ -28,13 +28,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import trustme
 
 from aiship.support.outputs import publish
 from tests.pipelines.azure_yaml import pipeline as azure_pipeline
+from tests.pipelines.azure_yaml import runs
 from tests.pipelines.github_model import GitHubModel, Step
 from tests.repo import REPO_ROOT
 
@@ -179,9 +180,13 @@ def github_model(
     )
 
 
-def github_steps(workflow: str | Path, **inputs: object) -> list[Step]:
-    """Every step of a workflow's jobs that run, as GitHub reaches them (actions entered)."""
-    return list(github_model().steps(GITHUB / workflow, inputs))
+def github_steps(
+    workflow: str | Path, status: str = "success", fails_at: str | None = None, **inputs: object
+) -> list[Step]:
+    """Every step of a workflow's jobs that run, as GitHub reaches them (actions entered); with
+    FAILS_AT, each job gets STATUS (failure, cancelled) at the step whose script holds it."""
+    model = replace(github_model(), status=status, fails_at=fails_at)
+    return list(model.steps(GITHUB / workflow, inputs))
 
 
 @dataclass
@@ -259,7 +264,7 @@ class AzureRun:
         for index, step in enumerate(steps):
             script = (step.get("inputs") or {}).get("inlineScript") or step.get("script") or ""
             found = STEP_COMMAND.search(script)
-            if not found:
+            if not found or not runs(step):  # every step before succeeded
                 continue
             assert step.get("task") == "AzureCLI@2", f"{self.pipeline}: steps run in AzureCLI@2"
             env = {

@@ -27,6 +27,15 @@ REMOTE = re.compile(r"^([\w.-]+/[\w.-]+)/(.+)@([\w./-]+)$")
 TOKEN = re.compile(r"\s*(\|\||&&|==|!=|!|\(|\)|'(?:[^']|'')*'|[\w.+-]+)")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # JSON's, and a leading +
 HEX = re.compile(r"0x[0-9a-fA-F]+")
+# The job status check functions, given the job's status so far (`job.status`: the model walks a
+# run in which every step succeeds, so success unless a test says otherwise).
+STATUS_FUNCTIONS = {
+    "success": lambda status: status == "success",
+    "failure": lambda status: status == "failure",
+    "cancelled": lambda status: status == "cancelled",
+    "always": lambda status: True,
+}
+STATUS_CALL = re.compile(r"\b(?:success|failure|cancelled|always)\s*\(")
 
 
 @dataclass
@@ -52,16 +61,23 @@ class Scope:
         return self.value(whole.group(1)) if whole else self.text(str(template))
 
     def condition(self, written: object) -> object:
-        """An `if:`, which is an expression with or without `${{ }}` (none: true)."""
-        if written is None:
-            return True
+        """An `if:`, which is an expression with or without `${{ }}`; one that calls no status
+        function is `success() && (it)`, as GitHub reads it (none: `success()`)."""
         if isinstance(written, bool):
-            return written
-        text = str(written).strip()
-        return self.evaluated(text) if "${{" in text else self.value(text)
+            written = str(written).lower()
+        text = EXPRESSION.sub(lambda m: m.group(1), str(written or "success()").strip())
+        if not STATUS_CALL.search(text):
+            text = f"success() && ({text})"
+        return self.value(text)
 
     def record(self, step_id: str, outputs: Mapping[str, object]) -> None:
-        self.contexts["steps"][step_id] = {"outputs": _Recorded(outputs)}
+        """A step that ran: its outputs, and its outcome (the job's status once it ended)."""
+        outcome = self.contexts.get("job", {}).get("status", "success")  # type: ignore[union-attr]
+        self.contexts["steps"][step_id] = {
+            "outputs": _Recorded(outputs),
+            "outcome": outcome,
+            "conclusion": outcome,
+        }
 
 
 class _Recorded(dict):
@@ -89,6 +105,10 @@ class GitHubModel:
     variables: Mapping[str, str] = field(default_factory=dict)
     github: Mapping[str, object] = field(default_factory=dict)
     runner: Mapping[str, str] = field(default_factory=dict)
+    # A job that fails or is cancelled (STATUS failure or cancelled) at the first step whose
+    # script holds FAILS_AT: the steps after it see that status (what its clean-up steps do).
+    status: str = "success"
+    fails_at: str | None = None
 
     def steps(
         self, workflow: Path, inputs: Mapping[str, object] | None = None, event: str = "push"
@@ -126,7 +146,8 @@ class GitHubModel:
                 continue
             job_env = {**env, **_texts(job.get("env"), job_scope)}
             job_id = f"{prefix}{name}"
-            yield from self._steps(job["steps"], job_scope, job_env, job_id, job_id, {})
+            steps_scope = job_scope.child(job={"status": "success"})
+            yield from self._steps(job["steps"], steps_scope, job_env, job_id, job_id, {})
             ran[name] = {n: job_scope.text(str(v)) for n, v in (job.get("outputs") or {}).items()}
         outputs.update(ran)
 
@@ -167,6 +188,8 @@ class GitHubModel:
                     path = scope.text(str(step["with"]["path"]))
                     checkouts[path] = self.repositories.get(repository, self.workspace)
                 yield Step(job, here, step, scope, step_env)
+                if self.fails_at and self.fails_at in str(step.get("run", "")):
+                    scope.contexts["job"]["status"] = self.status  # type: ignore[index]
                 continue
             yield from self._composite(action, step, scope, step_env, job, here, checkouts)
 
@@ -332,7 +355,8 @@ def _equal(left: object, right: object) -> bool:
 
 class _Parser:
     """`a || b`, `a && b`, `a == b`, `a != b`, `!a`, `( )`, 'literals', true/false/null,
-    numbers and context paths (`inputs.aiship-ref`): the expression forms our files use.
+    numbers, context paths (`inputs.aiship-ref`) and the status functions (`cancelled()`): the
+    expression forms our files use.
     `||` and `&&` give an operand, as GitHub's do; comparisons ignore case, as GitHub's do."""
 
     def __init__(self, text: str, contexts: Mapping[str, object]):
@@ -397,6 +421,11 @@ class _Parser:
         return self._primary(self._take())
 
     def _primary(self, token: str) -> object:
+        if token in STATUS_FUNCTIONS and self._peek() == "(":
+            self._take()
+            assert self._take() == ")", f"{token} takes no arguments: ${{{{ {self.text} }}}}"
+            status = self.contexts.get("job", {}).get("status", "success")  # type: ignore[union-attr]
+            return STATUS_FUNCTIONS[token](status)
         if token.startswith("'"):
             return token[1:-1].replace("''", "'")
         if token in ("true", "false"):

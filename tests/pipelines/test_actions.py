@@ -33,6 +33,7 @@ def flags_of(command: str) -> set[str]:
 
 def test_there_is_an_action_for_each_capability():
     assert [path.parent.name for path in ACTIONS] == [
+        "abort",
         "build-push-verify",
         "cluster-login",
         "deploy",

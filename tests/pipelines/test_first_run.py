@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -45,15 +46,18 @@ def given(step: dict, name: str) -> str:
 
 def command_line(step: dict) -> str:
     """The `aiship ...` command line a step's script runs, its variables expanded by bash."""
-    stub = 'aiship() { printf "aiship"; printf " %s" "$@"; }\n'
-    done = subprocess.run(
-        ["bash", "-e", "-c", stub + step["run"]],
-        env={"PATH": os.environ["PATH"], **step["env"]},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        stub = Path(folder, "aiship")  # a program, not a function: the scripts `exec` it
+        stub.write_text('#!/bin/bash\nprintf "aiship"; printf " %s" "$@"\n')
+        stub.chmod(0o755)
+        done = subprocess.run(
+            ["bash", "-e", "-c", step["run"]],
+            env={"PATH": f"{folder}:{os.environ['PATH']}", **step["env"]},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
     return done.stdout
 
 

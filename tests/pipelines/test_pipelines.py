@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.pipelines.azure_yaml import expand, load
+from tests.pipelines.azure_yaml import expand, load, runs
 from tests.pipelines.azure_yaml import pipeline as pipeline_document
 from tests.pipelines.ci_systems import STEP_COMMAND, github_steps
 from tests.repo import REPO_ROOT
@@ -83,27 +83,42 @@ def test_the_schema_check_catches_a_misspelt_key():
     assert list(jsonschema.Draft7Validator(azure_schema()).iter_errors(document))
 
 
-def github_commands(workflow: str, **inputs: str) -> list[str]:
-    """The steps commands of a workflow's jobs that run, in `needs` order, actions entered."""
-    scripts = [str(reached.step.get("run", "")) for reached in github_steps(workflow, **inputs)]
-    return [m for script in scripts for m in STEP_COMMAND.findall(script)]
+def github_commands(
+    workflow: str, status: str = "success", fails_at: str | None = None, **inputs: str
+) -> list[str]:
+    """The steps commands of a workflow's jobs that run, in `needs` order, actions entered; with
+    FAILS_AT, each job failed or was cancelled (STATUS) at the step whose script holds it."""
+    reached = github_steps(workflow, status, fails_at, **inputs)
+    return [m for r in reached for m in STEP_COMMAND.findall(str(r.step.get("run", "")))]
 
 
-def azure_commands(pipeline: str, **parameters: object) -> list[str]:
-    """The `python -m aiship` commands of a pipeline, templates expanded, in stage order."""
-    scripts: list[str] = []
+def azure_steps(
+    pipeline: str, status: str = "succeeded", fails_at: str | None = None, **parameters: object
+) -> list[dict]:
+    """The steps of a pipeline's jobs that run, templates expanded, in stage order; with
+    FAILS_AT, each job failed or was canceled (STATUS) at the step whose script holds it."""
+    reached = []
+    for stage in pipeline_document(pipeline, **parameters)["stages"]:
+        for job in stage["jobs"]:
+            now = "succeeded"
+            for step in job.get("steps") or job["strategy"]["runOnce"]["deploy"]["steps"]:
+                if runs(step, now):
+                    reached.append(step)
+                    if fails_at and fails_at in script_of(step):
+                        now = status
+    return reached
 
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            scripts.extend(str(node[key]) for key in ("script", "inlineScript") if key in node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
 
-    walk(pipeline_document(pipeline, **parameters)["stages"])
-    return [m for script in scripts for m in STEP_COMMAND.findall(script)]
+def script_of(step: dict) -> str:
+    return str(step.get("script") or (step.get("inputs") or {}).get("inlineScript") or "")
+
+
+def azure_commands(
+    pipeline: str, status: str = "succeeded", fails_at: str | None = None, **parameters: object
+) -> list[str]:
+    """The `python -m aiship` commands of a pipeline's steps that run (see azure_steps)."""
+    steps = azure_steps(pipeline, status, fails_at, **parameters)
+    return [m for step in steps for m in STEP_COMMAND.findall(script_of(step))]
 
 
 @pytest.mark.parametrize("pipeline", ["ci.yml", "release.yml"])
@@ -242,3 +257,32 @@ def test_every_template_another_project_is_told_to_use_exists(path):
         assert (REPO_ROOT / template).is_file(), f"{path}: {template}@aiship does not exist"
     for repository in github_repositories(text):
         assert "endpoint" in repository, f"{path}: {repository} has no endpoint"
+
+
+@pytest.mark.parametrize(("github", "azure"), [("cancelled", "canceled"), ("failure", "failed")])
+def test_a_cancelled_or_failed_deploy_is_followed_by_its_clean_up_in_both_systems(github, azure):
+    # Each deploy job's clean-up runs then (and nothing else does), against its deploy's target.
+    cut = "aiship deploy "
+    release = ["resolve-image", "verify-image", "aks-credentials", "deploy", "abort"]
+    release += ["aks-credentials", "deploy", "abort"]
+    assert github_commands("release.yml", github, cut) == release
+    assert azure_commands("release.yml", azure, cut) == release
+    places = ("KUBECONFIG_FILE", "NAMESPACE")
+    github_reached = [r.step | {"env": r.env} for r in github_steps("release.yml", github, cut)]
+    azure_reached = azure_steps("release.yml", azure, cut)
+    for reached, script in (
+        (github_reached, lambda s: str(s.get("run", ""))),
+        (azure_reached, script_of),
+    ):
+        deploys = [s for s in reached if "aiship deploy " in script(s)]
+        aborts = [s for s in reached if "aiship abort " in script(s)]
+        assert [[s["env"][k] for k in places] for s in aborts] == [
+            [s["env"][k] for k in places] for s in deploys
+        ]
+        # The deploy replaces its shell (`exec`), so the runner's SIGINT or SIGTERM reaches
+        # aiship, which removes its canary before the SIGKILL the clean-up step is there for.
+        assert all(script(s).strip().startswith("exec aiship deploy ") for s in deploys)
+
+
+def test_no_clean_up_runs_in_a_release_that_succeeded():
+    assert "abort" not in github_commands("release.yml") + azure_commands("release.yml")

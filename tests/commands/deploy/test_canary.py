@@ -4,9 +4,15 @@ promoted or aborted by itself while stable serves, the records in the registry, 
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import yaml
@@ -14,13 +20,16 @@ import yaml
 from aiship.clients.kubectl import Kubectl
 from aiship.clients.records import EVALUATION
 from aiship.clients.registry import RegistryClient, RegistryLogin
+from aiship.commands.deploy import canary
 from aiship.commands.deploy.analysis import load_analysis
 from aiship.commands.deploy.canary import CANARY, read_pods
+from aiship.commands.deploy.canary_state import CanaryState
 from aiship.commands.deploy.kubernetes import deploy_kubernetes, release_to_roll_back
 from aiship.commands.deploy.proof import DEPLOY, STAGING_PASS, Ledger, proven_deploy
 from aiship.commands.deploy.release import KubernetesTarget, Release
 from aiship.local.traffic import digits_rows
 from aiship.support.errors import RolledBack
+from aiship.support.waiting import wait_for
 from tests.repo import MANIFESTS, REPO_ROOT
 
 pytestmark = pytest.mark.docker
@@ -114,13 +123,28 @@ def test_a_good_release_passes_staging_and_the_canary_is_promoted_then_rolled_ba
     ]
     assert deploys[-1].payload["checks"] == list(promoted.checks)
 
-    # Rollback: production back on v1 at once, no analysis, smoke-tested.
-    previous = release_to_roll_back(KubernetesTarget(kube_cluster.kubeconfig, production))
-    assert previous == v1
-    back = deploy(kube_cluster, production, previous, "production")
-    assert back.result == "deployed" and back.previous_image == v2.image
+    # Rollback, the command: production back on v1 at once, no analysis, smoke-tested, recorded.
+    point = release_to_roll_back(KubernetesTarget(kube_cluster.kubeconfig, production))
+    assert point.release == v1 and point.canary is None
+    done = subprocess.run(
+        [*aiship(kube_cluster, production, "rollback"), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    back = json.loads(done.stdout)
+    assert (back["result"], back["image"], back["previous_image"]) == (
+        "rolled-back",
+        v1.image,
+        v2.image,
+    )
     stable = get(kube_cluster, production, "deployment", "aiship")
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == v1.image
+    record = ledger(kube_cluster).read(v1.digest, DEPLOY)[-1].payload
+    assert (record["result"], record["strategy"]) == ("rolled-back", "rollback")
+    assert ledger(kube_cluster).runs("production") == v1.digest
 
 
 @pytest.mark.parametrize(
@@ -139,7 +163,8 @@ def test_a_bad_candidate_is_aborted_at_the_first_step_and_stable_serves_untouche
         pytest.raises(RolledBack, match=rf"aborted at step 1/.*{failed_check}") as aborted,
     ):
         deploy(kube_cluster, kube_namespace, bad, canary=analysis)
-    stable_pods = dict(read_pods(kubectl, "aiship.io/track=stable"))
+    listed = kubectl.get("pods", "-l", "aiship.io/track=stable")["items"]
+    stable_pods = dict(read_pods(kubectl, listed))
     assert aborted.value.outputs["result"] == "aborted"
     after = get(kube_cluster, kube_namespace, "deployment", "aiship")
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
@@ -210,10 +235,10 @@ rules:
 """
 
 
-def deployer_kubeconfig(kube_cluster, namespace, folder):
-    """A kubeconfig for a service account bound to DEPLOYER_ROLE in NAMESPACE (a token)."""
+def deployer_kubeconfig(kube_cluster, namespace, folder, role=DEPLOYER_ROLE):
+    """A kubeconfig for a service account bound to ROLE in NAMESPACE (a token)."""
     run = kube_cluster.kubectl
-    run("-n", namespace, "apply", "-f", "-", input=DEPLOYER_ROLE)
+    run("-n", namespace, "apply", "-f", "-", input=role)
     run("-n", namespace, "create", "serviceaccount", "deployer")
     run(
         "-n",
@@ -250,4 +275,222 @@ def test_an_analysis_that_cannot_read_the_metrics_aborts_rather_than_promotes(
         )
     stable = get(kube_cluster, kube_namespace, "deployment", "aiship")
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == v1.image
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+
+
+# A release that dies: cancelled (SIGTERM), killed (SIGKILL), then cleaned up or resumed by the
+# next command, each on real pods with the digits traffic flowing through the Service.
+
+
+def analysis_file(folder, pauses=(PAUSE, 300.0)) -> Path:
+    """The shipped analysis with these pauses: a long last step to interrupt."""
+    shipped = yaml.safe_load((MANIFESTS / "analysis.yaml").read_text())
+    for step, pause in zip(shipped["steps"], pauses, strict=True):
+        step["pause"] = pause
+    shipped["timeout"] = sum(pauses) + 60
+    path = folder / "analysis.yaml"
+    path.write_text(yaml.safe_dump(shipped))
+    return path
+
+
+def aiship(kube_cluster, namespace, command: str, *args: str) -> list[str]:
+    where = ("--target", "kubernetes", "--kubeconfig", str(kube_cluster.kubeconfig))
+    return [sys.executable, "-m", "aiship", command, *where, "--namespace", namespace, *args]
+
+
+def canary_deploy(kube_cluster, namespace, release: Release, analysis_path: Path) -> list[str]:
+    """The deploy command a release job runs: a canary, smoke-tested, its outcome recorded."""
+    return aiship(
+        kube_cluster,
+        namespace,
+        "deploy",
+        *("--overlay", "staging", "--environment", "staging", "--strategy", "canary"),
+        *("--analysis", str(analysis_path), "--image", release.image, "--timeout", "120"),
+        *("--revision", release.revision, "--model-version", release.model_version),
+        *("--model-sha256", release.model_sha256, "--smoke-test", "true"),
+    )
+
+
+def judged(kube_cluster, namespace, steps: int, process: subprocess.Popen) -> CanaryState:
+    """The canary's state once STEPS steps are judged passed (the deploy still running)."""
+
+    def state() -> CanaryState | None:
+        assert process.poll() is None, process.communicate()[1]
+        canary = get(kube_cluster, namespace, "deployment", CANARY)
+        found = CanaryState.of(canary) if canary else None
+        return found if found and len(found.passed) >= steps else None
+
+    return wait_for(
+        state, timeout=180, what=f"the canary's step {steps} was not judged", interval=1
+    )
+
+
+def stable_untouched(kube_cluster, namespace, before: dict) -> None:
+    after = get(kube_cluster, namespace, "deployment", "aiship")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+
+
+def test_sigterm_in_step_2_removes_the_canary_and_exits_8_in_one_line(
+    kube_cluster, kube_namespace, release_images, tmp_path
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    before = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    command = canary_deploy(kube_cluster, kube_namespace, v2, analysis_file(tmp_path))
+    with traffic(kube_cluster, kube_namespace) as load:
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+        judged(kube_cluster, kube_namespace, 1, process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 8, stderr
+    (error,) = [line for line in stderr.splitlines() if "error:" in line]
+    assert (
+        f"the canary of {v2.image} was aborted at step 2/2 (interrupted by SIGTERM); the canary "
+        f"was removed; stable {v1.image} serves, untouched" in error
+    )
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    stable_untouched(kube_cluster, kube_namespace, before)
+    assert load.failures == [] and load.ok > 0
+    # The record of the failed deploy, read back from the registry.
+    record = ledger(kube_cluster).read(v2.digest, DEPLOY)[-1].payload
+    assert record["result"] == "aborted" and "interrupted by SIGTERM" in record["error"]
+    assert record["checks"][0].startswith("canary step 1/2")
+
+
+def killed_in_step_2(kube_cluster, namespace, release: Release, folder) -> CanaryState:
+    """A canary deploy SIGKILLed in its second step (nothing of it runs after): what it left."""
+    command = canary_deploy(kube_cluster, namespace, release, analysis_file(folder))
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    judged(kube_cluster, namespace, 1, process)
+    process.kill()
+    process.communicate(timeout=30)
+    left = CanaryState.of(get(kube_cluster, namespace, "deployment", CANARY))
+    assert left is not None and [step.number for step in left.passed] == [1]
+    assert left.image == release.image and left.run.endswith(f":{process.pid}")
+    return left
+
+
+def test_a_killed_canary_is_resumed_by_the_next_deploy_after_its_last_judged_step(
+    kube_cluster, kube_namespace, release_images, analysis, tmp_path, caplog
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    with traffic(kube_cluster, kube_namespace) as load:
+        left = killed_in_step_2(kube_cluster, kube_namespace, v2, tmp_path)
+        with caplog.at_level(logging.INFO):
+            promoted = deploy(kube_cluster, kube_namespace, v2, canary=analysis)
+    assert f"resuming the canary of {v2.image} after step 1/2, judged by {left.run}" in caplog.text
+    assert promoted.result == "promoted"
+    assert promoted.checks[0] == f"{left.steps[0].line} (judged by {left.run})"
+    assert promoted.checks[1].startswith("canary step 2/2")
+    stable = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == v2.image
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    assert load.failures == [] and load.ok > 0
+
+
+@pytest.mark.parametrize("command", ["abort", "rollback"])
+def test_a_killed_canary_is_removed_by_abort_or_rollback_and_stable_is_untouched(
+    kube_cluster, kube_namespace, release_images, tmp_path, command
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    before = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    with traffic(kube_cluster, kube_namespace) as load:
+        killed_in_step_2(kube_cluster, kube_namespace, v2, tmp_path)
+        done = subprocess.run(
+            [*aiship(kube_cluster, kube_namespace, command), "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_"))},
+        )
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(done.stdout)
+    if command == "abort":
+        assert outputs == {"result": "removed", "canary": v2.image, "started_by": ANY}
+    else:  # only the canary goes: stable is the last release judged good
+        assert (outputs["result"], outputs["image"]) == ("rolled-back", v1.image)
+        assert outputs["previous_image"] == v2.image
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    stable_untouched(kube_cluster, kube_namespace, before)
+    assert load.failures == [] and load.ok > 0
+
+
+def test_a_canary_that_fails_its_smoke_test_is_aborted_at_step_1(
+    kube_cluster, kube_namespace, release_images, analysis
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    before = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    mislabelled = replace(v2, model_sha256=v1.model_sha256)  # the smoke test expects v1's model
+    with pytest.raises(
+        RolledBack, match=r"aborted at step 1/2 \(smoke test: .*; the canary was removed"
+    ):
+        deploy(kube_cluster, kube_namespace, mislabelled, canary=analysis)
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    stable_untouched(kube_cluster, kube_namespace, before)
+
+
+def test_a_canary_whose_pods_never_get_ready_is_aborted_without_waiting_on_it_forever(
+    kube_cluster, kube_namespace, release_images, analysis
+):
+    v1 = release_images.v1
+    deploy(kube_cluster, kube_namespace, v1)
+    before = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    with pytest.raises(
+        RolledBack, match=r"aborted at step 1/2 \(.*ready.*\); the canary was removed"
+    ):
+        deploy_kubernetes(
+            release_images.never_ready,
+            KubernetesTarget(kube_cluster.kubeconfig, kube_namespace, overlay="staging"),
+            timeout=20,
+            canary=analysis,
+        )
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    stable_untouched(kube_cluster, kube_namespace, before)
+
+
+def test_a_canary_that_cannot_be_judged_in_time_is_aborted_at_the_time_limit(
+    kube_cluster, kube_namespace, release_images, analysis
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    # No traffic, and more samples than could come: no check can pass before the limit.
+    starved = replace(analysis, timeout=PAUSE * 2, min_samples=10**9)
+    with pytest.raises(
+        RolledBack, match=r"aborted at step 1/2 \(the analysis's time limit \(6 s\)"
+    ):
+        deploy(kube_cluster, kube_namespace, v2, canary=starved)
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+
+
+def test_a_canary_that_cannot_be_removed_says_so_and_names_the_command_that_removes_it(
+    kube_cluster, kube_namespace, release_images, analysis, tmp_path, monkeypatch
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    # A deployer that may not read the metrics (so the canary aborts) nor delete Deployments.
+    role = DEPLOYER_ROLE.replace(
+        "get, list, watch, create, update, patch, delete]",
+        "get, list, watch, create, update, patch]",
+        1,
+    )
+    kubeconfig = deployer_kubeconfig(kube_cluster, kube_namespace, tmp_path, role)
+    monkeypatch.setattr(canary, "CLEANUP_SECONDS", 2)
+    with pytest.raises(RolledBack) as aborted:
+        deploy_kubernetes(
+            v2,
+            KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
+            timeout=120,
+            canary=analysis,
+        )
+    message = str(aborted.value)
+    assert "the canary could NOT be removed" in message and "may still serve its share" in message
+    removal = f"kubectl --namespace {kube_namespace} delete deployment {CANARY}"
+    assert f"remove it with `{removal}`" in message
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is not None  # it is still there
+    kube_cluster.kubectl(*removal.split()[1:])
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None

@@ -266,11 +266,12 @@ def watch_step(
     unhealthySeconds, or the time limit passes (CanaryFailed)."""
     started = time.monotonic()
     health = StepHealth(analysis.unhealthy_seconds)
-    baseline = None
+    baseline = health.read(kubectl, pods, None)
     while baseline is None:
+        if left(deadline) <= 0:
+            raise CanaryFailed(f"the analysis's time limit ({analysis.timeout:g} s) passed")
+        time.sleep(min(analysis.interval, left(deadline)))
         baseline = health.read(kubectl, pods, None)
-        if baseline is None:
-            time.sleep(min(analysis.interval, left(deadline)))
     while True:
         time.sleep(min(analysis.interval, left(deadline)))
         reading = health.read(kubectl, pods, baseline)
