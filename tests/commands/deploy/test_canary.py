@@ -425,7 +425,7 @@ def test_a_canary_that_fails_its_smoke_test_is_aborted_at_step_1(
     v1, v2 = release_images.v1, release_images.v2
     deploy(kube_cluster, kube_namespace, v1)
     before = get(kube_cluster, kube_namespace, "deployment", "aiship")
-    mislabelled = replace(v2, model_sha256=v1.model_sha256)  # the smoke test expects v1's model
+    mislabelled = replace(v2, model_sha256="0" * 64)  # the smoke test expects another model
     with pytest.raises(
         RolledBack, match=r"aborted at step 1/2 \(smoke test: .*; the canary was removed"
     ):
