@@ -240,7 +240,7 @@ def fetch(context: Context) -> str:
     dest = context.stack.state_dir / "run" / "model"
     fetched = fetch_model(context.store(), MODEL_NAME, dest, LATEST)
     context.state.model = fetched
-    moved = f"downloaded {fetched.downloaded_bytes} bytes" if fetched.downloaded_bytes else "cached"
+    moved = f"placed {', '.join(fetched.placed)}" if fetched.placed else "verified, unchanged"
     return f"{fetched.name} {fetched.version} ({moved})"
 
 
