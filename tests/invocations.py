@@ -72,7 +72,8 @@ def invocations(
             )
         ),
         "evaluate-model": Invocation(
-            ("--image", pinned, "--model-dir", str(model_dir)), {"DOCKER_HOST": f"tcp://{closed}"}
+            ("--image", pinned, "--model-dir", str(model_dir), "--no-baseline"),
+            {"DOCKER_HOST": f"tcp://{closed}"},
         ),
         "promote-image": Invocation(("--image", pinned, "--tag", "main")),
         "resolve-image": Invocation(("--image", f"{image}:main", "--digest", "")),

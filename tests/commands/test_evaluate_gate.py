@@ -70,6 +70,31 @@ def test_absolute_bounds_and_the_drop_from_production():
     assert failed(judge({"accuracy": 0.99, "mae": 0.1}, THRESHOLDS, baseline=production)) == []
 
 
+def test_a_baseline_without_the_metric_fails_its_max_drop_and_each_check_names_its_rows():
+    checks = judge(
+        {"accuracy": 0.95, "mae": 1.0},
+        THRESHOLDS,
+        baseline={"accuracy": 0.95},
+        golden="production's golden set",
+    )
+    assert failed(checks) == [("mae", "maxDrop")]
+    assert {c.golden for c in checks} == {"production's golden set"}
+    assert checks[-1].reason == (
+        "on production's golden set: production has no mae on these rows: nothing to hold "
+        "maxDrop to"
+    )
+    # No baseline at all (a first release, --no-baseline): no maxDrop checks, and the log says why.
+    assert [c.rule for c in judge({"accuracy": 0.95, "mae": 1.0}, THRESHOLDS)] == ["min"]
+
+
+def test_the_teams_golden_set_is_found_next_to_the_thresholds(tmp_path):
+    path = tmp_path / "quality.yaml"
+    path.write_text("metrics: {accuracy: {min: 0.9}}\ngoldenSet: golden/team.jsonl\n")
+    assert load_thresholds(path).golden_set == tmp_path / "golden/team.jsonl"
+    path.write_text("metrics: {accuracy: {min: 0.9}}\n")
+    assert load_thresholds(path).golden_set is None
+
+
 def test_a_threshold_on_a_metric_the_model_lacks_fails():
     checks = judge({"mae": 1.0}, THRESHOLDS)
     assert failed(checks) == [("accuracy", "exists")]

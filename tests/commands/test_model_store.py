@@ -3,16 +3,19 @@ integrity."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from aiship.app.card import file_sha256, read_card
+from aiship.app.card import GoldenSet, file_sha256, read_card, write_card
 from aiship.clients.stores import open_model_store, open_store
-from aiship.commands.model_store import fetch_model, publish_model, published_versions
+from aiship.commands.model_store import publish_model, published_versions
 from aiship.support.errors import (
     ConfigError,
     Conflict,
@@ -204,20 +207,71 @@ def test_a_golden_set_that_does_not_match_its_card_is_not_published(store, model
     assert published_versions(open_model_store(store.url), "digits") == []
 
 
-def test_an_unchanged_model_is_not_downloaded_again(store, model_dir, tmp_path, monkeypatch):
+def test_an_unchanged_model_is_verified_and_left_in_place(store, model_dir, tmp_path):
     publish(store.url, model_dir)
-    fetch(store.url, tmp_path / "dest")
-    (tmp_path / "dest/model.json").write_text("{}")  # only the card is stale
+    dest = tmp_path / "dest"
+    fetch(store.url, dest)
+    (dest / "model.json").write_text("{}")  # only the card is stale
+    before = {f: (dest / f).stat().st_ino for f in ("model.onnx", "golden.jsonl")}
 
-    again = open_model_store(store.url)
+    result = fetch(store.url, dest)
+    assert result.placed == ("model.json",) and result.downloaded_bytes > 0
+    assert {f: (dest / f).stat().st_ino for f in before} == before  # not replaced
+    assert read_card(dest) == read_card(model_dir)
+    assert fetch(store.url, dest).placed == ()
 
-    def no_download(*args, **kwargs):
-        raise AssertionError("downloaded although DEST holds the model")
 
-    monkeypatch.setattr(again, "download", no_download)
-    result = fetch_model(again, "digits", tmp_path / "dest", progress=quiet)
-    assert result.downloaded_bytes == 0
-    assert read_card(tmp_path / "dest") == read_card(model_dir)
+@pytest.mark.parametrize("file", ["golden.jsonl", "model.onnx"])
+def test_a_file_changed_in_the_store_is_refused_whether_or_not_dest_was_warm(
+    store, model_dir, tmp_path, file
+):
+    """A warm DEST (the version fetched before the store changed) proves nothing about the
+    store: the same refusal as into an empty folder, and DEST left as it was."""
+    publish(store.url, model_dir)
+    warm = tmp_path / "warm"
+    fetch(store.url, warm)
+    before = snapshot(warm)
+    changed = bytearray((model_dir / file).read_bytes())
+    changed[10] ^= 0x01  # same size: only the digest can tell
+    store.put(f"digits/1.0.0/{file}", bytes(changed))
+
+    refusals = []
+    for dest in (tmp_path / "cold", warm):
+        with pytest.raises(IntegrityError) as refused:
+            fetch(store.url, dest)
+        refusals.append(str(refused.value))
+    assert refusals[0] == refusals[1]
+    assert f"{file} " in refusals[0] and ", but its model.json says" in refusals[0]
+    assert snapshot(warm) == before and not (tmp_path / "cold").exists()
+
+
+def test_dest_holds_exactly_the_version_fetched(store, model_dir, tmp_path):
+    """Same weights, another golden set, then no golden set and a card written by another tool:
+    DEST follows each version's files and card byte for byte, never keeping another's rows."""
+    publish(store.url, model_dir)
+    rows = (model_dir / "golden.jsonl").read_bytes().splitlines(keepends=True)
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    (other / "golden.jsonl").write_bytes(b"".join(rows[:20]))
+    card = read_card(other)
+    golden = GoldenSet(file_sha256(other / "golden.jsonl"), 20)
+    write_card(other, dataclasses.replace(card, version="1.1", golden=golden))
+    publish(store.url, other)
+    dest = tmp_path / "dest"
+    fetch(store.url, dest, version="1.0.0")
+    model = (dest / "model.onnx").stat().st_ino
+
+    assert fetch(store.url, dest, version="1.1").placed == ("golden.jsonl", "model.json")
+    assert (dest / "golden.jsonl").read_bytes() == b"".join(rows[:20])
+    assert (dest / "model.onnx").stat().st_ino == model
+
+    no_golden = dataclasses.replace(card, version="1.2", golden=None).to_dict()
+    stored = json.dumps(no_golden, separators=(",", ":")).encode()  # not our formatting
+    store.put("digits/1.2/model.onnx", (model_dir / "model.onnx").read_bytes())
+    store.put("digits/1.2/model.json", stored)
+    assert fetch(store.url, dest).placed == ("golden.jsonl", "model.json")
+    assert sorted(snapshot(dest)) == ["model.json", "model.onnx"]
+    assert (dest / "model.json").read_bytes() == stored
 
 
 def test_a_changed_model_in_dest_is_replaced(store, model_dir, tmp_path):

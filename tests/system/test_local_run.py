@@ -92,7 +92,7 @@ def test_run_releases_the_sample_model_and_a_second_run_is_up_to_date(local_stac
     ]
     assert "published the sample model digits 1.0.0" in first.stderr
     evaluated = re.search(r"^==> evaluate-model .* s  (.*)$", first.stderr, re.MULTILINE)[1]
-    assert evaluated.startswith("accuracy 0.9") and "(no production yet)" in evaluated
+    assert evaluated.startswith("accuracy 0.9") and "(first release)" in evaluated
     summarized = re.search(r"^==> release-summary .* s  (.*)$", first.stderr, re.MULTILINE)[1]
     assert "; gate passed; production runs" in summarized
     outputs = first.outputs

@@ -13,11 +13,13 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiship.app.card import (
     CARD_FILE,
+    GOLDEN_FILE,
     NAME_PATTERN,
     CardError,
     ModelCard,
@@ -58,7 +60,8 @@ class FetchedModel:
     version: str
     sha256: str
     dest: Path
-    downloaded_bytes: int  # 0 when DEST already held this model
+    downloaded_bytes: int
+    placed: tuple[str, ...] = ()  # the files written or removed in DEST; () when it held them
 
     def outputs(self) -> dict:
         return {
@@ -115,38 +118,45 @@ def fetch_model(
     *,
     progress: ProgressFactory = track,
 ) -> FetchedModel:
-    """Resolve VERSION, download and verify the version's files, and place them in DEST."""
+    """Resolve VERSION, download and verify every one of its files, and make DEST hold exactly
+    that version: its files and card as published, nothing of another version."""
     _check_wanted(name, version)
     resolved = resolve_version(store, name, version)
-    card = _stored_card(store, name, resolved)
+    card_bytes, card = _stored_card(store, name, resolved)
     dest = Path(dest)
-    wanted = {file: sha for file, sha in card.files().items() if not _holds(dest, file, sha)}
-    if not wanted:
-        _place_bytes(dest / CARD_FILE, _card_bytes(card))
-        log.info("%s already holds %s %s (sha256 %s)", dest, name, resolved, card.sha256)
-        return FetchedModel(name, resolved, card.sha256, dest, 0)
     log.info("fetching %s %s from %s", name, resolved, store.describe())
     made_dest = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     received: dict[str, Path] = {}
     try:
-        for file, sha256 in wanted.items():
+        # Every file is downloaded and verified, even one DEST holds already: content changed in
+        # the store after publishing is refused whether or not DEST was warm.
+        for file, sha256 in card.files().items():
             received[file] = _download_verified(store, name, resolved, file, sha256, dest, progress)
         size = sum(path.stat().st_size for path in received.values())
+        changed = [file for file, sha in card.files().items() if not _holds(dest, file, sha)]
         # Every file verified: only now is anything in DEST replaced, the card last.
-        for file, path in received.items():
-            path.chmod(PLACED_MODE)
-            os.replace(path, dest / file)
-        _place_bytes(dest / CARD_FILE, _card_bytes(card))
+        for file in changed:
+            received[file].chmod(PLACED_MODE)
+            os.replace(received.pop(file), dest / file)
+        stale = [f for f in (GOLDEN_FILE,) if f not in card.files() and (dest / f).exists()]
+        for file in stale:  # another version's golden set: no gate may score it as this one's
+            (dest / file).unlink()
+        placed = tuple(changed + stale) + (
+            (CARD_FILE,) if _place_bytes(dest / CARD_FILE, card_bytes) else ()
+        )
     except BaseException:
-        for path in received.values():
-            path.unlink(missing_ok=True)
+        _remove(received.values())
         if made_dest:
             with contextlib.suppress(OSError):
                 dest.rmdir()
         raise
-    log.info("fetched %s %s to %s (sha256 %s)", name, resolved, dest, card.sha256)
-    return FetchedModel(name, resolved, card.sha256, dest, size)
+    _remove(received.values())  # the copies of files DEST held already
+    if placed:
+        log.info("fetched %s %s to %s (sha256 %s)", name, resolved, dest, card.sha256)
+    else:
+        log.info("%s already holds %s %s (sha256 %s), verified", dest, name, resolved, card.sha256)
+    return FetchedModel(name, resolved, card.sha256, dest, size, placed)
 
 
 def _download_verified(
@@ -180,6 +190,11 @@ def _download_verified(
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _holds(dest: Path, file: str, sha256: str) -> bool:
@@ -223,10 +238,12 @@ def same_version(a: str, b: str) -> bool:
     return version_key(a) == version_key(b)
 
 
-def _stored_card(store: ModelStore, name: str, version: str) -> ModelCard:
+def _stored_card(store: ModelStore, name: str, version: str) -> tuple[bytes, ModelCard]:
+    """The version's model.json as published, and the card it holds."""
     where = store.describe(name, version, CARD_FILE)
+    data = store.read_card(name, version)
     try:
-        card = ModelCard.from_dict(json.loads(store.read_card(name, version)))
+        card = ModelCard.from_dict(json.loads(data))
     except (CardError, ValueError) as exc:
         raise IntegrityError(f"{where} is not a valid model card: {exc}") from None
     if card.name != name or not same_version(card.version, version):
@@ -234,13 +251,14 @@ def _stored_card(store: ModelStore, name: str, version: str) -> ModelCard:
             f"{where} describes {card.name} {card.version}, not {name} {version}: "
             "the store was changed by hand; publish the model again as a new version"
         )
-    return card
+    return data, card
 
 
-def _place_bytes(path: Path, data: bytes) -> None:
-    """Write through a temp file next to `path` and rename: readers see old or new, never half."""
+def _place_bytes(path: Path, data: bytes) -> bool:
+    """Write through a temp file next to `path` and rename: readers see old or new, never half.
+    False when `path` held DATA already."""
     if path.is_file() and path.read_bytes() == data:
-        return
+        return False
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
         f.write(data)
     try:
@@ -249,6 +267,7 @@ def _place_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(f.name).unlink(missing_ok=True)
         raise
+    return True
 
 
 def _exists(store: ModelStore, name: str, version: str, stored: str) -> Conflict:

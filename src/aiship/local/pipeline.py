@@ -240,7 +240,7 @@ def fetch(context: Context) -> str:
     dest = context.stack.state_dir / "run" / "model"
     fetched = fetch_model(context.store(), MODEL_NAME, dest, LATEST)
     context.state.model = fetched
-    moved = f"downloaded {fetched.downloaded_bytes} bytes" if fetched.downloaded_bytes else "cached"
+    moved = f"placed {', '.join(fetched.placed)}" if fetched.placed else "verified, unchanged"
     return f"{fetched.name} {fetched.version} ({moved})"
 
 
@@ -317,7 +317,8 @@ def attest(context: Context) -> str:
 
 
 def evaluate(context: Context) -> str:
-    """evaluate-model: the quality gate, on the pushed image, against production's evaluation."""
+    """evaluate-model: the quality gate, on the pushed image, against production's image on the
+    same rows; a first release (production runs nothing) needs no baseline."""
     from ..clients.records import Ledger
     from ..clients.registry import RegistryClient
     from ..commands.evaluate import evaluate_model, golden_card
@@ -331,7 +332,11 @@ def evaluate(context: Context) -> str:
         golden_card(model_dir),
         load_thresholds(project_manifests() / "quality.yaml"),
     )
-    versus = f"production {evaluated.baseline[:19]}" if evaluated.baseline else "no production yet"
+    versus = (
+        f"vs production {evaluated.baseline[:19]}"
+        if evaluated.baseline
+        else evaluated.why_no_baseline
+    )
     accuracy = evaluated.metrics.get("accuracy")
     figure = f"accuracy {accuracy:.4f}" if accuracy is not None else evaluated.reason
     return f"{figure}, {len(evaluated.checks)} checks passed ({versus})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,13 +22,20 @@ import requests
 from aiship.app.card import GOLDEN_FILE, CardError, ModelCard, verify_model_dir
 
 from ...clients.records import EVALUATION, Ledger
-from ...support.errors import ConfigError, IntegrityError, Rejected, StepError, Unavailable
+from ...support.errors import (
+    ConfigError,
+    IntegrityError,
+    Rejected,
+    StepError,
+    Unavailable,
+    Unproven,
+)
 from ...support.git import ci_run
 from ...support.outputs import summarize
 from ...support.paths import project_manifests
 from ..command import REGISTRY_ENVIRONMENT, Command, RegistryImage, pinned_image, registry_flags
 from .gate import Check, Thresholds, judge, load_thresholds
-from .golden import GoldenRow, answers, batches, infer_request, read_golden
+from .golden import GoldenRow, GoldenText, answers, batches, infer_request, parse_golden
 from .scoring import classification, overall, regression
 
 log = logging.getLogger(__name__)
@@ -37,13 +45,58 @@ REQUEST_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
+class Score:
+    """Both models measured on one golden set's rows: the candidate, and production when there
+    is a baseline."""
+
+    golden: str  # which set: its own, production's, the team's
+    sha256: str
+    rows: int
+    metrics: dict[str, float]
+    production: dict[str, float] | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "golden": self.golden,
+            "sha256": self.sha256,
+            "rows": self.rows,
+            "metrics": self.metrics,
+            "production": self.production,
+        }
+
+    def line(self) -> str:
+        figures = ", ".join(
+            f"{name} {value:.4f}"
+            + (
+                f" (production {self.production[name]:.4f})"
+                if name in (self.production or {})
+                else ""
+            )
+            for name, value in overall(self.metrics).items()
+        )
+        return f"{self.golden} (sha256 {self.sha256[:12]}, {self.rows} rows): {figures}"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the candidate is compared with: the image production runs, its model's card and its
+    golden set, from its newest passed evaluation."""
+
+    image: str  # REPOSITORY@sha256:...
+    card: ModelCard
+    golden: GoldenText
+
+
+@dataclass(frozen=True)
 class Evaluation:
     image: str  # REPOSITORY@sha256:...
     model: str  # NAME VERSION
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # on its own golden set
     checks: tuple[Check, ...]
     baseline: str  # the production digest compared with, "" when none
     seconds: float
+    scores: tuple[Score, ...] = ()  # every golden set's figures, its own first
+    why_no_baseline: str = ""  # first release, production runs this image, or --no-baseline
 
     @property
     def passed(self) -> bool:
@@ -71,16 +124,23 @@ class Evaluation:
             f"### Model evaluation: {'passed' if self.passed else 'FAILED'}",
             "",
             f"`{self.image}` ({self.model}), baseline: "
-            + (f"`{self.baseline}` (production)" if self.baseline else "none (first release)")
+            + (
+                f"`{self.baseline}` (production)"
+                if self.baseline
+                else f"none ({self.why_no_baseline})"
+            )
             + f", measured in {self.seconds:.1f} s",
             "",
-            "| metric | rule | measured | limit | |",
-            "|---|---|---|---|---|",
+            *(f"- {score.line()}" for score in self.scores),
+            "",
+            "| golden set | metric | rule | measured | limit | |",
+            "|---|---|---|---|---|---|",
         ]
         for check in self.checks:
             mark = "pass" if check.passed else "**FAIL**"
             lines.append(
-                f"| {check.metric} | {check.rule} | {check.value:.4f} | {check.limit:g} | {mark} |"
+                f"| {check.golden} | {check.metric} | {check.rule} | {check.value:.4f} "
+                f"| {check.limit:g} | {mark} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -93,37 +153,61 @@ def evaluate_model(
     thresholds: Thresholds,
     *,
     config: Path | None = None,
+    no_baseline: bool = False,
 ) -> Evaluation:
-    """Measure IMAGE's model on DIR's golden set (CARD is DIR's, verified by golden_card), judge
-    it, record the verdict with the image; Rejected when a check failed (the record is written
-    first)."""
+    """Measure IMAGE's model (CARD is DIR's, verified by golden_card) on its own golden set, the
+    team's (when the thresholds name one) and production's, and production's image on the same
+    rows; judge it; record the verdict with the image. Rejected when a check failed (the record
+    is written first); Unproven, before anything runs, when production cannot be compared with
+    and NO_BASELINE is not given."""
     from ...clients.container import running_image
 
     started = time.monotonic()
     digest = image.rsplit("@", 1)[1]
-    rows = read_golden(model_dir, card)
-    log.info("evaluating %s (%s %s) on %d golden rows", image, card.name, card.version, len(rows))
-    with running_image(image, config=config) as url:
-        served = _served_model(url)
-        if served.get("sha256") != card.sha256:
-            raise IntegrityError(
-                f"{image} serves model sha256 {served.get('sha256')}, but {model_dir} holds "
-                f"{card.sha256}: evaluate the image with the model it was built from"
-            )
-        predicted = _predict(url, card, rows, thresholds.batch)
-    metrics = _metrics(card, rows, predicted)
-    baseline_digest, baseline = _baseline(ledger, digest)
-    checks = judge(metrics, thresholds, baseline=baseline, claimed=card.metrics)
+    own = GoldenText("its own", (Path(model_dir) / GOLDEN_FILE).read_bytes(), card.golden.rows)
+    baseline, why_not = _baseline(ledger, image, no_baseline)
+    sets = _distinct([own, *_team_set(thresholds), *([baseline.golden] if baseline else [])])
+    log.info("evaluating %s (%s %s) on %s", image, card.name, card.version, _names(sets))
+    measured = _measure(running_image(image, config=config), image, card, sets, thresholds.batch)
+    production: dict[str, dict[str, float]] = {}
+    if baseline:
+        log.info("measuring production's %s on the same rows", baseline.image)
+        production = _measure(
+            running_image(baseline.image, config=config),
+            baseline.image,
+            baseline.card,
+            sets,
+            thresholds.batch,
+        )
+    scores = tuple(
+        Score(s.name, s.sha256, len(_rows(s, card)), measured[s.name], production.get(s.name))
+        for s in sets
+    )
+    checks = [
+        check
+        for score in scores
+        for check in judge(
+            score.metrics,
+            thresholds,
+            baseline=score.production,
+            claimed=card.metrics if score.golden == own.name else None,
+            golden=f"{score.golden} golden set",
+        )
+    ]
     evaluation = Evaluation(
         image=image,
         model=f"{card.name} {card.version}",
-        metrics=metrics,
+        metrics=measured[own.name],
         checks=tuple(checks),
-        baseline=baseline_digest,
+        baseline=baseline.image.rsplit("@", 1)[1] if baseline else "",
         seconds=time.monotonic() - started,
+        scores=scores,
+        why_no_baseline=why_not,
     )
-    _record(ledger, digest, card, evaluation)
+    _record(ledger, digest, card, own, evaluation)
     summarize(evaluation.markdown())
+    for score in scores:
+        log.info("on %s", score.line())
     for check in checks:
         log.info("%s %s", "pass" if check.passed else "FAIL", check.reason)
     if not evaluation.passed:
@@ -145,6 +229,57 @@ def golden_card(model_dir: Path) -> ModelCard:
             f"{GOLDEN_FILE} (model/README.md)"
         )
     return card
+
+
+def _measure(
+    running: AbstractContextManager[str],
+    image: str,
+    card: ModelCard,
+    sets: list[GoldenText],
+    batch: int,
+) -> dict[str, dict[str, float]]:
+    """Each golden set's metrics of the model that IMAGE serves (CARD's, checked), one run."""
+    rows = {s.name: _rows(s, card) for s in sets}  # every row fits, before anything starts
+    with running as url:
+        served = _served_model(url)
+        if served.get("sha256") != card.sha256:
+            raise IntegrityError(
+                f"{image} serves model sha256 {served.get('sha256')}, but its card says "
+                f"{card.sha256}: evaluate the image with the model it was built from"
+            )
+        return {
+            name: _metrics(card, chunk, _predict(url, card, chunk, batch))
+            for name, chunk in rows.items()
+        }
+
+
+def _rows(golden: GoldenText, card: ModelCard) -> list[GoldenRow]:
+    return parse_golden(golden, card, f"{golden.describe()} for {card.name} {card.version}")
+
+
+def _distinct(sets: list[GoldenText]) -> list[GoldenText]:
+    """One set per content: production's set is the candidate's own when the model is the same."""
+    seen: dict[str, GoldenText] = {}
+    for golden in sets:
+        seen.setdefault(golden.sha256, golden)
+    return list(seen.values())
+
+
+def _names(sets: list[GoldenText]) -> str:
+    return ", ".join(s.describe() for s in sets)
+
+
+def _team_set(thresholds: Thresholds) -> list[GoldenText]:
+    path = thresholds.golden_set
+    if path is None:
+        return []
+    try:
+        return [GoldenText("the team's", path.read_bytes())]
+    except OSError as exc:
+        raise ConfigError(
+            f"goldenSet {path} of the quality gate cannot be read ({exc.strerror}): fix the "
+            "path, relative to the thresholds file"
+        ) from None
 
 
 def _served_model(url: str) -> dict:
@@ -180,29 +315,60 @@ def _metrics(card: ModelCard, rows: list[GoldenRow], predicted: list) -> dict[st
     return regression(targets, predicted)
 
 
-def _baseline(ledger: Ledger, digest: str) -> tuple[str, dict[str, float] | None]:
-    """What production runs (when not this very digest) and its newest passed evaluation's
-    metrics; none before the first release or for an image evaluated before this gate."""
+def _baseline(ledger: Ledger, image: str, no_baseline: bool) -> tuple[Baseline | None, str]:
+    """What production runs, with the card and golden set of its newest passed evaluation; or
+    None and why there is no comparison. Unproven when production runs an image that cannot be
+    compared with and NO_BASELINE is not given."""
+    repository, digest = image.rsplit("@", 1)
     running = ledger.runs(BASELINE)
-    if not running or running == digest:
-        log.info("no baseline: %s", "production runs nothing yet" if not running else "the same")
-        return "", None
+    if not running:
+        log.info("first release: production runs nothing yet, so there is no maxDrop comparison")
+        return None, "first release"
+    if running == digest:
+        log.info("production runs this very image: nothing to compare it with")
+        return None, "production runs this image"
+    if no_baseline:
+        log.warning("--no-baseline: not compared with production's %s (no maxDrop)", running)
+        return None, "--no-baseline"
     passed = [r for r in ledger.read(running, EVALUATION) if r.payload.get("passed") is True]
-    if not passed:
-        log.warning("production's %s has no passed evaluation: no maxDrop checks", running)
-        return running, None
-    return running, passed[-1].payload.get("metrics", {})
+    found = passed[-1].payload if passed else {}
+    golden, card = found.get("golden") or {}, found.get("card")
+    if not isinstance(golden.get("jsonl"), str) or not isinstance(card, dict):
+        have = "no passed evaluation" if not passed else "an evaluation without its golden set"
+        raise Unproven(
+            f"production runs {running}, which has {have} to compare with on the same rows: "
+            "run this evaluate-model on it, or pass --no-baseline to skip the maxDrop checks"
+        )
+    where = f"the evaluation of production's {running}"
+    text = GoldenText("production's", golden["jsonl"].encode(), golden.get("rows"))
+    try:
+        production = ModelCard.from_dict(card)
+    except CardError as exc:
+        raise IntegrityError(f"{where} holds no valid model card: {exc}") from None
+    if text.sha256 != golden.get("sha256"):
+        raise IntegrityError(
+            f"{where} holds a golden set with sha256 {text.sha256}, but says "
+            f"{golden.get('sha256')}: the record was altered; evaluate production's image again"
+        )
+    return Baseline(f"{repository}@{running}", production, text), ""
 
 
-def _record(ledger: Ledger, digest: str, card: ModelCard, evaluation: Evaluation) -> None:
+def _record(
+    ledger: Ledger, digest: str, card: ModelCard, own: GoldenText, evaluation: Evaluation
+) -> None:
+    """The verdict, every golden set's figures, and the card and golden set (the rows the next
+    candidate is compared on, while this image serves production)."""
     payload = {
         "image": evaluation.image,
         "digest": digest,
         "model": {"name": card.name, "version": card.version, "sha256": card.sha256},
-        "golden": {"sha256": card.golden.sha256, "rows": card.golden.rows},
+        "card": card.to_dict(),
+        "golden": {"sha256": own.sha256, "rows": own.rows, "jsonl": own.data.decode()},
         "metrics": evaluation.metrics,
+        "scores": [score.to_dict() for score in evaluation.scores],
         "claimed": card.metrics,
         "baseline": evaluation.baseline,
+        "noBaseline": evaluation.why_no_baseline,
         "checks": [check.to_dict() for check in evaluation.checks],
         "passed": evaluation.passed,
         "reason": evaluation.reason,
@@ -231,6 +397,12 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         default=project_manifests() / "quality.yaml",
         help="the quality gate (default: manifests/quality.yaml)",
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="when production runs an image that has no evaluation to compare with: judge "
+        "without the maxDrop checks (said in the log and the record)",
+    )
 
 
 @dataclass(frozen=True)
@@ -240,6 +412,7 @@ class EvaluationPlan:
     target: RegistryImage
     model_dir: Path
     thresholds: Thresholds
+    no_baseline: bool = False
 
     def describe(self) -> str:
         image = self.target.image
@@ -252,7 +425,9 @@ class EvaluationPlan:
 
 def _plan(args: argparse.Namespace) -> EvaluationPlan:
     target = pinned_image(args, "the pushed image")
-    return EvaluationPlan(target, args.model_dir, load_thresholds(args.thresholds))
+    return EvaluationPlan(
+        target, args.model_dir, load_thresholds(args.thresholds), args.no_baseline
+    )
 
 
 def _run(plan: EvaluationPlan) -> Evaluation:
@@ -268,6 +443,7 @@ def _run(plan: EvaluationPlan) -> Evaluation:
             card,
             plan.thresholds,
             config=config,
+            no_baseline=plan.no_baseline,
         )
 
 

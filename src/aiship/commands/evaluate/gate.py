@@ -9,7 +9,7 @@ in the metric's own units, in its worse direction).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...support.declared import read_declared
@@ -45,6 +45,12 @@ SCHEMA = {
             "minimum": 0,
             "description": "how far the card's claims may exceed the measured figures, >= 0",
         },
+        "goldenSet": {
+            "type": "string",
+            "minLength": 1,
+            "description": "the team's golden set (JSON Lines), scored for every candidate; "
+            "a path relative to this file",
+        },
         "batch": {
             "type": "integer",
             "minimum": 1,
@@ -69,11 +75,13 @@ class Thresholds:
     metrics: Mapping[str, Bounds]
     claim_tolerance: float = DEFAULT_CLAIM_TOLERANCE
     batch: int = DEFAULT_BATCH
+    golden_set: Path | None = None  # the team's, scored for every candidate beside its own
 
 
 @dataclass(frozen=True)
 class Check:
-    """One verdict: METRIC's VALUE against LIMIT, by RULE (min, max, maxDrop or claim)."""
+    """One verdict: METRIC's VALUE against LIMIT, by RULE (min, max, maxDrop or claim), on the
+    rows of GOLDEN (which golden set)."""
 
     metric: str
     rule: str
@@ -81,6 +89,7 @@ class Check:
     limit: float
     passed: bool
     reason: str  # the one line an error or a summary shows
+    golden: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -90,6 +99,7 @@ class Check:
             "limit": self.limit,
             "passed": self.passed,
             "reason": self.reason,
+            "golden": self.golden,
         }
 
 
@@ -99,10 +109,12 @@ def load_thresholds(path: Path) -> Thresholds:
         name: Bounds(bounds.get("min"), bounds.get("max"), bounds.get("maxDrop"))
         for name, bounds in data["metrics"].items()
     }
+    golden_set = data.get("goldenSet")
     return Thresholds(
         metrics,
         float(data.get("claimTolerance", DEFAULT_CLAIM_TOLERANCE)),
         int(data.get("batch", DEFAULT_BATCH)),
+        Path(path).parent / golden_set if golden_set else None,
     )
 
 
@@ -112,9 +124,24 @@ def judge(
     *,
     baseline: Mapping[str, float] | None = None,
     claimed: Mapping[str, float] | None = None,
+    golden: str = "",
 ) -> list[Check]:
-    """Every check the thresholds, the baseline and the card's claims call for, passed or not.
-    A threshold on a metric the model does not have is a failed check, never a silent pass."""
+    """Every check the thresholds, the baseline (production measured on the same rows) and the
+    card's claims call for, passed or not, on the rows of the golden set GOLDEN. A threshold on
+    a metric the model (or, for maxDrop, production) does not have is a failed check, never a
+    silent pass."""
+    checks = _checks(measured, thresholds, baseline, claimed)
+    if not golden:
+        return checks
+    return [replace(c, golden=golden, reason=f"on {golden}: {c.reason}") for c in checks]
+
+
+def _checks(
+    measured: Mapping[str, float],
+    thresholds: Thresholds,
+    baseline: Mapping[str, float] | None,
+    claimed: Mapping[str, float] | None,
+) -> list[Check]:
     checks = []
     for metric, bounds in thresholds.metrics.items():
         value = measured.get(metric)
@@ -135,8 +162,12 @@ def judge(
             checks.append(_bound(metric, "min", value, bounds.min, value >= bounds.min))
         if bounds.max is not None:
             checks.append(_bound(metric, "max", value, bounds.max, value <= bounds.max))
-        if bounds.max_drop is not None and baseline and metric in baseline:
-            checks.append(_drop(metric, value, baseline[metric], bounds.max_drop))
+        if bounds.max_drop is not None and baseline is not None:
+            if metric in baseline:
+                checks.append(_drop(metric, value, baseline[metric], bounds.max_drop))
+            else:
+                reason = f"production has no {metric} on these rows: nothing to hold maxDrop to"
+                checks.append(Check(metric, "maxDrop", value, float("nan"), False, reason))
     for metric, claim in (claimed or {}).items():
         if metric in measured:
             checks.append(_claim(metric, measured[metric], claim, thresholds.claim_tolerance))

@@ -7,6 +7,7 @@ where T is a class name from the card's labels for a classifier and a number for
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,21 +25,51 @@ class GoldenRow:
     target: str | float
 
 
+@dataclass(frozen=True)
+class GoldenText:
+    """A golden set as bytes, named for messages (its own, production's, the team's)."""
+
+    name: str
+    data: bytes
+    rows: int | None = None  # as its card says, when it has one
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def describe(self) -> str:
+        return f"{self.name} golden set (sha256 {self.sha256[:12]})"
+
+
 def read_golden(model_dir: Path, card: ModelCard) -> list[GoldenRow]:
     """DIR/golden.jsonl's rows, each checked against the card's inputs; the count against the
     card's. The caller has verified the file's sha256."""
     path = Path(model_dir) / GOLDEN_FILE
+    rows = card.golden.rows if card.golden else None
+    return parse_golden(GoldenText(str(path), path.read_bytes(), rows), card, str(path))
+
+
+def parse_golden(golden: GoldenText, card: ModelCard, where: str = "") -> list[GoldenRow]:
+    """GOLDEN's rows, each checked against CARD's inputs and labels, the count against the one
+    GOLDEN was published with; WHERE names it in errors (default: its description)."""
+    where = where or golden.describe()
     sizes = {spec.name: prod(d for d in spec.shape[1:] if d > 0) for spec in card.inputs}
-    rows = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                rows.append(_row(line, card, sizes, f"{path} line {number}"))
-    if card.golden and len(rows) != card.golden.rows:
+    try:
+        lines = golden.data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text ({exc})") from None
+    rows = [
+        _row(line, card, sizes, f"{where} line {number}")
+        for number, line in enumerate(lines, 1)
+        if line.strip()
+    ]
+    if golden.rows is not None and len(rows) != golden.rows:
         raise IntegrityError(
-            f"{path} has {len(rows)} rows, but model.json says {card.golden.rows}: publish the "
+            f"{where} has {len(rows)} rows, but model.json says {golden.rows}: publish the "
             "model and its golden set again"
         )
+    if not rows:
+        raise ConfigError(f"{where} has no rows: a golden set needs at least one")
     return rows
 
 
