@@ -42,6 +42,9 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "aiship.app", "probe"]
 
 # Last, because they change with every build and would otherwise void the cache of what follows.
+# BASE_IMAGE and BASE_DIGEST: the base as build-image resolved it before the build.
+ARG BASE_IMAGE
+ARG BASE_DIGEST=unknown
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=unknown
@@ -52,6 +55,8 @@ LABEL org.opencontainers.image.title="aiship" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}" \
       aiship.model.name="${MODEL_NAME}" \
       aiship.model.version="${MODEL_VERSION}" \
       aiship.model.sha256="${MODEL_SHA256}"

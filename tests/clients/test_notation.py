@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -33,7 +34,7 @@ from aiship.clients.registry import (
     RegistryLogin,
     sha256_digest,
 )
-from aiship.support.errors import AuthError, ConfigError, StepError, Unproven
+from aiship.support.errors import AuthError, ConfigError, IntegrityError, StepError, Unproven
 from tests.registries import PASSWORD, USER, put_image
 
 REPO = "aiship/app"
@@ -453,3 +454,56 @@ def test_the_key_vault_plugin_signs_in_with_a_fresh_assertion_each_time(
         key_id=key_id, plugin="azure-kv", plugin_config=(("credential_type", "azurecli"),)
     )
     assert federated_signer(configured, home, os.environ) == configured
+
+
+def plugin_archive() -> bytes:
+    """A .tar.gz holding notation-azure-kv: a script that answers get-plugin-metadata as a
+    signing plugin does (notation runs it to check the plugin before installing it)."""
+    import gzip
+    import io
+    import tarfile
+
+    metadata = {
+        "name": "azure-kv",
+        "description": "a stand-in for the Azure Key Vault plugin",
+        "version": "1.2.3",
+        "url": "https://example.org/notation-azure-kv",
+        "supportedContractVersions": ["1.0"],
+        "capabilities": ["SIGNATURE_GENERATOR.RAW"],
+    }
+    script = f"#!/bin/sh\ncat > /dev/null\necho {shlex.quote(json.dumps(metadata))}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("notation-azure-kv")
+        info.size, info.mode = len(script), 0o755
+        tar.addfile(info, io.BytesIO(script))
+    return gzip.compress(buffer.getvalue())
+
+
+def test_the_key_vault_plugin_installs_only_with_the_archives_sha256(
+    tmp_path, https_fake_server, monkeypatch
+):
+    """From a loopback HTTPS server (notation takes no other scheme), trusted through
+    SSL_CERT_FILE as Go reads it: a wrong sha256 installs nothing, the right one installs."""
+    import hashlib
+
+    archive = plugin_archive()
+    https_fake = https_fake_server
+    https_fake.server.clear()
+    https_fake.server.expect_request("/notation-azure-kv.tar.gz").respond_with_data(
+        archive, content_type="application/gzip"
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(https_fake.ca_pem))
+    tool = Notation(tmp_path / "ci")
+    url = f"{https_fake.url}/notation-azure-kv.tar.gz"
+    installed = tool.config_dir / "plugins" / "azure-kv" / "notation-azure-kv"
+
+    with pytest.raises(IntegrityError, match=f"^the plugin archive at {url} does not have "):
+        tool.install_plugin(url, "0" * 64)
+    assert not installed.exists()
+
+    tool.install_plugin(url, hashlib.sha256(archive).hexdigest())
+    assert os.access(installed, os.X_OK) and b"a stand-in for" in installed.read_bytes()
+    https_fake.server.clear()
+    with pytest.raises(ConfigError, match=r"--plugin-sha256 'ABC' is not a sha256"):
+        tool.install_plugin(url, "ABC")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packageurl import PackageURL
 
 from aiship.app.card import file_sha256, read_card
 from aiship.clients.docker import docker
@@ -28,6 +29,7 @@ from aiship.clients.sbom import image_sbom, sbom_model, validate_sbom
 from aiship.commands.push_image import push_image
 from aiship.local.registry_server import LocalRegistry
 from aiship.support.errors import IntegrityError
+from aiship.support.labels import BASE_DIGEST, BASE_NAME
 from tests.registries import put_image, tar_archive
 
 pytestmark = pytest.mark.docker
@@ -66,7 +68,11 @@ def sbom(pushed) -> dict:
 
 def libraries(document: dict) -> dict[str, dict]:
     """The Python distributions of an SBOM by their normalised names."""
-    return {normalise(c["name"]): c for c in document["components"] if c["type"] == "library"}
+    return {
+        normalise(c["name"]): c
+        for c in document["components"]
+        if c.get("purl", "").startswith("pkg:pypi/")
+    }
 
 
 def normalise(name: str) -> str:
@@ -135,6 +141,96 @@ def test_each_wheel_installed_distribution_is_hashed_by_its_record(pushed, sbom)
     }
     assert recorded == hashed
     assert len(hashed) >= 15
+
+
+# What dpkg-query reports of each package in the image: status, name, version, arch, source.
+DPKG_FORMAT = (
+    "${db:Status-Status}\\t${Package}\\t${Version}\\t${Architecture}\\t${source:Package}\\n"
+)
+# Each environment's distributions as importlib.metadata finds them on its own sys.path.
+DISTRIBUTIONS = (
+    "import importlib.metadata as m, json\n"
+    "print(json.dumps(sorted({(d.metadata['Name'], d.version) for d in m.distributions()})))\n"
+)
+
+
+def debian_packages(document: dict) -> dict[tuple[str, str], dict]:
+    """The SBOM's Debian packages by (name, architecture)."""
+    return {
+        (c["name"], _property(c, "aiship:deb.architecture")): c
+        for c in document["components"]
+        if c.get("purl", "").startswith("pkg:deb/")
+    }
+
+
+def _property(component: dict, name: str) -> str:
+    return next(p["value"] for p in component["properties"] if p["name"] == name)
+
+
+def test_it_lists_every_debian_package_dpkg_in_the_image_reports(pushed, sbom):
+    reported = [
+        line.split("\t")
+        for line in in_image(pushed.local, "dpkg-query", "-W", "-f", DPKG_FORMAT).splitlines()
+    ]
+    installed = {
+        (name, arch): (version, source)
+        for status, name, version, arch, source in reported
+        if status not in ("not-installed", "config-files")
+    }
+    found = debian_packages(sbom)
+
+    assert {
+        key: (c["version"], _property(c, "aiship:deb.source")) for key, c in found.items()
+    } == installed
+    assert {"libc6", "python3.11-minimal", "libssl3"} <= {name for name, _ in installed}
+    libc6 = found["libc6", "amd64"]
+    assert (
+        libc6["purl"]
+        == PackageURL(
+            type="deb",
+            namespace="debian",
+            name="libc6",
+            version=libc6["version"],
+            qualifiers={"arch": "amd64", "distro": "debian-12"},
+        ).to_string()
+    )
+    assert _property(libc6, "aiship:deb.source") == "glibc"
+
+
+def test_it_lists_the_distributions_of_every_python_environment_in_the_image(pushed, sbom):
+    """The system's interpreter and the venv's, each asked for what it can import."""
+    found = {(normalise(c["name"]), c["version"]) for c in libraries(sbom).values()}
+    for python in ("/usr/bin/python3", "/opt/venv/bin/python"):
+        listed = json.loads(in_image(pushed.local, "-c", DISTRIBUTIONS, entrypoint=python))
+        assert listed, python
+        assert {(normalise(name), version) for name, version in listed} <= found, python
+
+
+def test_it_names_cpython_with_the_version_the_image_runs(pushed, sbom):
+    version = in_image(
+        pushed.local,
+        "-c",
+        "import platform; print(platform.python_version())",
+        entrypoint="/usr/bin/python3",
+    ).strip()
+
+    (cpython,) = [c for c in sbom["components"] if c["name"] == "cpython"]
+    assert cpython["version"] == version
+    assert cpython["purl"] == f"pkg:generic/cpython@{version}"
+    assert {"location": "/usr/bin/python3.11"} in cpython["evidence"]["occurrences"]
+
+
+def test_it_names_the_base_image_by_the_digest_resolved_at_build_time(pushed, sbom, base_image):
+    engine = json.loads(docker(["image", "inspect", base_image], timeout=60))[0]
+    digests = [d.partition("@")[2] for d in engine.get("RepoDigests") or []]
+    labels = json.loads(docker(["image", "inspect", pushed.local], timeout=60))[0]["Config"][
+        "Labels"
+    ]
+
+    (base,) = [c for c in sbom["components"] if c["bom-ref"] == "base-image"]
+    assert base["name"] == base_image == labels[BASE_NAME]
+    assert base["version"] == labels[BASE_DIGEST] == (digests[0] if digests else engine["Id"])
+    assert [p["value"] for p in base["properties"]] == engine["RootFS"]["Layers"]
 
 
 # --- images changed by one more layer ----------------------------------------------------------
@@ -284,3 +380,127 @@ def test_sbom_model_wants_exactly_one_model(sbom):
     unhashed = {**model, "hashes": []}
     with pytest.raises(IntegrityError, match="lacks its name, version or SHA-256"):
         sbom_model({**sbom, "components": [unhashed]})
+
+
+# --- a layered image made by hand ---------------------------------------------------------------
+
+DPKG_STATUS = b"""Package: libc6
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.36-9+deb12u10
+Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Description: GNU C Library: Shared libraries
+ Contains the standard libraries that are used by nearly all programs.
+
+Package: openssl
+Status: install ok installed
+Architecture: amd64
+Version: 3.0.17-1~deb12u2
+Description: Secure Sockets Layer toolkit - cryptographic utility
+
+Package: gone
+Status: deinstall ok config-files
+Architecture: all
+Version: 1.0
+"""
+# distroless keeps one file per package, without a Status.
+STATUS_D = b"Package: tzdata\nVersion: 2025b-0+deb12u1\nArchitecture: all\n"
+
+
+def push_layers(client: RegistryClient, layers: list[dict[str, bytes]], labels: dict) -> str:
+    """An image of LAYERS (each a dict of files), pushed through the registry API; its digest."""
+    tars = [tar_archive(files) for files in layers]
+    blobs = [gzip.compress(tar) for tar in tars]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(tar) for tar in tars]},
+    }
+    body = json.dumps(config).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "digest": client.push_blob(REPOSITORY, body),
+            "size": len(body),
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "digest": client.push_blob(REPOSITORY, blob),
+                "size": len(blob),
+            }
+            for blob in blobs
+        ],
+    }
+    data = json.dumps(manifest).encode()
+    pushed = Manifest(sha256_digest(data), DOCKER_MANIFEST, data)
+    client.push_manifest(REPOSITORY, "layered", pushed)
+    return pushed.digest
+
+
+def test_a_layered_image_lists_its_debian_packages_cpython_venv_and_base(
+    registry, trained_model_dir
+):
+    client = RegistryClient(RegistryLogin(registry.host))
+    model = {
+        f"model/{name}": (trained_model_dir / name).read_bytes()
+        for name in ("model.onnx", "model.json")
+    }
+    site, dist = "opt/venv/lib/python3.11/site-packages", "usr/lib/python3/dist-packages"
+    base = "sha256:" + "b" * 64
+    digest = push_layers(
+        client,
+        [
+            {
+                "etc/os-release": b'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian 12"\n',
+                "var/lib/dpkg/status": DPKG_STATUS,
+                # Debian's interpreter: PY_VERSION compiled in as a C string.
+                "usr/bin/python3.11": b"\x7fELF...\x00loc_debug\x003.11.2\x00strict\x00...",
+                f"{dist}/six-1.16.0.egg-info": b"Name: six\nVersion: 1.16.0\n",  # a file
+            },
+            {
+                "var/lib/dpkg/status.d/tzdata": STATUS_D,
+                "var/lib/dpkg/status.d/tzdata.md5sums": b"0123  usr/share/zoneinfo/UTC\n",
+            },
+            {
+                f"{site}/flask-3.1.0.dist-info/METADATA": b"Name: Flask\nVersion: 3.1.0\n",
+                "opt/venv/pyvenv.cfg": b"home = /usr/bin\nversion = 3.11.2\n",
+                **model,
+            },
+        ],
+        {
+            "aiship.model.sha256": file_sha256(trained_model_dir / "model.onnx"),
+            BASE_NAME: "python:3.11-slim",
+            BASE_DIGEST: base,
+        },
+    )
+
+    document = image_sbom(client, REPOSITORY, digest, name=f"{registry.host}/{REPOSITORY}")
+
+    validate_sbom(document)
+    assert {key: c["purl"] for key, c in debian_packages(document).items()} == {
+        ("libc6", "amd64"): "pkg:deb/debian/libc6@2.36-9%2Bdeb12u10?arch=amd64&distro=debian-12",
+        ("openssl", "amd64"): "pkg:deb/debian/openssl@3.0.17-1~deb12u2?arch=amd64&distro=debian-12",
+        ("tzdata", "all"): "pkg:deb/debian/tzdata@2025b-0%2Bdeb12u1?arch=all&distro=debian-12",
+    }
+    packages = debian_packages(document)
+    assert _property(packages["libc6", "amd64"], "aiship:deb.source") == "glibc"
+    assert _property(packages["openssl", "amd64"], "aiship:deb.source") == "openssl"
+    assert packages["libc6", "amd64"]["description"] == "GNU C Library: Shared libraries"
+    (cpython,) = [c for c in document["components"] if c["name"] == "cpython"]
+    assert (cpython["version"], cpython["purl"]) == ("3.11.2", "pkg:generic/cpython@3.11.2")
+    assert {(c["name"], c["version"], c["bom-ref"]) for c in libraries(document).values()} == {
+        ("Flask", "3.1.0", f"/{site}/flask-3.1.0.dist-info"),
+        ("six", "1.16.0", f"/{dist}/six-1.16.0.egg-info"),
+    }
+    (base_image,) = [c for c in document["components"] if c["bom-ref"] == "base-image"]
+    assert (base_image["name"], base_image["version"]) == ("python:3.11-slim", base)
+    assert base_image["purl"] == (
+        f"pkg:oci/python@sha256:{'b' * 64}?repository_url=python&tag=3.11-slim"
+    )
+    assert len(base_image["properties"]) == 2  # the two layers below the first of ours

@@ -3,6 +3,8 @@ Notation: a signed image verifies; whatever CI did not prove is refused, one lin
 
 from __future__ import annotations
 
+import copy
+import logging
 import subprocess
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from aiship.clients.notation import Notation, certificate_subject
 from aiship.clients.records import artifact_type, read_records, write_record
 from aiship.clients.registry import ImageRef, RegistryClient, RegistryLogin
-from aiship.clients.sbom import sbom_model
+from aiship.clients.sbom import image_sbom, sbom_model
 from aiship.commands.attest import PROVENANCE, SBOM, Signer, attest_image, verify_image
 from aiship.commands.push_image import push_image
 from aiship.support.errors import Unproven
@@ -73,7 +75,7 @@ def test_an_attested_image_verifies_with_its_sbom_and_provenance(
     image = pushed(main)
     ci, release = homes(tmp_path, registry)
     login = RegistryLogin(registry.host)
-    attested = attest_image(login, image, ci, Signer(key="aiship"))
+    attested = attest_image(login, image, ci, Signer(key="aiship"), revision=main)
     assert len(attested.signatures) == 3 and attested.bytes_pushed > 1000
 
     verified = verify_image(login, image, release, root)
@@ -107,7 +109,9 @@ def test_an_image_signed_with_another_key_is_refused(registry, pushed, history, 
     _, release = homes(tmp_path, registry)
     elsewhere = Notation(tmp_path / "elsewhere", (registry.host,))
     elsewhere.generate_test_key("aiship")
-    attest_image(RegistryLogin(registry.host), image, elsewhere, Signer(key="aiship"))
+    attest_image(
+        RegistryLogin(registry.host), image, elsewhere, Signer(key="aiship"), revision=main
+    )
     with pytest.raises(Unproven, match=r"^the image .*untrusted"):
         verify_image(RegistryLogin(registry.host), image, release, root)
 
@@ -116,33 +120,157 @@ def test_an_image_built_from_a_revision_not_on_main_is_refused(registry, pushed,
     root, _, feature = history
     image = pushed(feature)
     ci, release = homes(tmp_path, registry)
-    attest_image(RegistryLogin(registry.host), image, ci, Signer(key="aiship"))
+    attest_image(RegistryLogin(registry.host), image, ci, Signer(key="aiship"), revision=feature)
     with pytest.raises(Unproven, match=f"was built from {feature}, which is not on main"):
         verify_image(RegistryLogin(registry.host), image, release, root)
 
 
-def test_an_sbom_whose_model_hash_was_altered_is_refused_signed_or_not(
+def altered(client, image, kind, change) -> str:
+    """A newer record of KIND about IMAGE: the attested one with CHANGE(payload) applied."""
+    (record, *_) = reversed(read_records(client, image.repository, image.digest, kind))
+    payload = copy.deepcopy(record.payload)
+    change(payload)
+    return write_record(client, image.repository, image.digest, kind, payload).digest
+
+
+def other_model(sbom: dict) -> None:
+    for component in sbom["components"]:
+        if component["type"] == "machine-learning-model":
+            component["hashes"] = [{"alg": "SHA-256", "content": "0" * 64}]
+
+
+@pytest.fixture
+def attested(registry, pushed, history, tmp_path):
+    """An image built from main and attested by CI: (root, image, ci, release, client)."""
+    root, main, _ = history
+    image = pushed(main)
+    ci, release = homes(tmp_path, registry)
+    attest_image(RegistryLogin(registry.host), image, ci, Signer(key="aiship"), revision=main)
+    return root, image, ci, release, RegistryClient(RegistryLogin(registry.host))
+
+
+def test_newer_unsigned_records_are_skipped_with_a_warning_and_the_signed_ones_used(
+    attested, caplog
+):
+    """Anyone who may push can add a record: one that does not verify must not block."""
+    root, image, _, release, client = attested
+    forged_sbom = altered(client, image, SBOM, other_model)
+    forged_provenance = altered(client, image, PROVENANCE, lambda p: p.update(subject=[]))
+
+    with caplog.at_level(logging.WARNING, logger="aiship.commands.attest"):
+        verified = verify_image(RegistryLogin(client.login.host), image, release, root)
+
+    assert [line.split(":")[0] for line in verified.skipped] == [
+        f"a newer {SBOM} skipped",
+        f"a newer {PROVENANCE} skipped",
+    ]
+    for digest, line in zip((forged_sbom, forged_provenance), verified.skipped, strict=True):
+        assert f"({digest[:19]})" in line and "signature" in line
+        assert line in caplog.messages
+    assert verified.checks[1].startswith("SBOM signed, model digits")
+
+
+def test_a_signed_record_is_used_only_when_none_newer_verifies(attested):
+    root, image, ci, release, client = attested
+    forged = altered(client, image, SBOM, other_model)
+    ci.sign(f"{image.name}@{forged}", key="aiship")  # now the newest that verifies
+    with pytest.raises(Unproven, match="names model sha256 0000000000"):
+        verify_image(RegistryLogin(client.login.host), image, release, root)
+
+
+def test_when_no_record_of_a_kind_verifies_the_newest_is_named(registry, pushed, history, tmp_path):
+    root, main, _ = history
+    image = pushed(main)
+    ci, release = homes(tmp_path, registry)
+    client = RegistryClient(RegistryLogin(registry.host))
+    ci.sign(f"{image.name}@{image.digest}", key="aiship")
+    sbom = image_sbom(client, image.repository, image.digest, name=image.name)
+    write_record(client, image.repository, image.digest, SBOM, sbom)
+    newest = write_record(client, image.repository, image.digest, SBOM, {**sbom, "version": 2})
+
+    with pytest.raises(
+        Unproven, match=rf"^its sbom \({newest.digest[:19]}\): .*; nor do the 1 older"
+    ):
+        verify_image(client.login, image, release, root)
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (
+            lambda p: p.update(subject=[{"digest": {"sha256": "ab" * 32}}]),
+            f"about another image \\({'ab' * 32}\\)",
+        ),
+        (
+            lambda p: p["predicate"]["buildDefinition"]["externalParameters"].update(
+                revision="f" * 40
+            ),
+            f"names revision {'f' * 40}, but the image was built from",
+        ),
+    ],
+    ids=["another-image", "another-revision"],
+)
+def test_a_signed_provenance_about_another_image_or_revision_is_refused(attested, change, refusal):
+    root, image, ci, release, client = attested
+    forged = altered(client, image, PROVENANCE, change)
+    ci.sign(f"{image.name}@{forged}", key="aiship")
+    with pytest.raises(Unproven, match=refusal):
+        verify_image(RegistryLogin(client.login.host), image, release, root)
+
+
+def test_a_signed_image_without_an_sbom_or_a_provenance_is_refused(
     registry, pushed, history, tmp_path
 ):
     root, main, _ = history
     image = pushed(main)
     ci, release = homes(tmp_path, registry)
-    login = RegistryLogin(registry.host)
-    attest_image(login, image, ci, Signer(key="aiship"))
-    client = RegistryClient(login)
-    (sbom,) = read_records(client, image.repository, image.digest, SBOM)
-    altered = sbom.payload
-    for component in altered["components"]:
-        if component["type"] == "machine-learning-model":
-            component["hashes"] = [{"alg": "SHA-256", "content": "0" * 64}]
-    forged = write_record(client, image.repository, image.digest, SBOM, altered)
-    with pytest.raises(Unproven, match=r"^its sbom .*signature"):
-        verify_image(login, image, release, root)
-    # Even signed with CI's key, an SBOM that names another model than the image's label is not
-    # the image's.
-    ci.sign(f"{image.name}@{forged.digest}", key="aiship")
-    with pytest.raises(Unproven, match="names model sha256 0000000000"):
-        verify_image(login, image, release, root)
+    client = RegistryClient(RegistryLogin(registry.host))
+    ci.sign(f"{image.name}@{image.digest}", key="aiship")
+    with pytest.raises(Unproven, match=f"@{image.digest} has no sbom: CI's attest-image"):
+        verify_image(client.login, image, release, root)
+
+    sbom = image_sbom(client, image.repository, image.digest, name=image.name)
+    record = write_record(client, image.repository, image.digest, SBOM, sbom)
+    ci.sign(f"{image.name}@{record.digest}", key="aiship")
+    with pytest.raises(Unproven, match=f"@{image.digest} has no provenance: CI's attest-image"):
+        verify_image(client.login, image, release, root)
+
+
+def test_attest_image_refuses_an_image_built_from_another_revision(
+    registry, pushed, history, tmp_path
+):
+    _, main, feature = history
+    image = pushed(main)
+    ci, _ = homes(tmp_path, registry)
+    with pytest.raises(Unproven, match=f"is labelled {main}, but this run builds {feature}"):
+        attest_image(
+            RegistryLogin(registry.host), image, ci, Signer(key="aiship"), revision=feature
+        )
+    assert (
+        read_records(
+            RegistryClient(RegistryLogin(registry.host)), image.repository, image.digest, SBOM
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_SHA", "BUILD_SOURCEVERSION"])
+def test_attest_image_takes_the_revision_from_the_ci_system(
+    registry, pushed, history, tmp_path, variable
+):
+    """The CI system's own word for the commit, not the label the image carries."""
+    _, main, feature = history
+    image = pushed(main)
+    ci, _ = homes(tmp_path, registry)
+    done = run_step(
+        "attest-image",
+        *("--image", f"{image.name}@{image.digest}"),
+        *("--notation-home", str(ci.home)),
+        *("--key", "aiship"),
+        env={variable: feature},
+    )
+    assert done.returncode == 9, done.stderr
+    assert f"is labelled {main}, but this run builds {feature}" in done.stderr
 
 
 def test_verify_image_on_the_command_line_exits_9_and_names_what_is_missing(

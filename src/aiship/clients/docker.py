@@ -4,11 +4,13 @@ to a registry without leaving a trace (a private DOCKER_CONFIG, logged out after
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..support.errors import AuthError, ConfigError, NotFound, StepError, Unavailable
@@ -162,16 +164,33 @@ def run_docker(
     return done.stdout
 
 
+@dataclass(frozen=True)
+class BaseImage:
+    """The base image a build ran on, as the engine holds it."""
+
+    name: str  # as given, e.g. python:3.11-slim
+    digest: str  # its manifest digest in the registry it came from, else the local image id
+    layers: tuple[str, ...]  # its rootfs diff_ids: the first layers of whatever is built on it
+
+
 def build(
     args: Sequence[str], *, base_image: str, login: RegistryLogin | None, timeout: float
-) -> str:
-    """`docker build ARGS`, logged in to the base image's registry when LOGIN is given (a
-    private DOCKER_CONFIG, as for a push; else docker's own configuration); a base image that
-    cannot be pulled is named, with what to do."""
+) -> tuple[str, BaseImage]:
+    """`docker build ARGS` on BASE_IMAGE, given to the Dockerfile as the build args BASE_IMAGE
+    and BASE_DIGEST: pulled first if the engine lacks it, logged in to its registry when LOGIN
+    is given (a private DOCKER_CONFIG, as for a push; else docker's own configuration); a base
+    image that cannot be pulled is named, with what to do."""
     with contextlib.ExitStack() as stack:
         config = ["--config", str(stack.enter_context(docker_config(login)))] if login else []
+        base = _base_image(base_image, config, login, timeout)
+        pinned = [
+            "--build-arg",
+            f"BASE_IMAGE={base_image}",
+            "--build-arg",
+            f"BASE_DIGEST={base.digest}",
+        ]
         done = run(
-            [docker_path(), *config, "build", *args],
+            [docker_path(), *config, "build", *pinned, *args],
             what="`docker build`",
             timeout=timeout,
             hint="check that the Docker engine is responsive (docker info)",
@@ -181,16 +200,74 @@ def build(
         raise base_image_error(output, base_image, login) or StepError(
             f"`docker build` failed (exit {done.returncode}): {docker_says(done.stderr or output)}"
         )
-    return done.stdout
+    return done.stdout, base
 
 
-def base_image_error(output: str, base_image: str, login: RegistryLogin | None) -> StepError | None:
-    """`docker build`'s failure to pull BASE_IMAGE as the step error that says what to do; None
-    when the build failed after its FROM."""
+def _base_image(
+    name: str, config: list[str], login: RegistryLogin | None, timeout: float
+) -> BaseImage:
+    """NAME as the engine holds it, pulled first when it does not."""
+    found = _inspect(name)
+    if found is None:
+        done = run(
+            [docker_path(), *config, "pull", "--quiet", name],
+            what=f"docker pull of {name}",
+            timeout=timeout,
+            hint="check the registry",
+        )
+        found = _inspect(name) if done.returncode == 0 else None
+        if found is None:
+            output = done.stdout + done.stderr
+            raise base_image_error(output, name, login, pulling=True) or StepError(
+                f"cannot pull the base image {name}: {docker_says(output)}"
+            )
+    repository = _repository(name.partition("@")[0])
+    digests = [d.partition("@")[2] for d in found.get("RepoDigests") or []]
+    matching = [
+        d.partition("@")[2]
+        for d in found.get("RepoDigests") or []
+        if _repository(d.partition("@")[0]) == repository
+    ]
+    digest = name.partition("@")[2] or next(iter(matching or digests[:1]), "") or found["Id"]
+    return BaseImage(name, digest, tuple((found.get("RootFS") or {}).get("Layers") or ()))
+
+
+def _inspect(image: str) -> dict | None:
+    done = run(
+        [docker_path(), "image", "inspect", image],
+        what=f"docker image inspect of {image}",
+        timeout=60,
+        hint="check that the Docker engine is responsive (docker info)",
+    )
+    if done.returncode != 0:
+        return None
+    found = json.loads(done.stdout)
+    return found[0] if found else None
+
+
+def image_layers(image: str) -> tuple[str, ...]:
+    """IMAGE's rootfs diff_ids, as the engine holds it."""
+    found = json.loads(docker(["image", "inspect", image], timeout=60))
+    return tuple((found[0].get("RootFS") or {}).get("Layers") or ())
+
+
+def _repository(name: str) -> str:
+    """NAME without its tag, as Docker Hub's short names and RepoDigests spell it."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name.rsplit(":", 1)[0]
+    return name.removeprefix("docker.io/").removeprefix("library/")
+
+
+def base_image_error(
+    output: str, base_image: str, login: RegistryLogin | None, *, pulling: bool = False
+) -> StepError | None:
+    """A failure to pull BASE_IMAGE (`docker pull`'s when PULLING, else `docker build`'s) as the
+    step error that says what to do; None when the build failed after its FROM."""
     line = docker_says(output)
     host = registry_of(base_image)
     steps = BUILD_STEP.findall(output)
-    if not ((steps and steps[-1].upper() == "FROM") or host in line):
+    if not (pulling or (steps and steps[-1].upper() == "FROM") or host in line):
         return None
     subject = f"the base image {base_image}"
     if (login is None or login.credentials is None) and any(

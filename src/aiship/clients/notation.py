@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..support.errors import AuthError, ConfigError, StepError, Unavailable, Unproven
+from ..support.errors import (
+    AuthError,
+    ConfigError,
+    IntegrityError,
+    StepError,
+    Unavailable,
+    Unproven,
+)
 from ..support.logs import redact
 from ..support.processes import last_line, run
 from .go import notation_root
@@ -210,7 +217,15 @@ class Notation:
             raise ConfigError(
                 f"--plugin-sha256 {sha256!r} is not a sha256: copy it from the release"
             )
-        self._notation(["plugin", "install", "--url", url, "--sha256sum", sha256, "--force"])
+        try:
+            self._notation(["plugin", "install", "--url", url, "--sha256sum", sha256, "--force"])
+        except StepError as exc:
+            if "checksum does not match" not in str(exc):
+                raise
+            raise IntegrityError(
+                f"the plugin archive at {url} does not have --plugin-sha256 {sha256}: copy the "
+                "sha256 and the URL from the same release page"
+            ) from None
 
     def trust(self, name: str, certificate: Path, identity: str) -> None:
         """Trust only `certificate` (trust store ca:NAME holds it alone) and only the signer

@@ -3,10 +3,14 @@
 Nothing comes from our lock file or the build machine: the manifest, the config and the layer
 blobs are read from the registry (each layer streamed, its digest checked as it arrives), the
 layers are laid over one another as a container runtime would (later layers override earlier
-ones, whiteouts delete), and the document lists what that file system holds: every installed
-Python distribution, the base image as far as the build records it, the operating system, and
-the model with its card. The schema check uses the CycloneDX 1.6 JSON schema bundled with
-cyclonedx-python-lib (Apache-2.0; its schema/_res/README.md names the specification commit).
+ones, whiteouts delete), and the document lists what that file system holds: every Debian
+package dpkg's database records (var/lib/dpkg/status, and status.d/ as distroless images keep
+it), each CPython interpreter with the version compiled into it, every installed Python
+distribution in every environment (the system's and any venv), the base image by the name and
+digest build-image resolved, the operating system, and the model with its card. The schema
+check uses the CycloneDX 1.6 JSON schema bundled with cyclonedx-python-lib (Apache-2.0; its
+schema/_res/README.md names the specification commit). Package URLs are built with
+packageurl-python, the purl specification's own library.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesHeaderParser
 from importlib import metadata
-from urllib.parse import quote
 
 import urllib3
+from packageurl import PackageURL
 
 from aiship.app.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, TensorSpec
 
 from ..support.errors import IntegrityError, StepError, Unavailable
-from ..support.labels import LABEL_MODEL_SHA256
+from ..support.labels import BASE_DIGEST, BASE_NAME, LABEL_MODEL_SHA256
 from .registry import Manifest, RegistryClient
 
 SPEC_VERSION = "1.6"
@@ -42,15 +46,24 @@ DEFAULT_MODEL_DIR = "/model"  # the Dockerfile's MODEL_DIR, when the config does
 # Where the Dockerfile puts the app's packages and code: the first layer that adds anything
 # here (or under the model folder) is the first of ours, so the layers below it are the base.
 APP_ROOTS = ("opt/venv/", "opt/aiship/")
-# What a build may record about its base (OCI annotation keys, as labels or annotations).
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
 # An installed distribution's metadata (and RECORD) in a site folder; not the copies that
 # some packages vendor inside themselves, which pip does not count as installed.
 DISTRIBUTION = re.compile(
-    r"^(?:.*/)?(?:site|dist)-packages/[^/]+\.(?:dist-info/(?:METADATA|RECORD)|egg-info/PKG-INFO)$"
+    r"^(?:.*/)?(?:site|dist)-packages/[^/]+\.(?:dist-info/(?:METADATA|RECORD)|egg-info(?:/PKG-INFO)?)$"
 )
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
+# dpkg's database: one file of paragraphs, or (distroless) one file per package; its .md5sums
+# beside them are file lists, not packages.
+DPKG_STATUS = re.compile(r"^var/lib/dpkg/(?:status|status\.d/[^/]+)$")
+DPKG_LIMIT = 64 << 20  # a status file is read whole; a full Debian desktop's is about 10 MiB
+# Statuses under which dpkg has no files of the package on disk.
+DPKG_ABSENT = ("not-installed", "config-files")
+# A CPython interpreter: its binary, or the libpython it links (where PY_VERSION is compiled
+# in); (?P<minor>) is the version its name carries.
+INTERPRETER = re.compile(
+    r"^(?P<prefix>(?:.*/)?)(?:bin/python|lib/(?:[^/]+/)?libpython)(?P<minor>3\.\d+)"
+    r"(?:\.so(?:\.[0-9]+)*)?$"
+)
 WHITEOUT, OPAQUE = ".wh.", ".wh..wh..opq"
 READABLE_LAYERS = ("tar", "tar+gzip", "tar.gzip")  # media type endings tarfile can stream
 TEXT_LIMIT = 1 << 20  # enough for any METADATA's headers, model.json or os-release
@@ -63,7 +76,8 @@ class _File:
 
     layer: int
     sha256: str
-    text: bytes = b""
+    text: bytes = b""  # the head of a file parsed, all of a dpkg database file
+    version: str = ""  # the version compiled into an interpreter
 
 
 @dataclass(frozen=True)
@@ -90,11 +104,19 @@ def image_sbom(client: RegistryClient, repository: str, digest: str, *, name: st
     labels = settings.get("Labels") or {}
     model_dir = _env(settings.get("Env") or [], "MODEL_DIR", DEFAULT_MODEL_DIR).strip("/")
     image = _read_layers(client, repository, layers, model_dir)
+    release = _os_release(image)
     packages = _distributions(image, layers)
     model = _model(image, model_dir, labels, f"{name}@{digest}")
     base = _base(image, diff_ids, labels, manifest.json().get("annotations") or {})
-    system = _operating_system(image, layers)
-    components = [base, *([system] if system else []), model, *packages]
+    system = _operating_system(image, layers, release)
+    components = [
+        base,
+        *([system] if system else []),
+        model,
+        *_interpreters(image, layers),
+        *_debian_packages(image, layers, release),
+        *packages,
+    ]
     subject = _image_component(name, digest, labels)
     return {
         "bomFormat": "CycloneDX",
@@ -219,7 +241,7 @@ def _apply(
                 )
             added[path] = added[target]
             continue
-        added[path] = _read_member(tar, member, index, keep=not path.endswith(("RECORD", ".onnx")))
+        added[path] = _read_member(tar, member, index, path)
     files.update(added)
     return adds_ours
 
@@ -227,6 +249,8 @@ def _apply(
 def _wanted(path: str, model_dir: str) -> bool:
     return (
         bool(DISTRIBUTION.match(path))
+        or _dpkg_file(path)
+        or bool(INTERPRETER.match(path))
         or path in OS_RELEASE
         or path in (f"{model_dir}/{MODEL_FILE}", f"{model_dir}/{CARD_FILE}")
     )
@@ -238,15 +262,39 @@ def _drop(files: dict[str, _File], path: str, *, keep_self: bool = False) -> Non
         del files[known]
 
 
-def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, layer: int, keep: bool) -> _File:
-    """Hash a file in chunks; keep the first TEXT_LIMIT bytes of the small ones we parse."""
-    digest, text = hashlib.sha256(), b""
+def _dpkg_file(path: str) -> bool:
+    return bool(DPKG_STATUS.match(path)) and not path.endswith(".md5sums")
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, layer: int, path: str) -> _File:
+    """Hash a file in chunks, keeping what the SBOM parses: the head of a small file, all of a
+    dpkg database, the version string inside an interpreter."""
+    whole = _dpkg_file(path)
+    if whole and member.size > DPKG_LIMIT:
+        raise IntegrityError(
+            f"/{path} in layer {layer} is {member.size} bytes, more than the {DPKG_LIMIT} a dpkg "
+            "database can plausibly be: the image is malformed; rebuild it"
+        )
+    interpreter = INTERPRETER.match(path)
+    keep = 0 if path.endswith(("RECORD", ".onnx")) or interpreter else TEXT_LIMIT
+    keep = DPKG_LIMIT if whole else keep
+    # PY_VERSION as the C string it is compiled in as (syft's binary classifier reads it so).
+    pattern = (
+        re.compile(rb"\x00(" + re.escape(interpreter["minor"].encode()) + rb"\.\d+[a-z0-9+]*)\x00")
+        if interpreter
+        else None
+    )
+    digest, text, tail, version = hashlib.sha256(), b"", b"", ""
     source = tar.extractfile(member)
     while chunk := source.read(CHUNK):
         digest.update(chunk)
-        if keep and len(text) < TEXT_LIMIT:
-            text += chunk[: TEXT_LIMIT - len(text)]
-    return _File(layer, digest.hexdigest(), text)
+        if len(text) < keep:
+            text += chunk[: keep - len(text)]
+        if pattern and not version:
+            found = pattern.search(tail + chunk)  # a string may straddle two chunks
+            version = found.group(1).decode() if found else ""
+            tail = chunk[-64:]
+    return _File(layer, digest.hexdigest(), text, version)
 
 
 class _Verified:
@@ -303,11 +351,7 @@ def _layer(client: RegistryClient, repository: str, descriptor: dict) -> Iterato
 
 
 def _image_component(name: str, digest: str, labels: dict) -> dict:
-    repository_url = name.lower()
-    purl = (
-        f"pkg:oci/{quote(repository_url.rsplit('/', 1)[-1])}@{quote(digest, safe='')}"
-        f"?repository_url={quote(repository_url, safe='/:')}"
-    )
+    purl = oci_purl(name, digest)
     return {
         "type": "container",
         "bom-ref": purl,
@@ -323,9 +367,10 @@ def _distributions(image: _Image, layers: list[dict]) -> list[dict]:
     """Each installed distribution: the metadata of a *.dist-info (or Debian's *.egg-info)."""
     found = []
     for path, file in sorted(image.files.items()):
-        if not path.endswith(("/METADATA", "/PKG-INFO")):
+        if not path.endswith(("/METADATA", "/PKG-INFO", ".egg-info")):
             continue
-        folder = posixpath.dirname(path)
+        # An .egg-info may be a file of its own (distutils wrote them so), not a folder.
+        folder = path if path.endswith(".egg-info") else posixpath.dirname(path)
         headers = BytesHeaderParser().parsebytes(file.text)
         name, version = headers.get("Name"), headers.get("Version")
         if not name or not version:
@@ -339,7 +384,7 @@ def _distributions(image: _Image, layers: list[dict]) -> list[dict]:
             "bom-ref": f"/{folder}",
             "name": name,
             "version": version,
-            "purl": f"pkg:pypi/{quote(normalized)}@{quote(version, safe='')}",
+            "purl": PackageURL(type="pypi", name=normalized, version=version).to_string(),
         }
         if headers.get("Summary"):
             component["description"] = " ".join(headers["Summary"].split())
@@ -435,12 +480,15 @@ def _tensor(spec: TensorSpec) -> str:
 
 
 def _base(image: _Image, diff_ids: list[str], labels: dict, annotations: dict) -> dict:
-    """The base image: its name and digest when the build recorded them, its layers always."""
-    name = labels.get(BASE_NAME) or annotations.get(BASE_NAME)
-    digest = labels.get(BASE_DIGEST) or annotations.get(BASE_DIGEST)
+    """The base image: its name and digest as build-image resolved them, its layers always."""
+    name = _recorded(labels, annotations, BASE_NAME)
+    digest = _recorded(labels, annotations, BASE_DIGEST)
     component: dict = {"type": "container", "bom-ref": "base-image", "name": name or "base image"}
     if digest:
         component["version"] = digest
+        component["hashes"] = [{"alg": "SHA-256", "content": digest.removeprefix("sha256:")}]
+        if name:
+            component["purl"] = oci_purl(name, digest)
     else:
         component["description"] = (
             f"The build records no digest of its base image (no {BASE_DIGEST} label or "
@@ -453,8 +501,26 @@ def _base(image: _Image, diff_ids: list[str], labels: dict, annotations: dict) -
     return component
 
 
-def _operating_system(image: _Image, layers: list[dict]) -> dict | None:
-    """The distribution /etc/os-release (or /usr/lib/os-release) names, when there is one."""
+def _recorded(labels: dict, annotations: dict, key: str) -> str:
+    """A label or annotation the build set; a Dockerfile built without build-image says
+    "unknown", which is no value."""
+    value = labels.get(key) or annotations.get(key) or ""
+    return "" if value == "unknown" else value
+
+
+def oci_purl(name: str, digest: str) -> str:
+    """pkg:oci/NAME@DIGEST?repository_url=REGISTRY/REPOSITORY[&tag=TAG] of image NAME[:TAG]."""
+    repository, tag = name.lower(), None
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository, tag = repository.rsplit(":", 1)
+    qualifiers = {"repository_url": repository, **({"tag": tag} if tag else {})}
+    return PackageURL(
+        type="oci", name=repository.rsplit("/", 1)[-1], version=digest, qualifiers=qualifiers
+    ).to_string()
+
+
+def _os_release(image: _Image) -> tuple[dict[str, str], int] | None:
+    """The fields of /etc/os-release (or /usr/lib/os-release) and its layer, when there is one."""
     file = next((image.files[p] for p in OS_RELEASE if p in image.files), None)
     if file is None:
         return None
@@ -463,6 +529,16 @@ def _operating_system(image: _Image, layers: list[dict]) -> dict | None:
         key, sep, value = line.partition("=")
         if sep and key.strip():
             fields[key.strip()] = " ".join(shlex.split(value, comments=True))
+    return fields, file.layer
+
+
+def _operating_system(
+    image: _Image, layers: list[dict], release: tuple[dict[str, str], int] | None
+) -> dict | None:
+    """The distribution os-release names, when there is one."""
+    if release is None:
+        return None
+    fields, layer = release
     component = {
         "type": "operating-system",
         "bom-ref": "operating-system",
@@ -472,8 +548,104 @@ def _operating_system(image: _Image, layers: list[dict]) -> dict | None:
         component["version"] = fields["VERSION_ID"]
     if fields.get("PRETTY_NAME"):
         component["description"] = fields["PRETTY_NAME"]
-    component["properties"] = [_layer_property(layers, file.layer)]
+    component["properties"] = [_layer_property(layers, layer)]
     return component
+
+
+def _debian_packages(
+    image: _Image, layers: list[dict], release: tuple[dict[str, str], int] | None
+) -> list[dict]:
+    """Every package dpkg's database holds with its files on disk, as a purl
+    pkg:deb/<ID>/<name>@<version>?arch=<arch>&distro=<ID>-<VERSION_ID>."""
+    fields = release[0] if release else {}
+    namespace = fields.get("ID") or "debian"
+    distro = f"{namespace}-{fields['VERSION_ID']}" if fields.get("VERSION_ID") else None
+    found: dict[str, dict] = {}
+    for path, file in sorted(image.files.items()):
+        if not _dpkg_file(path):
+            continue
+        for package in _paragraphs(file.text.decode("utf-8", errors="replace")):
+            status = package.get("Status", "install ok installed").split()
+            if status[-1:] and status[-1] in DPKG_ABSENT:
+                continue
+            name, version = package.get("Package"), package.get("Version")
+            if not name or not version:
+                raise IntegrityError(
+                    f"/{path} in the image holds a package without Package or Version: dpkg's "
+                    "database is broken; rebuild the image"
+                )
+            arch = package.get("Architecture", "")
+            qualifiers = {"arch": arch, **({"distro": distro} if distro else {})}
+            purl = PackageURL(
+                type="deb", namespace=namespace, name=name, version=version, qualifiers=qualifiers
+            ).to_string()
+            source, _, source_version = package.get("Source", name).partition(" ")
+            properties = [
+                {"name": "aiship:deb.architecture", "value": arch},
+                {"name": "aiship:deb.source", "value": source},
+                {
+                    "name": "aiship:deb.source.version",
+                    "value": source_version.strip("()") or version,
+                },
+                _layer_property(layers, file.layer),
+            ]
+            component = {"type": "library", "bom-ref": purl, "name": name, "version": version}
+            if package.get("Maintainer"):
+                component["publisher"] = package["Maintainer"]
+            if package.get("Description"):
+                component["description"] = package["Description"].split("\n", 1)[0]
+            component |= {
+                "purl": purl,
+                "evidence": {"occurrences": [{"location": f"/{path}"}]},
+                "properties": properties,
+            }
+            found[purl] = component
+    return list(found.values())
+
+
+def _paragraphs(text: str) -> Iterator[dict[str, str]]:
+    """The paragraphs of a deb822 file (dpkg's status): fields, a continuation line each
+    starting with a space, a blank line between paragraphs."""
+    fields: dict[str, str] = {}
+    key = ""
+    for line in [*text.splitlines(), ""]:
+        if not line.strip():
+            if fields:
+                yield fields
+            fields, key = {}, ""
+        elif line[0] in " \t":
+            if key:
+                fields[key] += "\n" + line.strip()
+        else:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            fields[key] = value.strip()
+
+
+def _interpreters(image: _Image, layers: list[dict]) -> list[dict]:
+    """Each CPython installation (a prefix such as /usr or /usr/local): the version compiled
+    into its binary or libpython, else the one its file name carries."""
+    found: dict[tuple[str, str], list[tuple[str, _File]]] = {}
+    for path, file in sorted(image.files.items()):
+        match = INTERPRETER.match(path)
+        if match:
+            found.setdefault((match["prefix"], match["minor"]), []).append((path, file))
+    components = []
+    for (prefix, minor), files in found.items():
+        version = next((file.version for _, file in files if file.version), minor)
+        components.append(
+            {
+                "type": "application",
+                "bom-ref": f"cpython:/{prefix}",
+                "name": "cpython",
+                "version": version,
+                "purl": PackageURL(type="generic", name="cpython", version=version).to_string(),
+                "hashes": [{"alg": "SHA-256", "content": files[0][1].sha256}],
+                "evidence": {"occurrences": [{"location": f"/{path}"} for path, _ in files]},
+                "properties": [_layer_property(layers, files[0][1].layer)],
+            }
+        )
+    return components
 
 
 def _layer_property(layers: list[dict], index: int) -> dict:

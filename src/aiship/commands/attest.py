@@ -26,7 +26,10 @@ from typing import TYPE_CHECKING
 
 from ..support.errors import ConfigError, Unproven
 from ..support.files import write_private
+from ..support.git import git_revision
 from ..support.labels import (
+    BASE_DIGEST,
+    BASE_NAME,
     LABEL_MODEL_NAME,
     LABEL_MODEL_SHA256,
     LABEL_MODEL_VERSION,
@@ -127,12 +130,14 @@ class Attestation:
 class Verification:
     image: str
     checks: tuple[str, ...]  # one line per thing verified
+    skipped: tuple[str, ...] = ()  # one line per newer record that did not verify
 
     def outputs(self) -> dict[str, object]:
         return {
             "image": self.image,
             "digest": self.image.rsplit("@", 1)[1],
             "verified": list(self.checks),
+            "skipped": list(self.skipped),
         }
 
 
@@ -146,9 +151,29 @@ def provenance_statement(
     image: ImageRef, labels: Mapping[str, str], run: Mapping[str, str], started: str
 ) -> dict:
     """An in-toto Statement v1 of SLSA provenance v1 about IMAGE (by digest), from what the
-    build recorded in its labels and the CI run that attests it."""
+    build recorded in its labels (checked against the CI run first: check_revision) and the CI
+    run that attests it."""
+    from ..clients.sbom import oci_purl
+
     revision = labels.get(LABEL_REVISION, "")
     source = labels.get(LABEL_SOURCE, "unknown")
+    dependencies = [
+        {"uri": f"git+{source}", "digest": {"gitCommit": revision}},
+        {
+            "uri": f"model:{labels.get(LABEL_MODEL_NAME, '')}"
+            f"@{labels.get(LABEL_MODEL_VERSION, '')}",
+            "digest": {"sha256": labels.get(LABEL_MODEL_SHA256, "")},
+        },
+    ]
+    base, digest = labels.get(BASE_NAME, ""), labels.get(BASE_DIGEST, "unknown")
+    if base and digest != "unknown":  # a Dockerfile built by hand records no base
+        dependencies.append(
+            {
+                "name": "base-image",
+                "uri": oci_purl(base, digest),
+                "digest": {"sha256": digest.removeprefix("sha256:")},
+            }
+        )
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": image.name, "digest": {"sha256": image.digest.split(":", 1)[1]}}],
@@ -165,14 +190,7 @@ def provenance_statement(
                         "sha256": labels.get(LABEL_MODEL_SHA256, ""),
                     },
                 },
-                "resolvedDependencies": [
-                    {"uri": f"git+{source}", "digest": {"gitCommit": revision}},
-                    {
-                        "uri": f"model:{labels.get(LABEL_MODEL_NAME, '')}"
-                        f"@{labels.get(LABEL_MODEL_VERSION, '')}",
-                        "digest": {"sha256": labels.get(LABEL_MODEL_SHA256, "")},
-                    },
-                ],
+                "resolvedDependencies": dependencies,
             },
             "runDetails": {
                 "builder": {"id": run.get("url") or f"{run.get('system', 'local')}:aiship"},
@@ -185,10 +203,22 @@ def provenance_statement(
     }
 
 
+def check_revision(image: ImageRef, labels: Mapping[str, str], revision: str) -> None:
+    """Unproven unless IMAGE is labelled with REVISION, the commit this CI run builds: the
+    provenance must say what the CI system ran, not merely repeat the label."""
+    labelled = labels.get(LABEL_REVISION) or "no revision"
+    if labelled != revision:
+        raise Unproven(
+            f"{image.name}@{image.digest} is labelled {labelled}, but this run builds {revision}: "
+            "attest the image this run built (build-image, push-image and attest-image in one job)"
+        )
+
+
 def attest_image(
-    login: RegistryLogin, image: ImageRef, notation: Notation, signer: Signer
+    login: RegistryLogin, image: ImageRef, notation: Notation, signer: Signer, *, revision: str
 ) -> Attestation:
-    """IMAGE's SBOM and provenance as records about its digest, and all three signed."""
+    """IMAGE's SBOM and provenance as records about its digest, and all three signed; refused
+    unless IMAGE was built from REVISION (the CI system's commit: git_revision)."""
     from datetime import UTC, datetime
 
     from ..clients.records import write_record
@@ -200,6 +230,7 @@ def attest_image(
     began = datetime.now(UTC).isoformat(timespec="seconds")
     client = RegistryClient(login)
     labels = image_labels(client, image)
+    check_revision(image, labels, revision)
     sbom = image_sbom(client, image.repository, image.digest, name=image.name)
     validate_sbom(sbom)
     statement = provenance_statement(image, labels, ci_run(), began)
@@ -241,7 +272,7 @@ def verify_image(
     reference = f"{image.name}@{image.digest}"
     checks = [f"image signed: {_verified(notation, reference, 'the image')}"]
 
-    sbom = _signed_record(client, notation, image, SBOM)
+    sbom, skipped = _signed_record(client, notation, image, SBOM)
     validate_sbom(sbom.payload)
     name, version, sha256 = sbom_model(sbom.payload)
     if sha256 != labels.get(LABEL_MODEL_SHA256):
@@ -251,7 +282,8 @@ def verify_image(
         )
     checks.append(f"SBOM signed, model {name} {version} sha256 {sha256[:12]} as labelled")
 
-    provenance = _signed_record(client, notation, image, PROVENANCE).payload
+    record, skipped_provenance = _signed_record(client, notation, image, PROVENANCE)
+    provenance = record.payload
     subjects = [s.get("digest", {}).get("sha256") for s in provenance.get("subject", [])]
     revision = (
         provenance.get("predicate", {})
@@ -260,11 +292,15 @@ def verify_image(
         .get("revision", "")
     )
     if image.digest.split(":", 1)[1] not in subjects:
-        raise Unproven(f"the provenance of {reference} is about another image ({subjects})")
+        raise Unproven(
+            f"the provenance of {reference} is about another image ({', '.join(map(str, subjects))}"
+            "): attest the image again in CI"
+        )
     if revision != labels.get(LABEL_REVISION):
         raise Unproven(
             f"the provenance of {reference} names revision {revision or 'none'}, but the image "
-            f"was built from {labels.get(LABEL_REVISION) or 'an unlabelled revision'}"
+            f"was built from {labels.get(LABEL_REVISION) or 'an unlabelled revision'}: attest "
+            "the image again in CI"
         )
     branch = on_branch(root or project_dir(), revision, MAIN_REFS)
     if not branch:
@@ -275,13 +311,14 @@ def verify_image(
     checks.append(f"provenance signed, revision {revision[:12]} on {branch}")
     for line in checks:
         log.info("verified %s", line)
-    return Verification(reference, tuple(checks))
+    return Verification(reference, tuple(checks), skipped + skipped_provenance)
 
 
 def _signed_record(
     client: RegistryClient, notation: Notation, image: ImageRef, kind: str
-) -> Record:
-    """The newest record of KIND about IMAGE, its signature verified."""
+) -> tuple[Record, tuple[str, ...]]:
+    """The newest record of KIND about IMAGE whose signature verifies, and a line for each newer
+    one skipped: anyone who may push can add a record, so an unsigned one must not block."""
     from ..clients.records import read_records
 
     found = read_records(client, image.repository, image.digest, kind)
@@ -289,8 +326,19 @@ def _signed_record(
         raise Unproven(
             f"{image.name}@{image.digest} has no {kind}: CI's attest-image step did not run on it"
         )
-    _verified(notation, f"{image.name}@{found[-1].digest}", f"its {kind}")
-    return found[-1]
+    refusals: list[Unproven] = []
+    for record in reversed(found):
+        try:
+            _verified(notation, f"{image.name}@{record.digest}", f"its {kind}")
+        except Unproven as exc:
+            refusals.append(exc)
+            continue
+        skipped = tuple(f"a newer {kind} skipped: {refusal}" for refusal in refusals)
+        for line in skipped:
+            log.warning("%s", line)
+        return record, skipped
+    older = f"; nor do the {len(found) - 1} older ones" if len(found) > 1 else ""
+    raise Unproven(f"{refusals[0]}{older}")
 
 
 def _verified(notation: Notation, reference: str, what: str) -> str:
@@ -360,6 +408,7 @@ class AttestPlan:
     target: RegistryImage
     notation_home: Path
     signer: Signer
+    revision: str  # the commit this CI run builds
     plugin_url: str | None = None  # install the Key Vault plugin from here first
     plugin_sha256: str = ""
 
@@ -396,7 +445,15 @@ def _plan_attest(args: argparse.Namespace) -> AttestPlan:
     plugin = args.plugin if args.key_id else None
     signer = Signer(args.key, args.key_id, plugin, _plugin_config(args.plugin_config))
     signer = federated_signer(signer, args.notation_home, os.environ)
-    return AttestPlan(target, args.notation_home, signer, args.plugin_url, args.plugin_sha256 or "")
+    revision = git_revision(project_dir())
+    if revision == "unknown":
+        raise ConfigError(
+            "cannot tell which commit this run builds (no GITHUB_SHA or BUILD_SOURCEVERSION, "
+            "no git checkout here): run attest-image in the checkout it built"
+        )
+    return AttestPlan(
+        target, args.notation_home, signer, revision, args.plugin_url, args.plugin_sha256 or ""
+    )
 
 
 def _plugin_config(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -444,7 +501,7 @@ def _attest(plan: AttestPlan) -> Attestation:
     notation = _notation(plan.notation_home, login, image)
     if plan.plugin_url:
         notation.install_plugin(plan.plugin_url, plan.plugin_sha256)
-    return attest_image(login, image, notation, plan.signer)
+    return attest_image(login, image, notation, plan.signer, revision=plan.revision)
 
 
 def _verify(plan: VerifyPlan) -> Verification:
@@ -459,6 +516,7 @@ def _verify(plan: VerifyPlan) -> Verification:
         summarize(f"### Image not verified: release refused\n\n**{exc}**\n")
         raise
     lines = "\n".join(f"- {check}" for check in verified.checks)
+    lines += "".join(f"\n- warning: {line}" for line in verified.skipped)
     summarize(f"### Image verified: `{verified.image}`\n\n{lines}\n")
     return verified
 

@@ -18,11 +18,14 @@ from pathlib import Path
 from aiship.app.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, verify_model_dir
 
 from ..clients.docker import build as docker_build
+from ..clients.docker import image_layers
 from ..clients.registry import RegistryLogin
 from ..clients.wheelhouse import ensure_wheelhouse
-from ..support.errors import ConfigError
+from ..support.errors import ConfigError, StepError
 from ..support.git import git_branch, git_commit_time, git_revision, git_source
 from ..support.labels import (
+    BASE_DIGEST,
+    BASE_NAME,
     LABEL_CREATED,
     LABEL_MODEL_NAME,
     LABEL_MODEL_SHA256,
@@ -99,7 +102,6 @@ def build_image(
         raise ConfigError(str(exc)) from None
     wheelhouse = ensure_wheelhouse(root / APP_LOCK_FILE, cache=cache)
     build_args = {
-        "BASE_IMAGE": build.base_image,
         "REVISION": build.revision or git_revision(root),
         "CREATED": build.created or git_commit_time(root),
         "SOURCE": build.source or git_source(root),
@@ -119,12 +121,21 @@ def build_image(
         for tag in build.tags:
             args += ["--tag", tag]
         log.info("building the image of %s %s on %s", card.name, card.version, build.base_image)
-        output = docker_build(
+        output, base = docker_build(
             [*args, str(context)], base_image=build.base_image, login=login, timeout=timeout
         )
         log.debug("%s", output)
         image_id = iidfile.read_text().strip()
+    # The digest labelled was resolved before the build: the image must stand on that base's
+    # layers, or the tag moved in between.
+    if image_layers(image_id)[: len(base.layers)] != base.layers:
+        raise StepError(
+            f"the image was not built on {base.name} as resolved ({base.digest}): the tag moved "
+            "during the build; build again"
+        )
     labels = {
+        BASE_NAME: base.name,
+        BASE_DIGEST: base.digest,
         LABEL_REVISION: build_args["REVISION"],
         LABEL_CREATED: build_args["CREATED"],
         LABEL_SOURCE: build_args["SOURCE"],

@@ -312,6 +312,7 @@ def attest(context: Context) -> str:
         ImageRef.parse(context.state.pinned),
         notation(context),
         Signer(key=SIGNING_KEY),
+        revision=git_revision(project_dir()),
     )
     return f"SBOM, provenance and three signatures ({attested.bytes_pushed} bytes of documents)"
 

@@ -14,6 +14,9 @@ LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_MODEL_NAME = "aiship.model.name"
 LABEL_MODEL_VERSION = "aiship.model.version"
 LABEL_MODEL_SHA256 = "aiship.model.sha256"
+# The base image as build-image resolved it (OCI image-spec annotations, set as labels).
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
 
 
 def describe(labels: Mapping[str, str]) -> str:
