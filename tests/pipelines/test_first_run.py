@@ -249,8 +249,8 @@ def test_the_ci_build_signs_in_per_step_with_fresh_assertions_not_one_login():
 
 def test_every_install_in_both_systems_is_from_a_hash_lock():
     """Two runs install the same bytes: each pip install in a workflow, action or template is
-    a hash lock of requirements/ (the steps', or audit.yml's pip-audit), or aiship itself with nothing more (--no-deps); both systems' setup
-    install both."""
+    a hash lock of requirements/ (the steps', or audit.yml's pip-audit), or aiship itself
+    with nothing more (--no-deps); both systems' setup install both."""
     files = [*GITHUB.parent.glob("actions/*/action.yml"), *GITHUB.glob("*.yml")]
     files += [*AZURE.glob("*.yml"), *AZURE.glob("templates/*.yml")]
     installs = {}
