@@ -10,6 +10,7 @@ change. The moving `vX` is there for those who choose to follow a major version.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 
@@ -57,3 +58,11 @@ def test_every_pin_another_repository_is_shown_names_this_release(path):
 def test_a_pin_of_another_version_is_caught():
     stale = "uses: OWNER/aiship/.github/workflows/reusable-ci.yml@v0.0.9\nref: refs/tags/v1\n"
     assert pins(stale) == ["v0.0.9", "v1"]
+
+
+def test_the_service_reports_the_project_version():
+    """The V2 server metadata and the OpenAPI description name the version being released."""
+    from aiship.app.rest import SERVER_VERSION
+
+    openapi = json.loads((REPO_ROOT / "src/aiship/app/openapi.json").read_text())
+    assert SERVER_VERSION == openapi["info"]["version"] == release_tag().removeprefix("v")
