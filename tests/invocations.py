@@ -47,6 +47,14 @@ def invocations(
     store = work / "store"
     store.mkdir(exist_ok=True)
     notation = ("--notation-home", str(work / "notation"))
+    (work / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1.0.0"\n')
+    (work / "CHANGELOG.md").write_text("# Changelog\n\n## [1.0.0] - 2026-12-07\n\n- first\n")
+    release = (
+        "--changelog",
+        str(work / "CHANGELOG.md"),
+        "--pyproject",
+        str(work / "pyproject.toml"),
+    )
     cluster = ("--target", "kubernetes", "--kubeconfig", str(kubeconfig), "--namespace", "ns")
     return {
         "publish-model": Invocation(("--store", str(store), "--model-dir", str(model_dir))),
@@ -95,6 +103,20 @@ def invocations(
         "smoke-test": Invocation(("--url", f"http://{closed}", "--timeout", "1")),
         "setup github": Invocation(
             ("--repo", "acme/app", "--reviewers", "alice", "--api-url", f"https://{closed}"),
+            {"GITHUB_TOKEN": "test-token"},
+        ),
+        # It reads two files and writes nothing: its run has no outside system to fail.
+        "release-notes": Invocation(release, runs_here=False),
+        "publish-release": Invocation(
+            (
+                *release,
+                "--repo",
+                "acme/app",
+                "--commit",
+                "a" * 40,
+                "--api-url",
+                f"https://{closed}",
+            ),
             {"GITHUB_TOKEN": "test-token"},
         ),
         "setup azure-devops": Invocation(

@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -463,3 +464,38 @@ def test_a_failed_step_is_an_annotation_in_ci_and_json_with_json(args, code, sai
     assert f"error: {error['error']}" in github.stderr
     assert annotation.startswith(f"::error title=aiship {args[0]}")
     assert azure.stdout.startswith("##vso[task.logissue type=error]")
+
+
+def complete_in_bash(script: str, *words: str) -> list[str]:
+    """What bash offers after `aiship WORDS...` (the last word being typed) with SCRIPT loaded."""
+    driver = (
+        f"source {shlex.quote(script)}\n"
+        f"COMP_WORDS=(aiship {' '.join(shlex.quote(w) for w in words)})\n"
+        f"COMP_CWORD={len(words)}\n"
+        "_shtab_aiship\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "-c", driver], capture_output=True, text=True, timeout=30, check=True
+    )
+    return done.stdout.split()
+
+
+def test_the_bash_completion_script_offers_every_command_and_flag(tmp_path):
+    done = run_steps("--print-completion", "bash")
+    script = tmp_path / "aiship.bash"
+    script.write_text(done.stdout)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(" aiship")  # for the installed command's name
+    top = [command.name for command in all_commands()]
+    assert complete_in_bash(str(script), "") == top
+    assert complete_in_bash(str(script), "--p") == ["--print-completion"]
+    assert complete_in_bash(str(script), "pub") == ["publish-model", "publish-release"]
+    assert complete_in_bash(str(script), "local", "cluster", "") == ["up", "down", "status"]
+    assert complete_in_bash(str(script), "deploy", "--str") == ["--strategy"]
+
+
+def test_completion_for_an_unknown_shell_is_a_usage_error():
+    done = run_steps("--print-completion", "cmd.exe")
+    assert done.returncode == 2 and "--print-completion" in done.stderr

@@ -84,8 +84,46 @@ def build_parser(prog: str = "python -m aiship") -> argparse.ArgumentParser:
         description="Pipeline steps for shipping an AI application (code + ONNX model).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--print-completion",
+        action=PrintCompletion,
+        choices=COMPLETION_SHELLS,
+        help="print the completion script of the `aiship` command for this shell, e.g. "
+        "`aiship --print-completion bash > ~/.local/share/bash-completion/completions/aiship`",
+    )
     _add(parser, all_commands())
     return parser
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh", "fish")  # those shtab writes scripts for
+
+
+class PrintCompletion(argparse.Action):
+    """--print-completion SHELL: shtab's script for the installed `aiship` command (whatever
+    name this parser was started under), read from the parser itself, then exit 0. shtab is
+    imported only here: `aiship --help` and every step start without it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=None, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, shell: Any, option: Any = None) -> None:
+        import shtab
+
+        completed = build_parser("aiship")
+        for action in _all_actions(completed):
+            if action.type is absolute_path:  # a path flag completes file and folder names
+                action.complete = shtab.FILE  # type: ignore[attr-defined]
+        sys.stdout.write(shtab.complete(completed, shell))
+        parser.exit(0)
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> Iterable[argparse.Action]:
+    """Every flag of PARSER and of all its subcommands, at any depth."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_actions(sub)
 
 
 def _version() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import http.client
+import io
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from urllib.parse import urlsplit
 
 import psutil
@@ -22,7 +25,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiship.app.server import create_served_app, metrics_parent
+from aiship.app.server import DrainUnreadBody, create_served_app, metrics_parent
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -227,6 +230,82 @@ def test_a_uri_over_the_limit_is_a_json_414(server):
     assert status == 414
     assert b"content-type: application/json" in head
     assert "8192 bytes" in json.loads(body)["error"]
+
+
+LARGE_BODY = b"0" * (50 * 1024 * 1024)  # far over MAX_REQUEST_BYTES, within DRAIN_BYTES
+
+
+def _urllib_post(url: str, body: bytes) -> tuple[int, bytes]:
+    """urllib writes the whole body before it reads a byte of the answer."""
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read()
+
+
+def _requests_post(url: str, body: bytes) -> tuple[int, bytes]:
+    answer = requests.post(url, body, headers={"Content-Type": "application/json"}, timeout=60)
+    return answer.status_code, answer.content
+
+
+def _curl_post(url: str, body: bytes) -> tuple[int, bytes]:
+    """curl (with its Expect: 100-continue for a large body), the body from stdin."""
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ],
+        input=body,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    answer, _, status = done.stdout.rpartition(b"\n")
+    return int(status), answer
+
+
+@pytest.mark.parametrize(
+    "post", [_urllib_post, _requests_post, _curl_post], ids=["urllib", "requests", "curl"]
+)
+def test_a_body_over_the_limit_gets_its_413_whatever_the_client(server, post):
+    """The server reads the refused body to its end before it answers, so a client still sending
+    sees the 413, not a reset connection (urllib saw a broken pipe)."""
+    status, answer = post(server.url + "/predict", LARGE_BODY)
+    assert status == 413
+    assert "MAX_REQUEST_BYTES" in json.loads(answer)["error"]
+    assert requests.get(server.url + "/v2/health/ready", timeout=10).status_code == 200
+
+
+def _refuse(environ, start_response):
+    start_response("413 Request Entity Too Large", [("Content-Length", "0")])
+    return [b""]
+
+
+@pytest.mark.parametrize(
+    ("headers", "size", "left"),
+    [
+        ({"CONTENT_LENGTH": "1000"}, 1000, 0),
+        ({"HTTP_TRANSFER_ENCODING": "chunked"}, 1000, 0),  # drained to its end
+        ({"HTTP_TRANSFER_ENCODING": "chunked"}, 5000, 5000 - 4096),  # up to the limit
+        ({"CONTENT_LENGTH": "5000"}, 5000, 5000),  # declared past the limit: left unread
+        ({"CONTENT_LENGTH": "x"}, 1000, 1000),  # malformed: left unread
+        ({}, 1000, 1000),  # no body declared: nothing read
+    ],
+)
+def test_an_unread_body_is_drained_up_to_the_limit(headers, size, left):
+    body = io.BytesIO(b"0" * size)
+    environ = {"wsgi.input": body, **headers}
+    DrainUnreadBody(_refuse, limit=4096)(environ, lambda status, headers: None)
+    assert size - body.tell() == left
 
 
 @pytest.mark.parametrize(

@@ -50,8 +50,9 @@ def extra_pins(extras: tuple[str, ...]) -> dict[str, str]:
         (LOCKS / "test.txt", ("train", "steps", "test")),  # tox's envs
         (LOCKS / "lint.txt", ("lint",)),
         (LOCKS / "dev.txt", ("dev",)),  # ./dev's venv, tox's bench env
+        (LOCKS / "audit.txt", ("audit",)),  # pip-audit in GitHub's CI (audit.yml)
     ],
-    ids=["app", "steps", "test", "lint", "dev"],
+    ids=["app", "steps", "test", "lint", "dev", "audit"],
 )
 def test_lock_pins_every_project_dependency_at_its_version(lock, extras):
     """A pin changed in pyproject.toml without `uv pip compile` fails here, not in a build; every
@@ -61,7 +62,7 @@ def test_lock_pins_every_project_dependency_at_its_version(lock, extras):
 
     assert extra_pins(extras).items() <= lock_pins(text).items()
     assert all("--hash=sha256:" in entry for entry in entries if PIN.match(entry))
-    assert f"--output-file requirements/{lock.name}" in text.split("\n", 2)[1]
+    assert f"--output-file=requirements/{lock.name}" in text.split("\n", 2)[1]
 
 
 def test_lock_has_hashes_its_regeneration_command_and_no_training_tools():

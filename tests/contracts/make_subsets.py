@@ -131,6 +131,11 @@ SUBSETS = (
             "actions/update-repo-variable",
             "repos/list-deployment-branch-policies",
             "repos/create-deployment-branch-policy",
+            "git/get-ref",
+            "git/create-ref",
+            "git/update-ref",
+            "repos/get-release-by-tag",
+            "repos/create-release",
         ),
     ),
     Subset(

@@ -245,7 +245,9 @@ class Spec:
                     for part in re.split(r"(\{[^}]+\})", template.rstrip("/") or "/"):
                         if part.startswith("{") and part.endswith("}"):
                             names.append(part[1:-1])
-                            pattern += "([^/]+)"
+                            # GitHub marks a parameter that spans segments (a ref: tags/v1).
+                            _, param = params.get((part[1:-1], "path"), ("", {}))
+                            pattern += "(.+)" if param.get("x-multi-segment") else "([^/]+)"
                         elif part:
                             literals += part.count("/") + len(part)
                             pattern += re.escape(part)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from aiship.clients.wheelhouse import ensure_wheelhouse
 from tests.invocations import INHERITED, invocations
 from tests.pipelines.ci_systems import job_checkout
 from tests.repo import REPO_ROOT
+from tests.system.act import RUNNER_LOCK
 from tests.system.consumer import write_consumer
 
 PACKAGED = ("pyproject.toml", "README.md", "src")  # what the wheel is built from
@@ -60,6 +62,27 @@ def venv(tmp_path_factory, wheel) -> Path:
     subprocess.run(install, check=True, timeout=300, env=alone)
     (site,) = root.glob("lib/python3*/site-packages")
     (site / "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def locked_venv(tmp_path_factory, wheel) -> Path:
+    """A fresh venv with nothing borrowed: the steps' hash lock from its wheelhouse (no index:
+    downloaded once into the cache, as the act runner's is), then the wheel with --no-deps. What
+    the setup action installs, and what `pipx install` or `uv tool install` of a checkout or a
+    tag leaves in the tool's own venv."""
+    wheels = ensure_wheelhouse(RUNNER_LOCK)
+    root = tmp_path_factory.mktemp("locked-venv")
+    subprocess.run([sys.executable, "-m", "venv", root], check=True, timeout=120)
+    pip = [root / "bin" / "python", "-m", "pip", "--disable-pip-version-check", "-q"]
+    offline = ["--no-index", "--find-links", str(wheels)]
+    alone = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PYTHONPATH", "PIP_FIND_LINKS")
+    }
+    for what in (["--require-hashes", "-r", RUNNER_LOCK], ["--no-deps", wheel]):
+        subprocess.run([*pip, "install", *offline, *what], check=True, timeout=600, env=alone)
     return root
 
 
@@ -151,3 +174,16 @@ def test_the_installed_script_fails_with_the_steps_one_line_error_and_exit_code(
 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: --digest")
+
+
+def test_the_cli_installs_from_the_lock_alone_into_a_fresh_venv(locked_venv, consumer):
+    """Every dependency of aiship[steps] is in the steps' lock (pip check), and the installed
+    command runs and completes in bash with nothing else on its path."""
+    checked = run_in(locked_venv, consumer, "python", "-m", "pip", "check")
+    helped = run_in(locked_venv, consumer, "aiship", "--help")
+    completion = run_in(locked_venv, consumer, "aiship", "--print-completion", "bash")
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: aiship "), helped.stderr
+    assert completion.returncode == 0, completion.stderr
+    assert completion.stdout.rstrip().endswith("-F _shtab_aiship aiship")

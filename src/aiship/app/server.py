@@ -44,6 +44,12 @@ TIMEOUT_EXIT = 70  # EX_SOFTWARE: a worker that ended itself over a request past
 SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (mkdtemp makes a private folder in it)
 
 SERVICE = f"{__name__}:create_served_app"
+# A body the app answered without reading (a 413 above all) is read and dropped up to this many
+# bytes before the answer goes out: a client that sends its whole body before reading the answer
+# (Python's urllib, most simple clients) then sees the 413, not a connection reset mid-send. A
+# larger body is left unread, and its sender gets the reset.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_CHUNK = 256 * 1024
 
 
 def serve(settings: Settings) -> int:
@@ -97,7 +103,7 @@ def create_served_app() -> WSGIApplication:
     from . import create_app
 
     settings = Settings.from_env(os.environ)
-    served = RequestTimeout(create_app(settings), settings.request_timeout)
+    served = RequestTimeout(DrainUnreadBody(create_app(settings)), settings.request_timeout)
     # What the app built to stay is never collected: kept out of the collector's full passes,
     # which otherwise stop a worker for about 12 ms each (bench/README.md, "The app's own cost,
     # third round").
@@ -145,3 +151,34 @@ class RequestTimeout:
                     os.getpid(),
                 )
                 os._exit(TIMEOUT_EXIT)
+
+
+class DrainUnreadBody:
+    """WSGI middleware: what the app left of the request body is read and dropped, up to LIMIT
+    bytes, before its answer goes out.
+
+    A server that answers 413 and closes while the client is still sending makes the kernel reset
+    the connection, and a client that writes its whole body before reading (urllib,
+    http.client) sees a broken pipe instead of the answer. Read to its end, the body was sent and
+    the answer is read. The read is the request's, under REQUEST_TIMEOUT like any other.
+    """
+
+    def __init__(self, app: WSGIApplication, limit: int = DRAIN_BYTES):
+        self.app, self.limit = app, limit
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answer = self.app(environ, start_response)
+        if 0 < _declared_length(environ) <= self.limit:
+            body, left = environ["wsgi.input"], self.limit
+            while left > 0 and (chunk := body.read(min(DRAIN_CHUNK, left))):
+                left -= len(chunk)
+        return answer
+
+
+def _declared_length(environ: WSGIEnvironment) -> int:
+    """CONTENT_LENGTH; a chunked body counts as 1 (drained up to the limit), none as 0, a
+    malformed length as past any limit."""
+    text = environ.get("CONTENT_LENGTH") or ""
+    if not text:
+        return 1 if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() else 0
+    return int(text) if text.isdigit() else DRAIN_BYTES + 1

@@ -21,6 +21,7 @@ MODULES = (
     "release_summary",
     "smoke_test",
     "setup",
+    "publish_release",
     "local",
 )
 
