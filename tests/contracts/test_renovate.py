@@ -1,4 +1,5 @@
-"""renovate.json, held to Renovate's published JSON schema (specs/renovate/, SOURCE.md), and the
+"""renovate.json, held to Renovate's published JSON schema (the copy check-jsonschema ships, as
+for the Azure Pipelines schema), and the
 files it updates held to what Renovate reads in them: each hash lock's `uv pip compile` header as
 its pip-compile manager parses it, and the versions its custom managers find in ./dev."""
 
@@ -8,13 +9,16 @@ import json
 import re
 import shlex
 from functools import cache
+from importlib import resources
 
 import jsonschema
 import pytest
 
 from tests.repo import REPO_ROOT
 
-SCHEMA = REPO_ROOT / "tests/contracts/specs/renovate/renovate-schema.json"
+# Renovate's schema is generated at its build and published with each release; check-jsonschema
+# (a test dependency, pinned) vendors it with its licence, so no copy of ours is needed.
+SCHEMA = resources.files("check_jsonschema") / "builtin_schemas" / "vendor" / "renovate.json"
 CONFIG = REPO_ROOT / "renovate.json"
 LOCKS = sorted(p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.glob("requirements/*.txt"))
 
@@ -38,7 +42,7 @@ def config() -> dict:
 
 
 def errors(document: dict) -> list[str]:
-    schema = json.loads(SCHEMA.read_text())
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     found = jsonschema.Draft7Validator(schema).iter_errors(document)
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found]
 
@@ -58,7 +62,7 @@ def unknown_options(document: object) -> list[str]:
     """Keys that name no Renovate option, at any depth. The schema itself lets unknown keys
     through inside a package rule or a manager's block (Renovate's own validator warns there);
     every option is a property or a definition of the schema, wherever it is set."""
-    schema = json.loads(SCHEMA.read_text())
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     known = {"$schema", *schema["properties"], *schema["definitions"]}
     if isinstance(document, dict):
         here = [key for key in document if key not in known]
