@@ -45,16 +45,8 @@ def _all_examples():
                 yield pytest.param(service, example, id="-".join(map(str, key)), marks=marks)
 
 
-JSON_SCHEMAS = ("renovate",)  # folders of JSON Schemas, not API descriptions (SOURCE.md)
-
-
 def _descriptions():
-    return sorted(
-        p
-        for p in SPECS.rglob("*.json")
-        if "examples" not in p.parent.as_posix().lower()
-        and p.relative_to(SPECS).parts[0] not in JSON_SCHEMAS
-    )
+    return sorted(p for p in SPECS.rglob("*.json") if "examples" not in p.parent.as_posix().lower())
 
 
 @pytest.mark.parametrize("path", _descriptions(), ids=lambda p: p.relative_to(SPECS).as_posix())
