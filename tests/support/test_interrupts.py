@@ -51,7 +51,7 @@ def test_a_command_ended_by_sigterm_says_so_in_one_line_and_exits_143():
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         process = subprocess.Popen(
             [sys.executable, "-m", "aiship", "smoke-test", "--url", url, "--timeout", "60"],
             stdout=subprocess.PIPE,
