@@ -103,6 +103,7 @@ class ReleaseImages:
     crashing: Release  # starts, then exits a few seconds later, again and again
     # Canary candidates (model/canary_models.py): ready like v1, bad only in use.
     answers_5xx: Release  # 500 to every real digit
+    answers_4xx: Release  # 400 to every batch of more than one row
     slow: Release  # v1's answers, each some 30 ms later
     skewed: Release  # about half of its answers are "1"
 

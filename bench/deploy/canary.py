@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiship.clients.kubectl import Kubectl
 from aiship.commands.deploy.analysis import Analysis, load_analysis
-from aiship.commands.deploy.canary import TRACK, Scrape, read_pods
+from aiship.commands.deploy.canary import TRACK, scrape
 from aiship.commands.deploy.release import Release
 from aiship.local.registry_server import LocalRegistry
 from aiship.local.traffic import digits_rows
@@ -90,7 +90,7 @@ def canary_case(
     the candidate answers 500 by design, so the 500s that stable's pods did not answer are its."""
     kubectl = Kubectl(cluster.kubeconfig, namespace)
     cluster.settle(namespace, pods=3)
-    stable_before = Scrape(dict(read_pods(kubectl, STABLE)))
+    stable_before = scrape(kubectl, STABLE)
     handler, logger = DeployLog(), logging.getLogger("aiship.commands.deploy")
     logger.addHandler(handler)
     checks: tuple[str, ...] = ()
@@ -114,7 +114,7 @@ def canary_case(
     lines = handler.lines + ([(ended, checks[-1])] if outcome == "aborted" and checks else [])
     stable_5xx = canary_500s = None
     if outcome == "aborted":  # stable's pods ran through it untouched: what did they answer?
-        _, stable = Scrape(dict(read_pods(kubectl, STABLE))).sides(stable_before)
+        _, stable = scrape(kubectl, STABLE).sides(stable_before)
         stable_5xx = stable.errors
         if own_500s:
             served_500 = sum(1 for failure in traffic.failures if failure.startswith("500 "))

@@ -31,6 +31,7 @@ class Images:
     local_tags: tuple[str, ...]  # in the docker engine, removed at the end
     # The canary's bad candidates, made only when the canary is benched.
     answers_5xx: Release | None = None
+    answers_4xx: Release | None = None
     slow: Release | None = None
     skewed: Release | None = None
 

@@ -43,7 +43,9 @@ def canary_releases(
     canary_models: ModuleType,
 ) -> dict[str, Release]:
     """answers_5xx, slow and skewed: BASE with a bad candidate's model folder laid over its
-    /model, the image's labels and the release saying which model it is. CANARY_MODELS is
+    /model, the image's labels and the release saying which model it is; answers_4xx: BASE
+    taking one row a request (MAX_BATCH_SIZE=1), so it passes its one-row smoke test and
+    refuses the traffic's batches, as a release with a stricter request rule does. CANARY_MODELS is
     model/canary_models.py, which writes the candidates' model folders (onnx and scikit-learn):
     the caller imports it when the images are made (like model/train.py, it is the sample
     model's script, not part of the package)."""
@@ -61,6 +63,7 @@ def canary_releases(
         releases[name] = dataclasses.replace(
             image, model_version=card.version, model_sha256=card.sha256
         )
+    releases["answers_4xx"] = derived(login, base, "answers-4xx", env={"MAX_BATCH_SIZE": "1"})
     return releases
 
 

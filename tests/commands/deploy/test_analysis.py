@@ -61,7 +61,7 @@ def test_parse_reads_the_app_s_own_exposition(trained_model_dir, images, monkeyp
     assert client.post("/predict", json={"instances": images[:1].tolist()}).status_code == 500
 
     pod = PodMetrics.parse(client.get("/metrics").get_data(as_text=True))
-    assert pod.requests == 7 and pod.errors == 1
+    assert (pod.requests, pod.errors, pod.refused) == (7, 1, 1)
     assert pod.latency[-1] == (math.inf, 7.0)
     assert [n for _, n in pod.latency] == sorted(n for _, n in pod.latency)
     assert len(pod.latency) == 13  # the app's 12 bounds and +Inf
@@ -114,12 +114,14 @@ def test_a_pod_with_nothing_served_yet_is_empty():
 # Counters over time and over pods
 
 
-def pod(requests: int, errors: int = 0, fast: float | None = None, **classes: float):
+def pod(
+    requests: int, errors: int = 0, fast: float | None = None, refused: int = 0, **classes: float
+):
     """A pod's counters: FAST of the requests under 10 ms (all by default), the rest under
-    100 ms."""
+    100 ms; REFUSED of them answered 4xx."""
     fast = requests if fast is None else fast
     latency = ((0.01, fast), (0.1, float(requests)), (math.inf, float(requests)))
-    return PodMetrics(requests, errors, latency, classes)
+    return PodMetrics(requests, errors, latency, classes, refused)
 
 
 def test_since_is_the_increase():
@@ -213,9 +215,10 @@ def verdicts(canary: PodMetrics, stable: PodMetrics = STABLE) -> dict[str, bool 
 
 def test_a_canary_like_stable_passes_every_check():
     checks = judge(ANALYSIS, pod(400, 2, 396, **{k: v * 0.6 for k, v in MIX.items()}), STABLE)
-    assert [c.passed for c in checks] == [True, True, True]
+    assert [c.passed for c in checks] == [True, True, True, True]
     assert [c.line() for c in checks] == [
         "error rate 0.005 vs 0.005 (max +0.010) ok",
+        "4xx rate 0.000 vs 0.000 (max +0.050) ok",
         "p99 latency (s) 0.010 vs 0.010 (max 0.020) ok",
         "prediction mix (PSI) 0.000 (max 0.100) ok",
     ]
@@ -225,6 +228,7 @@ def test_a_canary_like_stable_passes_every_check():
     ("canary", "failing"),
     [
         (pod(1000, 16, 995, **MIX), "error rate"),  # 1.6 % against 0.5 %
+        (pod(1000, 5, 995, 1000, **MIX), "4xx rate"),  # 400 to everything
         (pod(1000, 5, 900, **MIX), "p99 latency (s)"),  # a tenth over 10 ms
         (pod(1000, 5, 995, **{"0": 150, "1": 450, "2": 400}), "prediction mix (PSI)"),
     ],
@@ -232,6 +236,7 @@ def test_a_canary_like_stable_passes_every_check():
 def test_each_check_fails_alone(canary, failing):
     assert verdicts(canary) == {
         "error rate": failing != "error rate",
+        "4xx rate": failing != "4xx rate",
         "p99 latency (s)": failing != "p99 latency (s)",
         "prediction mix (PSI)": failing != "prediction mix (PSI)",
     }
@@ -248,26 +253,36 @@ def test_latency_slack_spares_a_fast_service():
 
 def test_too_few_samples_are_not_judged_yet():
     checks = judge(ANALYSIS, pod(49, 49, 0, **{"0": 499}), STABLE)
-    assert [c.passed for c in checks] == [None, None, None]
+    assert [c.passed for c in checks] == [None, None, None, None]
     assert checks[0].line() == (
         "error rate: waiting for 50 requests per side (canary 49, stable 1000)"
     )
-    assert checks[2].line() == (
+    assert checks[3].line() == (
         "prediction mix (PSI): waiting for 500 rows per side (canary 499, stable 1000)"
     )
     # Enough requests but too few rows: the request checks are judged, the mix is not.
     assert verdicts(pod(50, 0, 50, **{"0": 100})) == {
         "error rate": True,
+        "4xx rate": True,
         "p99 latency (s)": True,
         "prediction mix (PSI)": None,
     }
 
 
-def test_no_classes_on_a_side_is_not_compared():
+def test_no_classes_on_stable_is_not_compared():
     """A regression model, or a stable image from before the counter: nothing to compare."""
-    checks = judge(ANALYSIS, pod(1000, 5, 995, **MIX), pod(1000, 5, 995))
-    assert checks[2].passed is True
-    assert checks[2].line() == "prediction mix (PSI): not compared: stable counts no classes"
+    for canary in (pod(1000, 5, 995, **MIX), pod(1000, 5, 995)):
+        mix = judge(ANALYSIS, canary, pod(1000, 5, 995))[3]
+        assert mix.passed is True
+        assert mix.line() == "prediction mix (PSI): not compared: stable counts no classes"
+
+
+def test_a_canary_that_stops_counting_classes_fails_the_mix_once_it_has_served():
+    # It waits while the canary has too few requests to have counted any; then fails.
+    assert verdicts(pod(49, 0, 49))["prediction mix (PSI)"] is None
+    mix = judge(ANALYSIS, pod(1000, 5, 995), STABLE)[3]
+    assert mix.passed is False
+    assert mix.line() == "prediction mix (PSI): the canary counts no classes, stable does: FAILED"
 
 
 # The declared file

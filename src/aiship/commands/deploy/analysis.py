@@ -79,6 +79,14 @@ SCHEMA = {
                         "maxIncrease": _number("a share in 0..1", minimum=0, maximum=1),
                     },
                 },
+                "refusalRate": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["maxIncrease"],
+                    "properties": {
+                        "maxIncrease": _number("a share in 0..1", minimum=0, maximum=1),
+                    },
+                },
                 "latencyP99": {
                     "type": "object",
                     "additionalProperties": False,
@@ -117,6 +125,7 @@ class Analysis:
     max_p99_ratio: float
     p99_slack_seconds: float
     max_psi: float
+    max_refusal_increase: float = 0.05
     # How long the cluster may fail a step's reads (API server unreachable, a pod's metrics
     # unreadable, a canary pod not ready) before the step fails.
     unhealthy_seconds: float = 60.0
@@ -149,6 +158,7 @@ def load_analysis(path: Path) -> Analysis:
         max_p99_ratio=float(checks["latencyP99"]["maxRatio"]),
         p99_slack_seconds=float(checks["latencyP99"]["slackSeconds"]),
         max_psi=float(checks["predictions"]["maxPsi"]),
+        max_refusal_increase=float(checks.get("refusalRate", {}).get("maxIncrease", 0.05)),
     )
 
 
@@ -160,6 +170,7 @@ class PodMetrics:
     errors: int  # answers with status >= 500
     latency: tuple[tuple[float, float], ...]  # cumulative buckets (le, count), +Inf last
     predictions: Mapping[str, float] = field(default_factory=dict)  # class -> rows
+    refused: int = 0  # answers with status 4xx: a canary that refuses what stable answers fails
 
     @classmethod
     def empty(cls) -> PodMetrics:
@@ -168,7 +179,7 @@ class PodMetrics:
     @classmethod
     def parse(cls, text: str) -> PodMetrics:
         """A pod's /metrics; a StepError says what in it cannot be read."""
-        requests = errors = 0.0
+        requests = errors = refused = 0.0
         buckets: dict[float, float] = {}
         predictions: dict[str, float] = {}
         try:
@@ -182,7 +193,9 @@ class PodMetrics:
                         continue
                     elif sample.name == REQUEST_COUNT:
                         requests += sample.value
-                        errors += sample.value if int(labels.get("status", "")) >= 500 else 0
+                        status = int(labels.get("status", ""))
+                        errors += sample.value if status >= 500 else 0
+                        refused += sample.value if 400 <= status < 500 else 0
                     elif sample.name == REQUEST_BUCKETS:
                         le = float(labels.get("le", ""))
                         buckets[le] = buckets.get(le, 0.0) + sample.value
@@ -195,7 +208,8 @@ class PodMetrics:
             raise StepError(
                 f'a pod\'s /metrics has {REQUEST_BUCKETS} without le="+Inf": is it whole?'
             )
-        return cls(round(requests), round(errors), tuple(sorted(buckets.items())), predictions)
+        latency = tuple(sorted(buckets.items()))
+        return cls(round(requests), round(errors), latency, predictions, round(refused))
 
     def since(self, baseline: PodMetrics | None) -> PodMetrics:
         """The increase from BASELINE; when any counter went down, the pod restarted and all of
@@ -207,12 +221,14 @@ class PodMetrics:
             self.errors - baseline.errors,
             tuple((le, n - _cumulative(baseline.latency, le)) for le, n in self.latency),
             {c: n - baseline.predictions.get(c, 0.0) for c, n in self.predictions.items()},
+            self.refused - baseline.refused,
         )
 
     def _went_down_from(self, baseline: PodMetrics) -> bool:
         return (
             self.requests < baseline.requests
             or self.errors < baseline.errors
+            or self.refused < baseline.refused
             or any(n < _cumulative(baseline.latency, le) for le, n in self.latency)
             or any(self.predictions.get(c, 0.0) < n for c, n in baseline.predictions.items())
         )
@@ -231,6 +247,7 @@ class PodMetrics:
                 c: self.predictions.get(c, 0.0) + other.predictions.get(c, 0.0)
                 for c in sorted(classes)
             },
+            self.refused + other.refused,
         )
 
     @property
@@ -314,6 +331,7 @@ def judge(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> list[Ch
     judged once both sides have enough samples."""
     return [
         _error_rate(analysis, canary, stable),
+        _refusal_rate(analysis, canary, stable),
         _latency(analysis, canary, stable),
         _prediction_mix(analysis, canary, stable),
     ]
@@ -333,6 +351,17 @@ def _error_rate(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> C
     return Check(name, passed, *rates, f"max +{analysis.max_error_increase:.3f}")
 
 
+def _refusal_rate(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Check:
+    """The share of 4xx answers: the same requests refused by the canary and served by stable
+    is a broken release (a changed schema, a stricter validation), not the clients' fault."""
+    name = "4xx rate"
+    if min(canary.requests, stable.requests) < analysis.min_requests:
+        return _waiting(name, analysis.min_requests, "requests", canary.requests, stable.requests)
+    rates = canary.refused / canary.requests, stable.refused / stable.requests
+    passed = rates[0] - rates[1] <= analysis.max_refusal_increase
+    return Check(name, passed, *rates, f"max +{analysis.max_refusal_increase:.3f}")
+
+
 def _latency(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Check:
     name = "p99 latency (s)"
     times = p99(canary.latency), p99(stable.latency)
@@ -344,11 +373,17 @@ def _latency(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Chec
 
 def _prediction_mix(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Check:
     name = "prediction mix (PSI)"
-    # No class series on a side: not a classifier, or an image from before the counter; there
-    # is nothing to compare, and waiting would only run into the timeout.
-    if not canary.predictions or not stable.predictions:
-        side = "canary" if not canary.predictions else "stable"
-        return Check(name, True, None, None, f"not compared: {side} counts no classes")
+    # No class series on stable: not a classifier, or an image from before the counter; there
+    # is nothing to compare, and waiting would only run into the timeout. A canary that counts
+    # no classes where stable does has lost what the mix check looks at: it fails.
+    if not stable.predictions:
+        return Check(name, True, None, None, "not compared: stable counts no classes")
+    if not canary.predictions:
+        if canary.requests < analysis.min_requests:
+            return _waiting(
+                name, analysis.min_requests, "requests", canary.requests, stable.requests
+            )
+        return Check(name, False, None, None, "the canary counts no classes, stable does: FAILED")
     if min(canary.samples, stable.samples) < analysis.min_samples:
         return _waiting(name, analysis.min_samples, "rows", canary.samples, stable.samples)
     index = psi(canary.predictions, stable.predictions)

@@ -55,22 +55,63 @@ class CanaryFailed(Exception):
 
 @dataclass(frozen=True)
 class Scrape:
-    """One read of every ready pod's /metrics: pod name -> (track, metrics); and each canary
-    pod's restarts then."""
+    """One read of every ready pod's /metrics: pod name -> (track, metrics); and each pod's
+    restarts then (its containers' together)."""
 
     pods: dict[str, tuple[str, PodMetrics]]
     restarts: dict[str, int] = field(default_factory=dict)
+    tracks: dict[str, str] = field(default_factory=dict)  # every pod listed, ready or not
+
+    @classmethod
+    def of(cls, kubectl: Kubectl, pods: list[dict]) -> Scrape:
+        """The metrics of PODS (`kubectl get pods` items) that are ready."""
+        return cls(
+            dict(read_pods(kubectl, pods)),
+            {
+                pod["metadata"]["name"]: sum(
+                    s.get("restartCount", 0) for s in container_statuses(pod)
+                )
+                for pod in pods
+            },
+            {pod["metadata"]["name"]: pod["metadata"]["labels"][TRACK] for pod in pods},
+        )
 
     def sides(self, baseline: Scrape) -> tuple[PodMetrics, PodMetrics]:
-        """Canary's and stable's increase since BASELINE, summed over their pods (a pod that
-        came after the baseline counts from zero)."""
-        totals: dict[str, PodMetrics] = {}
-        for name, (track, metrics) in self.pods.items():
-            before = baseline.pods.get(name, (track, None))[1]
-            increase = metrics.since(before)
-            totals[track] = totals[track] + increase if track in totals else increase
-        empty = PodMetrics.empty()
-        return totals.get("canary", empty), totals.get("stable", empty)
+        """Canary's and stable's increase since BASELINE, summed over their pods."""
+        return Tally.starting(baseline).add(self).sides()
+
+
+@dataclass
+class Tally:
+    """What each pod served since a step began, added up read by read as Prometheus's rate()
+    does, so no request is lost: a counter that went down, or a pod that restarted, counts its
+    new value whole; a pod that went keeps what it served; one that came counts from zero."""
+
+    last: dict[str, tuple[str, PodMetrics]]  # each pod's last reading
+    restarts: dict[str, int]
+    served: dict[str, tuple[str, PodMetrics]] = field(default_factory=dict)
+
+    @classmethod
+    def starting(cls, baseline: Scrape) -> Tally:
+        return cls(dict(baseline.pods), dict(baseline.restarts))
+
+    def add(self, reading: Scrape) -> Tally:
+        for name, (track, metrics) in reading.pods.items():
+            before = self.last.get(name)
+            restarted = reading.restarts.get(name, 0) > self.restarts.get(name, 0)
+            increase = metrics.since(None if before is None or restarted else before[1])
+            served = self.served.get(name, (track, PodMetrics.empty()))[1]
+            self.served[name] = (track, served + increase)
+            self.last[name] = (track, metrics)
+        self.restarts.update(reading.restarts)
+        return self
+
+    def sides(self) -> tuple[PodMetrics, PodMetrics]:
+        """Canary's and stable's served, summed over their pods, the gone ones included."""
+        totals = {"canary": PodMetrics.empty(), "stable": PodMetrics.empty()}
+        for track, served in self.served.values():
+            totals[track] = totals[track] + served
+        return totals["canary"], totals["stable"]
 
 
 def run_canary(
@@ -272,12 +313,13 @@ def watch_step(
             raise CanaryFailed(f"the analysis's time limit ({analysis.timeout:g} s) passed")
         time.sleep(min(analysis.interval, left(deadline)))
         baseline = health.read(kubectl, pods, None)
+    tally = Tally.starting(baseline)
     while True:
         time.sleep(min(analysis.interval, left(deadline)))
         reading = health.read(kubectl, pods, baseline)
         if reading is None:
             continue
-        canary, stable = reading.sides(baseline)
+        canary, stable = tally.add(reading).sides()
         checks = judge(analysis, canary, stable)
         seconds = time.monotonic() - started
         line = (
@@ -311,8 +353,8 @@ class StepHealth:
     def read(self, kubectl: Kubectl, selector: str, baseline: Scrape | None) -> Scrape | None:
         """The pods' metrics, or None after a failed read that is still within the bound."""
         try:
-            listed = (kubectl.get("pods", "-l", selector, timeout=READ_TIMEOUT) or {})["items"]
-            reading = Scrape(dict(read_pods(kubectl, listed)), canary_restarts(listed))
+            listed = listed_pods(kubectl, selector)
+            reading = Scrape.of(kubectl, listed)
             if baseline is not None:
                 check_canary_pods(listed, reading, baseline)
         except (Unhealthy, StepError) as exc:
@@ -326,20 +368,23 @@ class StepHealth:
         return reading
 
 
-def canary_restarts(pods: list[dict]) -> dict[str, int]:
-    """Each canary pod's containers' restarts, together."""
-    return {
-        pod["metadata"]["name"]: sum(s.get("restartCount", 0) for s in container_statuses(pod))
-        for pod in pods
-        if pod["metadata"]["labels"].get(TRACK) == "canary"
-    }
+def listed_pods(kubectl: Kubectl, selector: str) -> list[dict]:
+    return (kubectl.get("pods", "-l", selector, timeout=READ_TIMEOUT) or {"items": []})["items"]
+
+
+def scrape(kubectl: Kubectl, selector: str) -> Scrape:
+    """One read of the pods SELECTOR picks."""
+    return Scrape.of(kubectl, listed_pods(kubectl, selector))
 
 
 def check_canary_pods(pods: list[dict], reading: Scrape, baseline: Scrape) -> None:
     """A canary pod that restarted or went since the step began fails it (CanaryFailed); one not
     ready is the cluster's trouble for now (Unhealthy)."""
     by_name = {pod["metadata"]["name"]: pod for pod in pods}
-    for name, restarts in baseline.restarts.items():
+    for name, track in baseline.tracks.items():
+        if track != "canary":
+            continue  # a stable pod's restart resets its counters only (Tally)
+        restarts = baseline.restarts.get(name, 0)
         pod = by_name.get(name)
         if pod is None or "deletionTimestamp" in pod["metadata"]:
             raise CanaryFailed(f"canary pod {name} went during the step")

@@ -176,9 +176,17 @@ def container_statuses(pod: dict) -> list[dict]:
 
 
 def pod_state(pod: dict) -> str:
+    """ "ready", or why not. The pod's Ready condition decides, as for a Service's endpoints: the
+    node controller turns it False for pods of a node that stopped reporting, while their
+    containers' statuses still say ready (no kubelet is left to change them)."""
     statuses = pod.get("status", {}).get("containerStatuses") or []
-    if statuses and all(s.get("ready") for s in statuses):
+    containers_ready = bool(statuses) and all(s.get("ready") for s in statuses)
+    ready = condition(pod, "Ready")
+    if containers_ready and (ready is None or ready.get("status") == "True"):
         return "ready"
+    if containers_ready:
+        why = ready.get("reason") or ready.get("message") or "its node stopped reporting"
+        return f"not ready ({why})"
     for status in container_statuses(pod):
         for key in ("waiting", "terminated"):
             detail = status.get("state", {}).get(key)
