@@ -244,6 +244,28 @@ def test_each_check_fails_alone(canary, failing):
     assert check.line().endswith(" FAILED")
 
 
+def tail(requests: int, slow: int) -> PodMetrics:
+    """SLOW of REQUESTS past the last bound (2.5 s), the rest under 10 ms."""
+    latency = ((0.01, requests - slow), (2.5, requests - slow), (math.inf, requests))
+    return PodMetrics(requests, 0, latency, MIX)
+
+
+def test_a_tail_past_the_last_bound_is_judged_by_its_share_not_by_that_bound():
+    # 10 % of the canary's requests at 29 s against stable's 2 % at 5 s: both p99s read 2.5 s
+    # (histogram_quantile's answer), which would pass; the share out there does not.
+    assert p99(tail(1000, 100).latency) == p99(tail(1000, 20).latency) == 2.5
+    (check,) = [c for c in judge(ANALYSIS, tail(1000, 100), tail(1000, 20)) if "p99" in c.name]
+    assert check.passed is False
+    assert (
+        check.line() == "p99 latency (s) tail 0.100 vs 0.020 (share over 2.5 s, max 0.030) FAILED"
+    )
+    same = [c for c in judge(ANALYSIS, tail(1000, 21), tail(1000, 20)) if "p99" in c.name]
+    assert same[0].passed is True
+    # Stable fast, the canary's tail out past the buckets: failed.
+    alone = [c for c in judge(ANALYSIS, tail(1000, 100), STABLE) if "p99" in c.name]
+    assert alone[0].passed is False
+
+
 def test_latency_slack_spares_a_fast_service():
     """Stable's p99 of 1 ms: 2 ms is twice as slow, yet inside the 10 ms slack."""
     fast = PodMetrics(100, 0, ((0.001, 100), (0.002, 100), (math.inf, 100)), MIX)
