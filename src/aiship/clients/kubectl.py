@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..support.errors import ConfigError, StepError
+from ..support.errors import ConfigError, StepError, Unavailable
 from ..support.processes import last_line, run
 from ..support.waiting import wait_for
+
+log = logging.getLogger(__name__)
+
+# What kubectl says when the API server did not answer at all (as opposed to answering no).
+UNANSWERED = re.compile(
+    r"Unable to connect to the server|connection refused|connection reset|i/o timeout|"
+    r"TLS handshake timeout|\bEOF\b|the server is currently unable to handle the request"
+)
+MOST_BETWEEN_TRIES = 8.0
 
 
 def kubectl_path() -> str:
@@ -43,6 +54,9 @@ class Kubectl:
     kubeconfig: Path
     namespace: str | None = None
     context: str | None = None
+    # Seconds a call the API server did not answer is tried again (1 s apart, doubling): a
+    # canary rides out a short outage rather than abort a good release for it.
+    patience: float = 0.0
 
     def command(self, *args: str) -> list[str]:
         scope = ["--kubeconfig", str(self.kubeconfig)]
@@ -55,7 +69,22 @@ class Kubectl:
     def run(
         self, *args: str, stdin: str | None = None, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess:
-        done = run(self.command(*args), what=f"`kubectl {args[0]}`", timeout=timeout, stdin=stdin)
+        deadline, pause = time.monotonic() + self.patience, 1.0
+        while True:
+            what = f"`kubectl {args[0]}`"
+            try:
+                done = run(self.command(*args), what=what, timeout=timeout, stdin=stdin)
+                unanswered = done.returncode != 0 and UNANSWERED.search(done.stderr)
+                why = last_line(done.stderr)
+            except Unavailable as exc:  # kubectl itself hung past its time
+                if time.monotonic() + pause > deadline:
+                    raise
+                unanswered, why = True, str(exc)
+            if not unanswered or time.monotonic() + pause > deadline:
+                break
+            log.warning("the API server did not answer %s (%s): trying again", what, why)
+            time.sleep(pause)
+            pause = min(pause * 2, MOST_BETWEEN_TRIES)
         if check and done.returncode != 0:
             raise StepError(f"`kubectl {' '.join(args[:2])}` failed: {last_line(done.stderr)}")
         return done

@@ -10,6 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from unittest.mock import ANY
@@ -17,7 +20,7 @@ from unittest.mock import ANY
 import pytest
 import yaml
 
-from aiship.clients.kubectl import Kubectl
+from aiship.clients.kubectl import UNANSWERED, Kubectl
 from aiship.clients.records import EVALUATION
 from aiship.clients.registry import RegistryClient, RegistryLogin
 from aiship.commands.deploy import canary
@@ -30,6 +33,7 @@ from aiship.commands.deploy.release import KubernetesTarget, Release
 from aiship.local.traffic import digits_rows
 from aiship.support.errors import RolledBack
 from aiship.support.waiting import wait_for
+from tests.partition import Partition, partitioned_kubeconfig
 from tests.repo import MANIFESTS, REPO_ROOT
 
 pytestmark = pytest.mark.docker
@@ -498,3 +502,100 @@ def test_a_canary_that_cannot_be_removed_says_so_and_names_the_command_that_remo
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is not None  # it is still there
     kube_cluster.kubectl(*removal.split()[1:])
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+
+
+def cut_for(partition: Partition, seconds: float, after: Callable[[], bool]) -> threading.Thread:
+    """A thread that cuts PARTITION once AFTER holds, for SECONDS."""
+
+    def run() -> None:
+        wait_for(lambda: after() or None, timeout=180, what="the moment to cut", interval=0.5)
+        partition.cut()
+        time.sleep(seconds)
+        partition.restore()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def step_judged(kube_cluster, namespace, steps: int) -> Callable[[], bool]:
+    def judged_yet() -> bool:
+        canary = get(kube_cluster, namespace, "deployment", CANARY)
+        state = CanaryState.of(canary) if canary else None
+        return bool(state and len(state.passed) >= steps)
+
+    return judged_yet
+
+
+def test_an_api_server_unreachable_for_60_s_mid_step_is_ridden_out_and_the_canary_promoted(
+    kube_cluster, kube_namespace, release_images, analysis, tmp_path
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    patient = replace(
+        analysis,
+        steps=(analysis.steps[0], replace(analysis.steps[1], pause=20.0)),
+        unhealthy_seconds=90,
+        timeout=300,
+    )
+    with (
+        partitioned_kubeconfig(kube_cluster.kubeconfig, tmp_path) as (kubeconfig, partition),
+        traffic(kube_cluster, kube_namespace) as load,  # the clients keep their own route
+    ):
+        outage = cut_for(partition, 60, step_judged(kube_cluster, kube_namespace, 1))
+        promoted = deploy_kubernetes(
+            v2,
+            KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
+            timeout=120,
+            smoke_test=True,
+            canary=patient,
+        )
+        outage.join(timeout=120)
+    assert promoted.result == "promoted" and len(promoted.checks) == 2
+    assert partition.cut_off.is_set() is False  # the outage happened, and ended, mid-release
+    stable = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == v2.image
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    assert load.failures == [] and load.ok > 0
+
+
+def test_an_api_server_unreachable_past_the_bound_aborts_and_names_what_removes_the_canary(
+    kube_cluster, kube_namespace, release_images, analysis, tmp_path, monkeypatch
+):
+    v1, v2 = release_images.v1, release_images.v2
+    deploy(kube_cluster, kube_namespace, v1)
+    before = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    impatient = replace(
+        analysis,
+        steps=(analysis.steps[0], replace(analysis.steps[1], pause=120.0)),
+        unhealthy_seconds=10,
+        timeout=300,
+    )
+    monkeypatch.setattr(canary, "CLEANUP_SECONDS", 5)  # and the outage outlasts the clean-up
+    with partitioned_kubeconfig(kube_cluster.kubeconfig, tmp_path) as (kubeconfig, partition):
+        outage = cut_for(partition, 60, step_judged(kube_cluster, kube_namespace, 1))
+        with pytest.raises(RolledBack) as aborted:
+            deploy_kubernetes(
+                v2,
+                KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
+                timeout=120,
+                canary=impatient,
+            )
+        outage.join(timeout=120)
+    message = str(aborted.value)
+    assert "aborted at step 2/2 (" in message and UNANSWERED.search(message), message
+    removal = f"kubectl --namespace {kube_namespace} delete deployment {CANARY}"
+    assert "the canary could NOT be removed" in message and f"`{removal}`" in message
+    # Left with its state, which the next command reads: abort removes it, stable untouched.
+    assert CanaryState.of(get(kube_cluster, kube_namespace, "deployment", CANARY)) is not None
+    done = subprocess.run(
+        aiship(kube_cluster, kube_namespace, "abort"),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_"))},
+    )
+    assert done.returncode == 0, done.stderr
+    assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
+    stable_untouched(kube_cluster, kube_namespace, before)

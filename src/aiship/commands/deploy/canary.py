@@ -15,7 +15,7 @@ import contextlib
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 import yaml
@@ -127,6 +127,7 @@ def run_canary(
     after the steps RESUME (a canary left by an earlier run) records as passed; the step lines
     when all passed. Otherwise, cancelled included, the canary is removed and RolledBack
     raised. Each verdict is written on the canary before the next step starts."""
+    kubectl = replace(kubectl, patience=analysis.unhealthy_seconds)  # an outage is ridden out
     stable = kubectl.get("deployment", APP)
     pods = pods_selector(stable)
     lifetime = analysis.timeout + timeout  # the analysis, then the promotion
@@ -306,6 +307,7 @@ def watch_step(
     fails, a canary pod restarts or goes, the cluster stays unhealthy for the analysis's
     unhealthySeconds, or the time limit passes (CanaryFailed)."""
     started = time.monotonic()
+    kubectl = replace(kubectl, patience=0.0)  # each read is tried once: StepHealth keeps time
     health = StepHealth(analysis.unhealthy_seconds)
     baseline = health.read(kubectl, pods, None)
     while baseline is None:
@@ -435,6 +437,7 @@ def canary_removed(kubectl: Kubectl, within: float) -> str | None:
     """Remove the canary, trying again each second for WITHIN seconds (the API server may be
     back by then), with signals held back: None once it is gone, else the last error."""
     deadline = time.monotonic() + within
+    kubectl = replace(kubectl, patience=0.0)  # WITHIN is the whole time there is
     with deferred():
         while True:
             try:
