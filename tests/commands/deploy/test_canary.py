@@ -4,6 +4,7 @@ promoted or aborted by itself while stable serves, the records in the registry, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,11 @@ from aiship.commands.deploy import canary
 from aiship.commands.deploy.analysis import load_analysis
 from aiship.commands.deploy.canary import CANARY, read_pods
 from aiship.commands.deploy.canary_state import CanaryState
-from aiship.commands.deploy.kubernetes import deploy_kubernetes, release_to_roll_back
+from aiship.commands.deploy.kubernetes import (
+    PREVIOUS_ANNOTATION,
+    deploy_kubernetes,
+    release_to_roll_back,
+)
 from aiship.commands.deploy.proof import DEPLOY, STAGING_PASS, Ledger, proven_deploy
 from aiship.commands.deploy.release import KubernetesTarget, Release
 from aiship.local.traffic import digits_rows
@@ -599,3 +604,36 @@ def test_an_api_server_unreachable_past_the_bound_aborts_and_names_what_removes_
     assert done.returncode == 0, done.stderr
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
     stable_untouched(kube_cluster, kube_namespace, before)
+
+
+def test_a_rollback_to_a_release_that_does_not_serve_either_puts_back_what_ran(
+    kube_cluster, kube_namespace, release_images
+):
+    v1, v2, broken = release_images.v1, release_images.v2, release_images.never_ready
+    deploy(kube_cluster, kube_namespace, v1)
+    deploy(kube_cluster, kube_namespace, v2)
+    # The release v2 replaced, as the Deployment records it, is one that never gets ready.
+    previous = json.dumps(dataclasses.asdict(broken), sort_keys=True)
+    kube_cluster.kubectl(
+        "-n", kube_namespace, "annotate", "--overwrite", "deployment/aiship",
+        f"{PREVIOUS_ANNOTATION}={previous}",
+    )  # fmt: skip
+    done = subprocess.run(
+        [
+            *aiship(kube_cluster, kube_namespace, "rollback"),
+            "--overlay",
+            "staging",
+            "--timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 8, done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert f"the rollout of {broken.image} failed" in error
+    assert f"rolled back to {v2.image}, which serves again (smoke-tested)" in error
+    stable = get(kube_cluster, kube_namespace, "deployment", "aiship")
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == v2.image
