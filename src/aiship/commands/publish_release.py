@@ -129,25 +129,20 @@ def publish_release(api: GitHubApi, notes: Notes, commit: str) -> Published:
     repo = f"/repos/{api.repo}"
     existing = api.find(f"{repo}/releases/tags/{notes.tag}", what=f"look for release {notes.tag}")
     if existing is not None:
-        log.info(f"{notes.tag} is released already ({existing.get('html_url', '')}): nothing to do")
+        log.info("%s is released already (%s): nothing to do", notes.tag, existing.get("html_url"))
         return Published(notes.tag, commit, released=False, url=existing.get("html_url", ""))
     tagged = _tag(api, notes.tag, commit, move=False)
     if notes.major_tag:
         _tag(api, notes.major_tag, tagged, move=True)
-    release = api.call(
-        "POST",
-        f"{repo}/releases",
-        what=f"publish release {notes.tag}",
-        permission="contents: write",
-        json={
-            "tag_name": notes.tag,
-            "name": notes.tag,
-            "body": notes.notes,
-            "prerelease": not notes.final,
-            "make_latest": "true" if notes.final else "false",
-        },
-    ).json()
-    log.info(f"published {notes.tag} at {tagged}: {release.get('html_url', '')}")
+    body = {
+        "tag_name": notes.tag,
+        "name": notes.tag,
+        "body": notes.notes,
+        "prerelease": not notes.final,
+        "make_latest": "true" if notes.final else "false",
+    }
+    release = _write(api, "POST", f"{repo}/releases", f"publish release {notes.tag}", body)
+    log.info("published %s at %s: %s", notes.tag, tagged, release.get("html_url", ""))
     return Published(notes.tag, tagged, True, notes.major_tag or "", release.get("html_url", ""))
 
 
@@ -158,31 +153,30 @@ def _tag(api: GitHubApi, tag: str, commit: str, *, move: bool) -> str:
     repo, what = f"/repos/{api.repo}", f"tag {tag}"
     found = api.find(f"{repo}/git/ref/tags/{tag}", what=f"look for {what}")
     if found is None:
-        body = {"ref": f"refs/tags/{tag}", "sha": commit}
-        api.call(
+        _write(
+            api,
             "POST",
             f"{repo}/git/refs",
-            what=f"create {what}",
-            permission="contents: write",
-            json=body,
+            f"create {what}",
+            {"ref": f"refs/tags/{tag}", "sha": commit},
         )
-        log.info(f"tagged {commit} as {tag}")
+        log.info("tagged %s as %s", commit, tag)
         return commit
     current = str(found.get("object", {}).get("sha", ""))
     if not move or current == commit:
         if current != commit:
-            log.info(f"{tag} exists at {current}, not {commit}: it is released from there")
+            log.info("%s exists at %s, not %s: it is released from there", tag, current, commit)
         return current
     body = {"sha": commit, "force": True}  # a major tag moves forward to each of its releases
-    api.call(
-        "PATCH",
-        f"{repo}/git/refs/tags/{tag}",
-        what=f"move {what}",
-        permission="contents: write",
-        json=body,
-    )
-    log.info(f"moved {tag} from {current} to {commit}")
+    _write(api, "PATCH", f"{repo}/git/refs/tags/{tag}", f"move {what}", body)
+    log.info("moved %s from %s to %s", tag, current, commit)
     return commit
+
+
+def _write(api: GitHubApi, method: str, path: str, what: str, body: dict) -> dict:
+    """A write of the repository's contents (refs, releases), for which the token needs
+    contents: write; what GitHub answered."""
+    return api.call(method, path, what=what, permission="contents: write", json=body).json()
 
 
 @dataclass(frozen=True)

@@ -135,13 +135,7 @@ def test_a_good_release_passes_staging_and_the_canary_is_promoted_then_rolled_ba
     # Rollback, the command: production back on v1 at once, no analysis, smoke-tested, recorded.
     point = release_to_roll_back(KubernetesTarget(kube_cluster.kubeconfig, production))
     assert point.release == v1 and point.canary is None
-    done = subprocess.run(
-        [*aiship(kube_cluster, production, "rollback"), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    done = run_aiship(kube_cluster, production, "rollback", "--json")
     assert done.returncode == 0, done.stderr
     back = json.loads(done.stdout)
     assert (back["result"], back["image"], back["previous_image"]) == (
@@ -311,6 +305,18 @@ def aiship(kube_cluster, namespace, command: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "aiship", command, *where, "--namespace", namespace, *args]
 
 
+def run_aiship(kube_cluster, namespace, command: str, *args: str) -> subprocess.CompletedProcess:
+    """COMMAND run to its end as a person runs it: outside CI (no run of a CI system's)."""
+    return subprocess.run(
+        aiship(kube_cluster, namespace, command, *args),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_"))},
+    )
+
+
 def canary_deploy(kube_cluster, namespace, release: Release, analysis_path: Path) -> list[str]:
     """The deploy command a release job runs: a canary, smoke-tested, its outcome recorded."""
     return aiship(
@@ -412,14 +418,7 @@ def test_a_killed_canary_is_removed_by_abort_or_rollback_and_stable_is_untouched
     before = get(kube_cluster, kube_namespace, "deployment", "aiship")
     with traffic(kube_cluster, kube_namespace) as load:
         killed_in_step_2(kube_cluster, kube_namespace, v2, tmp_path)
-        done = subprocess.run(
-            [*aiship(kube_cluster, kube_namespace, command), "--json"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            timeout=120,
-            env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_"))},
-        )
+        done = run_aiship(kube_cluster, kube_namespace, command, "--json")
     assert done.returncode == 0, done.stderr
     outputs = json.loads(done.stdout)
     if command == "abort":
@@ -593,14 +592,7 @@ def test_an_api_server_unreachable_past_the_bound_aborts_and_names_what_removes_
     assert "the canary could NOT be removed" in message and f"`{removal}`" in message
     # Left with its state, which the next command reads: abort removes it, stable untouched.
     assert CanaryState.of(get(kube_cluster, kube_namespace, "deployment", CANARY)) is not None
-    done = subprocess.run(
-        aiship(kube_cluster, kube_namespace, "abort"),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_"))},
-    )
+    done = run_aiship(kube_cluster, kube_namespace, "abort")
     assert done.returncode == 0, done.stderr
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
     stable_untouched(kube_cluster, kube_namespace, before)

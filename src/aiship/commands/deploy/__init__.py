@@ -58,9 +58,7 @@ def _target_flags(parser: argparse.ArgumentParser) -> None:
         help="seconds the rollout may take before it counts as failed",
     )
     kube = parser.add_argument_group("kubernetes")
-    kube.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
-    kube.add_argument("--context", help="kubeconfig context (default: the current one)")
-    kube.add_argument("--namespace", help="namespace to deploy into")
+    _cluster_flags(kube, "namespace to deploy into")
     kube.add_argument(
         "--overlay",
         default="production",
@@ -71,6 +69,13 @@ def _target_flags(parser: argparse.ArgumentParser) -> None:
         help="the environment recorded with the image (default: the overlay's name); "
         f"{PRODUCTION} requires a staging pass and a passing evaluation",
     )
+
+
+def _cluster_flags(group: argparse._ActionsContainer, namespace: str) -> None:
+    """Which cluster and namespace: the flags deploy, rollback and abort share."""
+    group.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
+    group.add_argument("--context", help="kubeconfig context (default: the current one)")
+    group.add_argument("--namespace", help=namespace)
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
@@ -364,9 +369,7 @@ def _abort_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", required=True, choices=("kubernetes",), help="where the canary runs"
     )
-    parser.add_argument("--kubeconfig", type=Path, help="[KUBECONFIG]")
-    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
-    parser.add_argument("--namespace", help="namespace of the canary")
+    _cluster_flags(parser, "namespace of the canary")
     parser.add_argument(
         "--any",
         action="store_true",

@@ -8,7 +8,7 @@ manifests/analysis.yaml; bench/canary_skew.py measures what the prediction check
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,23 +343,32 @@ def _waiting(name: str, need: int, what: str, canary: float, stable: float) -> C
 
 
 def _error_rate(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Check:
-    name = "error rate"
-    if min(canary.requests, stable.requests) < analysis.min_requests:
-        return _waiting(name, analysis.min_requests, "requests", canary.requests, stable.requests)
-    rates = canary.errors / canary.requests, stable.errors / stable.requests
-    passed = rates[0] - rates[1] <= analysis.max_error_increase
-    return Check(name, passed, *rates, f"max +{analysis.max_error_increase:.3f}")
+    return _share_increase(
+        "error rate", analysis, canary, stable, lambda pod: pod.errors, analysis.max_error_increase
+    )
 
 
 def _refusal_rate(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Check:
     """The share of 4xx answers: the same requests refused by the canary and served by stable
     is a broken release (a changed schema, a stricter validation), not the clients' fault."""
-    name = "4xx rate"
+    return _share_increase(
+        "4xx rate", analysis, canary, stable, lambda pod: pod.refused, analysis.max_refusal_increase
+    )
+
+
+def _share_increase(
+    name: str,
+    analysis: Analysis,
+    canary: PodMetrics,
+    stable: PodMetrics,
+    counted: Callable[[PodMetrics], int],
+    most: float,
+) -> Check:
+    """The canary's share of requests COUNTED against stable's: at most MOST higher."""
     if min(canary.requests, stable.requests) < analysis.min_requests:
         return _waiting(name, analysis.min_requests, "requests", canary.requests, stable.requests)
-    rates = canary.refused / canary.requests, stable.refused / stable.requests
-    passed = rates[0] - rates[1] <= analysis.max_refusal_increase
-    return Check(name, passed, *rates, f"max +{analysis.max_refusal_increase:.3f}")
+    shares = counted(canary) / canary.requests, counted(stable) / stable.requests
+    return Check(name, shares[0] - shares[1] <= most, *shares, f"max +{most:.3f}")
 
 
 def _latency(analysis: Analysis, canary: PodMetrics, stable: PodMetrics) -> Check:
