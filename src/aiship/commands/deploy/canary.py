@@ -150,7 +150,8 @@ def run_canary(
                 continue
             stable = kubectl.get("deployment", APP) or stable  # the autoscaler may have moved it
             replicas = canary_replicas(stable["spec"].get("replicas", 1), step.weight)
-            scale_canary(kubectl, deployment, replicas, min(timeout, left(deadline)), state)
+            wait = min(timeout, left(deadline))
+            scale_canary(kubectl, deployment, replicas, wait, state, analysis.unhealthy_seconds)
             if number == len(state.steps) + 1 and smoke_test:
                 canary = kubectl.get("deployment", CANARY)
                 failure = smoke_pods(kubectl, canary, release.build, None)
@@ -282,12 +283,18 @@ def canary_deployment(deployment: dict, replicas: int, state: CanaryState) -> di
 
 
 def scale_canary(
-    kubectl: Kubectl, deployment: dict, replicas: int, timeout: float, state: CanaryState
+    kubectl: Kubectl,
+    deployment: dict,
+    replicas: int,
+    timeout: float,
+    state: CanaryState,
+    node_patience: float,
 ) -> None:
-    """Apply the canary with REPLICAS pods and STATE, and wait until its pods are ready."""
+    """Apply the canary with REPLICAS pods and STATE, and wait until its pods are ready (a pod
+    with no working node fails it after NODE_PATIENCE seconds, not at TIMEOUT)."""
     canary = canary_deployment(deployment, replicas, state)
     kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump(canary))
-    failure = wait_rollout(kubectl, timeout, CANARY)
+    failure = wait_rollout(kubectl, timeout, CANARY, node_patience)
     if failure:
         for line in diagnose(kubectl, CANARY):
             log.error("  %s", line)

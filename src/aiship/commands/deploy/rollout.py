@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 from ...clients.kubectl import Kubectl
 from ...support.errors import ConfigError
@@ -33,10 +34,12 @@ MAX_RESTARTS = 2  # a new pod restarted more often than this is failing, whateve
 POLL_SECONDS = 1.0
 
 
-def wait_rollout(kubectl: Kubectl, timeout: float, name: str = APP) -> str | None:
+def wait_rollout(
+    kubectl: Kubectl, timeout: float, name: str = APP, node_patience: float | None = None
+) -> str | None:
     """None once the rollout of deployment NAME completed; otherwise why not, as soon as that is
-    known: a new pod stuck (crash loop, image pull, bad config, restarts), the progress deadline,
-    or TIMEOUT."""
+    known: a new pod stuck (crash loop, image pull, bad config, restarts; with NODE_PATIENCE, no
+    ready node for it that long), the progress deadline, or TIMEOUT."""
     deadline = time.monotonic() + timeout
     while True:
         deployment = kubectl.get("deployment", name)
@@ -48,7 +51,7 @@ def wait_rollout(kubectl: Kubectl, timeout: float, name: str = APP) -> str | Non
         if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
             return f"no progress for {deployment['spec'].get('progressDeadlineSeconds')} s"
         pods = new_pods(kubectl, deployment)
-        stuck = next((why for why in map(stuck_reason, pods) if why), None)
+        stuck = next((why for pod in pods if (why := stuck_reason(pod, node_patience))), None)
         if stuck:
             return stuck
         if time.monotonic() >= deadline:
@@ -79,8 +82,17 @@ def new_pods(kubectl: Kubectl, deployment: dict) -> list[dict]:
     return [p for p in (found or {}).get("items", []) if "deletionTimestamp" not in p["metadata"]]
 
 
-def stuck_reason(pod: dict) -> str | None:
-    """Why POD will not become ready by itself, or None while it still may."""
+def stuck_reason(pod: dict, node_patience: float | None = None) -> str | None:
+    """Why POD will not become ready by itself, or None while it still may; with NODE_PATIENCE,
+    a pod whose node stopped reporting, or that no node will take because the nodes are not
+    ready, counts as stuck after that many seconds (a node may come back; a pod waiting for
+    resources, which an autoscaler may add, is not judged here)."""
+    lost = node_lost(pod)
+    if lost and node_patience is not None:
+        reason, since = lost
+        waited = (datetime.now(UTC) - since).total_seconds()
+        if waited >= node_patience:
+            return f"pod {pod['metadata']['name']} {reason} for {waited:.0f} s"
     for status in container_statuses(pod):
         waiting = status.get("state", {}).get("waiting") or {}
         if waiting.get("reason") in STUCK_REASONS:
@@ -94,6 +106,38 @@ def stuck_reason(pod: dict) -> str | None:
                 f"(last exit: {last.get('reason', '?')}, code {last.get('exitCode', '?')})"
             )
     return None
+
+
+# The taints the node controller puts on a node that stopped reporting (and the scheduler names).
+NODE_GONE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def node_lost(pod: dict) -> tuple[str, datetime] | None:
+    """(what, since when) when POD has no working node: not schedulable only because the nodes
+    are not ready, or running on a node the node controller found gone (Ready False while its
+    containers, which no kubelet updates any more, still say ready)."""
+    scheduled, ready = condition(pod, "PodScheduled"), condition(pod, "Ready")
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    if scheduled and scheduled.get("status") == "False":
+        message = scheduled.get("message") or ""
+        if any(taint in message for taint in NODE_GONE_TAINTS):
+            return "has no ready node to run on", _moment(scheduled)
+    elif (
+        ready
+        and ready.get("status") == "False"
+        and statuses
+        and all(s.get("ready") for s in statuses)
+    ):
+        return "is on a node that stopped reporting", _moment(ready)
+    return None
+
+
+def _moment(found: dict) -> datetime:
+    stamp = found.get("lastTransitionTime") or ""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
 
 
 def smoke_pods(
