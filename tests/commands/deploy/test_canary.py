@@ -576,7 +576,10 @@ def test_an_api_server_unreachable_past_the_bound_aborts_and_names_what_removes_
         timeout=300,
     )
     monkeypatch.setattr(canary, "CLEANUP_SECONDS", 5)  # and the outage outlasts the clean-up
-    with partitioned_kubeconfig(kube_cluster.kubeconfig, tmp_path) as (kubeconfig, partition):
+    with (
+        partitioned_kubeconfig(kube_cluster.kubeconfig, tmp_path) as (kubeconfig, partition),
+        traffic(kube_cluster, kube_namespace) as load,
+    ):
         outage = cut_for(partition, 60, step_judged(kube_cluster, kube_namespace, 1))
         with pytest.raises(RolledBack) as aborted:
             deploy_kubernetes(
@@ -596,6 +599,7 @@ def test_an_api_server_unreachable_past_the_bound_aborts_and_names_what_removes_
     assert done.returncode == 0, done.stderr
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
     stable_untouched(kube_cluster, kube_namespace, before)
+    assert load.ok > 0 and all(f.startswith("5") is False for f in load.failures)
 
 
 def test_a_rollback_to_a_release_that_does_not_serve_either_puts_back_what_ran(
