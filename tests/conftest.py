@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import requests
 from aiship.clients.docker import docker
 from aiship.commands.build_image import BuiltImage, ImageBuild, build_image
 from aiship.local.base_image import usable_base_image
-from aiship.local.docker_engine import ensure_engine
+from aiship.local.docker_engine import engine_dir, ensure_engine, stop_engine
 from aiship.support.ports import free_port
 from tests.contracts.held import Held
 from tests.kubecluster import (  # noqa: F401  (fixtures)
@@ -220,10 +221,26 @@ def image_identity() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def docker_engine():
-    """The engine that answers, or dockerd started for this session (and stopped after it)."""
-    engine = ensure_engine(timeout=60)
-    yield engine
-    engine.stop()
+    """The engine that answers, or dockerd started for this session; stopped by the last test
+    session that uses it. Two sessions on one machine (a helper's tests beside the suite) share
+    it: each holds a shared lock on a file beside the engine's state, and only the session that
+    can take the lock alone at its end stops an engine a test session started."""
+    users = engine_dir() / "test-sessions.lock"
+    users.parent.mkdir(parents=True, exist_ok=True)
+    started_by_tests = engine_dir() / "started-by-tests"
+    with open(users, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        engine = ensure_engine(timeout=60)
+        if engine.started:
+            started_by_tests.touch()
+        yield engine
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # from shared: no one else holds it
+        except BlockingIOError:
+            return  # another session still uses the engine; the last one out stops it
+        if started_by_tests.exists():
+            started_by_tests.unlink()
+            stop_engine(engine.state_dir)
 
 
 @pytest.fixture(scope="session")
