@@ -200,7 +200,7 @@ def tokens(https_fake_server, monkeypatch):
 
     server = https_fake_server.server
     server.clear()
-    fake = FakeTokenService(https_fake_server.url, lifetime=1.0)
+    fake = FakeTokenService(https_fake_server.url)
     server.expect_request(re.compile(".*")).respond_with_handler(fake)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(https_fake_server.ca_pem))
     yield fake

@@ -1,5 +1,5 @@
 """A GitHub job's OIDC token service and Entra ID's token endpoint, on one local HTTPS server,
-with assertions that expire as GitHub's do (minutes there, a second or so here).
+with assertions that expire as GitHub's do (minutes there, seconds here).
 
 GitHub's side is its documented contract for custom OIDC clients: GET
 ACTIONS_ID_TOKEN_REQUEST_URL (which carries `?api-version=2.0`) with `&audience=...` and
@@ -34,7 +34,9 @@ class FakeTokenService:
     """GitHub's OIDC token service and Entra ID at BASE_URL; assertions live LIFETIME seconds."""
 
     base_url: str
-    lifetime: float = 1.0
+    # Long enough for one exchange on a loaded machine (MSAL's discovery and token POST took
+    # over a second there: a 1 s life failed a good sign-in), short enough to outlive in a test.
+    lifetime: float = 3.0
     minted: list[str] = field(default_factory=list)  # assertions GitHub gave out
     granted: list[str] = field(default_factory=list)  # scopes Entra ID granted tokens for
     refused: list[str] = field(default_factory=list)  # Entra ID's refusals, its error codes
