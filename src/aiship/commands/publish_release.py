@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,13 +114,7 @@ class Published:
     url: str = ""
 
     def outputs(self) -> dict[str, object]:
-        return {
-            "tag": self.tag,
-            "commit": self.commit,
-            "released": self.released,
-            "major_tag": self.major_tag,
-            "url": self.url,
-        }
+        return asdict(self)
 
 
 def publish_release(api: GitHubApi, notes: Notes, commit: str) -> Published:

@@ -64,14 +64,24 @@ def ledger(kube_cluster) -> Ledger:
     return Ledger(RegistryClient(RegistryLogin(kube_cluster.registry)), "aiship")
 
 
-def deploy(kube_cluster, namespace, release: Release, overlay="staging", canary=None, **more):
+def deploy(
+    kube_cluster,
+    namespace,
+    release: Release,
+    overlay="staging",
+    canary=None,
+    kubeconfig=None,
+    timeout=120,
+    smoke_test=True,
+):
+    """deploy_kubernetes as the release runs it, with the cluster's kubeconfig unless another
+    (a narrower deployer's, a partitioned one) is given."""
     return deploy_kubernetes(
         release,
-        KubernetesTarget(kube_cluster.kubeconfig, namespace, overlay=overlay),
-        timeout=120,
-        smoke_test=True,
+        KubernetesTarget(kubeconfig or kube_cluster.kubeconfig, namespace, overlay=overlay),
+        timeout=timeout,
+        smoke_test=smoke_test,
         canary=canary,
-        **more,
     )
 
 
@@ -273,13 +283,7 @@ def test_an_analysis_that_cannot_read_the_metrics_aborts_rather_than_promotes(
     deploy(kube_cluster, kube_namespace, v1)
     kubeconfig = deployer_kubeconfig(kube_cluster, kube_namespace, tmp_path)
     with pytest.raises(RolledBack, match=r"cannot read /metrics of pod .* needs get on pods/proxy"):
-        deploy_kubernetes(
-            v2,
-            KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
-            timeout=120,
-            smoke_test=True,
-            canary=analysis,
-        )
+        deploy(kube_cluster, kube_namespace, v2, canary=analysis, kubeconfig=kubeconfig)
     stable = get(kube_cluster, kube_namespace, "deployment", "aiship")
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == v1.image
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
@@ -466,11 +470,13 @@ def test_a_canary_whose_pods_never_get_ready_is_aborted_without_waiting_on_it_fo
     with pytest.raises(
         RolledBack, match=r"aborted at step 1/2 \(.*ready.*\); the canary was removed"
     ):
-        deploy_kubernetes(
+        deploy(
+            kube_cluster,
+            kube_namespace,
             release_images.never_ready,
-            KubernetesTarget(kube_cluster.kubeconfig, kube_namespace, overlay="staging"),
-            timeout=20,
             canary=analysis,
+            timeout=20,
+            smoke_test=False,
         )
     assert get(kube_cluster, kube_namespace, "deployment", CANARY) is None
     stable_untouched(kube_cluster, kube_namespace, before)
@@ -504,11 +510,13 @@ def test_a_canary_that_cannot_be_removed_says_so_and_names_the_command_that_remo
     kubeconfig = deployer_kubeconfig(kube_cluster, kube_namespace, tmp_path, role)
     monkeypatch.setattr(canary, "CLEANUP_SECONDS", 2)
     with pytest.raises(RolledBack) as aborted:
-        deploy_kubernetes(
+        deploy(
+            kube_cluster,
+            kube_namespace,
             v2,
-            KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
-            timeout=120,
             canary=analysis,
+            kubeconfig=kubeconfig,
+            smoke_test=False,
         )
     message = str(aborted.value)
     assert "the canary could NOT be removed" in message and "may still serve its share" in message
@@ -559,13 +567,7 @@ def test_an_api_server_unreachable_for_60_s_mid_step_is_ridden_out_and_the_canar
         traffic(kube_cluster, kube_namespace) as load,  # the clients keep their own route
     ):
         outage = cut_for(partition, 60, step_judged(kube_cluster, kube_namespace, 1))
-        promoted = deploy_kubernetes(
-            v2,
-            KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
-            timeout=120,
-            smoke_test=True,
-            canary=patient,
-        )
+        promoted = deploy(kube_cluster, kube_namespace, v2, canary=patient, kubeconfig=kubeconfig)
         outage.join(timeout=120)
     assert promoted.result == "promoted" and len(promoted.checks) == 2
     assert partition.cut_off.is_set() is False  # the outage happened, and ended, mid-release
@@ -595,11 +597,13 @@ def test_an_api_server_unreachable_past_the_bound_aborts_and_names_what_removes_
     ):
         outage = cut_for(partition, 60, step_judged(kube_cluster, kube_namespace, 1))
         with pytest.raises(RolledBack) as aborted:
-            deploy_kubernetes(
+            deploy(
+                kube_cluster,
+                kube_namespace,
                 v2,
-                KubernetesTarget(kubeconfig, kube_namespace, overlay="staging"),
-                timeout=120,
                 canary=impatient,
+                kubeconfig=kubeconfig,
+                smoke_test=False,
             )
         outage.join(timeout=120)
     message = str(aborted.value)
