@@ -456,6 +456,14 @@ def canary_removed(kubectl: Kubectl, within: float) -> str | None:
                 time.sleep(1)
 
 
+def remove_or_say_how(kubectl: Kubectl) -> None:
+    """Remove the canary, as `abort` and `rollback` do; a StepError naming the command that
+    removes it when it cannot be."""
+    error = canary_removed(kubectl, CLEANUP_SECONDS)
+    if error is not None:
+        raise StepError(what_became(kubectl, error))
+
+
 def what_became(kubectl: Kubectl, error: str | None) -> str:
     """What became of the canary, for an abort line: with the command that removes it when it
     could not be removed."""
@@ -505,9 +513,7 @@ def abort_canary(kubectl: Kubectl, only_run: str | None) -> AbortResult:
             run or "an unknown run",
         )
         return AbortResult("kept", image, run)
-    error = canary_removed(kubectl, CLEANUP_SECONDS)
-    if error is not None:
-        raise StepError(what_became(kubectl, error))
+    remove_or_say_how(kubectl)
     stable = kubectl.get("deployment", APP)
     serving = container_image(stable) if stable else None
     log.info(

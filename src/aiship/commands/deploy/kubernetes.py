@@ -16,7 +16,15 @@ from ...clients.kubectl import Kubectl, kubectl_path
 from ...support.errors import ConfigError, NotFound, RolledBack, StepError, Unavailable
 from ...support.paths import project_manifests
 from ...support.processes import last_line, run
-from .canary import CANARY, CLEANUP_SECONDS, canary_removed, resumable, run_canary, what_became
+from .canary import (
+    CANARY,
+    CLEANUP_SECONDS,
+    canary_removed,
+    remove_or_say_how,
+    resumable,
+    run_canary,
+    what_became,
+)
 from .release import Build, DeployResult, KubernetesTarget, Release
 from .rollout import (
     APP,
@@ -136,9 +144,7 @@ def release_to_roll_back(target: KubernetesTarget) -> RollbackPoint:
 def remove_the_canary(target: KubernetesTarget, point: RollbackPoint) -> DeployResult:
     """A rollback that removes only the canary: stable untouched."""
     kubectl = Kubectl(target.kubeconfig, target.namespace, target.context)
-    error = canary_removed(kubectl, CLEANUP_SECONDS)
-    if error is not None:
-        raise StepError(what_became(kubectl, error))
+    remove_or_say_how(kubectl)
     line = f"removed the canary of {point.canary}; stable serves, untouched"
     log.info("%s", line)
     image = point.release.image
